@@ -1,0 +1,31 @@
+//! # eso-api
+//!
+//! The custom resource types of an External Secrets Operator (ESO) compatible operator:
+//! [`ExternalSecret`], [`SecretStore`] and [`ClusterSecretStore`] in group `external-secrets.io`,
+//! served at `v1` (storage) and `v1beta1` (identity conversion; the v1 schema is a superset).
+//!
+//! Field names, types and defaults follow ESO v2.9 so existing YAML applies unchanged.
+//! Validation lives in the schema (enums, patterns, CEL rules) so the apiserver rejects bad
+//! objects itself. [`crds()`] returns the complete CustomResourceDefinitions (both versions);
+//! `cargo xtask crdgen` writes them to `deploy/crds/`.
+//!
+//! This crate has no runtime: no client, no async, no AWS.
+#![warn(missing_docs)]
+
+pub mod common;
+pub mod crd;
+pub mod external_secret;
+pub mod secret_store;
+pub mod well_known;
+
+pub use common::*;
+pub use crd::{admission_policies, crds};
+pub use external_secret::*;
+pub use secret_store::*;
+
+/// The API group.
+pub const GROUP: &str = "external-secrets.io";
+/// The storage version.
+pub const VERSION: &str = "v1";
+/// The older version, still served.
+pub const VERSION_V1BETA1: &str = "v1beta1";

@@ -1,0 +1,2 @@
+//! kube-runtime controllers for ExternalSecret, SecretStore and ClusterSecretStore, embeddable in other Rust controllers.
+#![warn(missing_docs)]

@@ -1,0 +1,51 @@
+//! `cargo xtask`: project automation.
+//!
+//! - `cargo xtask crdgen [--check]`: write (or check) `deploy/crds/*.yaml` from the eso-api types.
+//! - `cargo xtask testenv up|down|env|status`: a real control plane (etcd, kube-apiserver,
+//!   kube-controller-manager) and a moto server on loopback.
+//! - `cargo xtask ci`: everything CI runs.
+
+mod ci;
+mod crdgen;
+mod testenv;
+
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r.to_vec()),
+        None => {
+            print_help();
+            return Ok(());
+        }
+    };
+    match cmd {
+        "crdgen" => crdgen::run(rest.iter().any(|a| a == "--check")),
+        "testenv" => testenv::run(&rest),
+        "ci" => ci::run(&rest),
+        "help" | "--help" | "-h" => {
+            print_help();
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other:?}; run `cargo xtask help`"),
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask <command>\n\n\
+         crdgen [--check]            write deploy/crds from the eso-api types (--check: fail if stale)\n\
+         testenv up|down|env|status  local control plane + moto on loopback\n\
+         ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down"
+    );
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn project_root() -> PathBuf {
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("xtask"));
+    dir.parent().map(PathBuf::from).unwrap_or(dir)
+}
