@@ -5,8 +5,12 @@
 //!   kube-controller-manager) and a moto server on loopback.
 //! - `cargo xtask ci`: everything CI runs.
 
+mod bench;
 mod ci;
 mod crdgen;
+mod demo;
+mod fuzz;
+mod proxy;
 mod testenv;
 
 use anyhow::{Result, bail};
@@ -25,6 +29,8 @@ fn main() -> Result<()> {
         "crdgen" => crdgen::run(rest.iter().any(|a| a == "--check")),
         "testenv" => testenv::run(&rest),
         "ci" => ci::run(&rest),
+        "demo" => demo::run(&rest),
+        "bench" => bench::run(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -38,7 +44,9 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          crdgen [--check]            write deploy/crds from the eso-api types (--check: fail if stale)\n\
          testenv up|down|env|status  local control plane + moto on loopback\n\
-         ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down"
+         ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down\n\
+         demo [down]                 the user's seed flow end to end on the local control plane\n\
+         bench [--es N --distinct D --big M --interval S]  operator benchmarks on the local control plane"
     );
 }
 

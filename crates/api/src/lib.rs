@@ -29,3 +29,29 @@ pub const GROUP: &str = "external-secrets.io";
 pub const VERSION: &str = "v1";
 /// The older version, still served.
 pub const VERSION_V1BETA1: &str = "v1beta1";
+
+mod duration;
+pub use duration::parse_go_duration;
+
+impl ExternalSecretSpec {
+    /// The refresh interval; `None` when the string is not a valid duration (the schema prevents
+    /// that on a real cluster). An absent field means ESO's default of one hour.
+    pub fn refresh_interval_duration(&self) -> Option<std::time::Duration> {
+        match &self.refresh_interval {
+            None => Some(std::time::Duration::from_secs(3600)),
+            Some(s) => parse_go_duration(s),
+        }
+    }
+}
+
+impl SecretStoreSpec {
+    /// The store's re-validation interval: seconds (int) or a Go duration; `None` when unset or zero.
+    pub fn refresh_interval_duration(&self) -> Option<std::time::Duration> {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let d = match self.refresh_interval.as_ref()? {
+            IntOrString::Int(n) => std::time::Duration::from_secs(u64::try_from(*n).ok()?),
+            IntOrString::String(s) => parse_go_duration(s)?,
+        };
+        (!d.is_zero()).then_some(d)
+    }
+}

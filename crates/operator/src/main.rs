@@ -1,1 +1,304 @@
-fn main() {}
+//! `eso-operator`: syncs AWS Secrets Manager secrets into Kubernetes Secrets, accepting External
+//! Secrets Operator (ESO) YAML unchanged.
+//!
+//! `eso-operator [flags]` runs the controllers; `eso-operator render -f es.yaml --remote k=file`
+//! prints the Secret the operator would write, offline.
+
+mod http;
+mod leader;
+mod render;
+mod wiring;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use tracing::{error, info};
+
+/// Command line (ESO's flag names where they exist).
+#[derive(Parser, Debug)]
+#[command(name = "eso-operator", version, about = "External Secrets Operator compatible controller for AWS Secrets Manager")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the Secret an ExternalSecret would produce, from local files (no cluster, no AWS).
+    Render {
+        /// The ExternalSecret YAML (external-secrets.io/v1 or v1beta1).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// A remote secret: `<key>=<file>` (the file holds the secret string or bytes). Repeatable.
+        #[arg(long = "remote", value_name = "KEY=FILE")]
+        remotes: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "ESO_NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Number of concurrent ExternalSecret reconciles.
+    #[arg(long, default_value_t = 10)]
+    concurrent: u16,
+    /// Only stores with this `spec.controller` (or none) are handled.
+    #[arg(long, default_value = "default")]
+    controller_class: String,
+    /// Run only while holding a coordination.k8s.io Lease.
+    #[arg(long, default_value_t = false)]
+    enable_leader_election: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "external-secrets-controller")]
+    leader_election_id: String,
+    /// Namespace of the Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Lease duration.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_election_lease_duration: Duration,
+    /// Renew deadline.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_election_renew_deadline: Duration,
+    /// Retry period.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_election_retry_period: Duration,
+    /// Prometheus metrics address.
+    #[arg(long, default_value = ":8080")]
+    metrics_addr: String,
+    /// Health probes address (`/healthz`, `/readyz`). `--live-addr` is accepted too.
+    #[arg(long, alias = "live-addr", default_value = ":8082")]
+    health_addr: String,
+    /// Kubernetes client QPS (accepted for ESO compatibility).
+    #[arg(long, default_value_t = 50.0)]
+    client_qps: f32,
+    /// Kubernetes client burst (accepted for ESO compatibility).
+    #[arg(long, default_value_t = 100)]
+    client_burst: u32,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    loglevel: String,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+    /// Store re-validation interval when a store sets none.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    store_requeue_interval: Duration,
+    /// Refuse to use stores whose Ready condition is False.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_flood_gate: bool,
+    /// Run the ClusterSecretStore controller.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_cluster_store_reconciler: bool,
+    /// How long provider answers are shared between ExternalSecrets (single-flight cache TTL).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    provider_cache_ttl: Duration,
+    /// Upper bound of the provider value cache, in MiB.
+    #[arg(long, default_value_t = 64)]
+    provider_cache_mib: u64,
+    /// Liveness fails when work is overdue by this long.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    liveness_stall_threshold: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    eso_api::parse_go_duration(s).ok_or_else(|| format!("invalid duration {s:?} (use e.g. 15s, 5m, 1h)"))
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr> {
+    let s = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    s.parse().with_context(|| format!("invalid address {s:?}"))
+}
+
+fn init_logging(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},kube=warn,aws=warn,hyper=warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Render { file, remotes }) = &cli.command {
+        return render_command(file, remotes);
+    }
+    init_logging(&cli.run.loglevel, &cli.run.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(run(cli.run))
+}
+
+fn render_command(file: &PathBuf, remotes: &[String]) -> Result<()> {
+    let yaml = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut values = Vec::new();
+    for r in remotes {
+        let Some((key, path)) = r.split_once('=') else {
+            bail!("--remote expects <key>=<file>, got {r:?}");
+        };
+        let bytes = std::fs::read(path).with_context(|| format!("reading remote value for {key:?} from {path}"))?;
+        values.push((key.to_string(), bytes));
+    }
+    let out = render::render(&yaml, &values)?;
+    print!("{out}");
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let handles = eso_reconciler::Handles {
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        metrics: Arc::new(eso_reconciler::Metrics::default()),
+        watchdog: Arc::new(eso_reconciler::Watchdog::new(args.liveness_stall_threshold)),
+    };
+
+    // Probes and metrics first: a standby replica must answer probes while it waits.
+    let leading = Arc::new(std::sync::atomic::AtomicBool::new(!args.enable_leader_election));
+    {
+        let h = handles.clone();
+        let leading = leading.clone();
+        let addr = parse_addr(&args.health_addr)?;
+        tokio::spawn(async move {
+            let handler: http::Handler = Arc::new(move |path| match path {
+                "/healthz" | "/livez" => match h.watchdog.healthy() {
+                    Ok(()) => (200, "ok\n".into()),
+                    Err(e) => (503, format!("{e}\n")),
+                },
+                "/readyz" => {
+                    if !leading.load(Ordering::SeqCst) || h.ready.load(Ordering::SeqCst) {
+                        (200, "ok\n".into())
+                    } else {
+                        (503, "caches not synced\n".into())
+                    }
+                }
+                _ => (404, "not found\n".into()),
+            });
+            if let Err(e) = http::serve(addr, handler).await {
+                error!(error = %e, %addr, "health server failed");
+            }
+        });
+        let metrics = handles.metrics.clone();
+        let addr = parse_addr(&args.metrics_addr)?;
+        tokio::spawn(async move {
+            let handler: http::Handler = Arc::new(move |path| match path {
+                "/metrics" => (200, metrics.render()),
+                _ => (404, "not found\n".into()),
+            });
+            if let Err(e) = http::serve(addr, handler).await {
+                error!(error = %e, %addr, "metrics server failed");
+            }
+        });
+    }
+
+    let lease_api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), &args.leader_election_namespace);
+    let leader_cfg = leader::LeaderConfig {
+        name: args.leader_election_id.clone(),
+        namespace: args.leader_election_namespace.clone(),
+        identity: format!(
+            "{}_{}",
+            std::env::var("POD_NAME").unwrap_or_else(|_| "eso-operator".into()),
+            std::process::id()
+        ),
+        lease_duration: args.leader_election_lease_duration,
+        renew_deadline: args.leader_election_renew_deadline,
+        retry_period: args.leader_election_retry_period,
+    };
+    if args.enable_leader_election {
+        tokio::select! {
+            _ = leader::acquire(&lease_api, &leader_cfg) => {}
+            _ = shutdown_signal() => { info!("shutting down before becoming leader"); return Ok(()); }
+        }
+        leading.store(true, Ordering::SeqCst);
+    }
+
+    let config = eso_reconciler::Config {
+        controller_class: args.controller_class.clone(),
+        namespace: (!args.namespace.is_empty()).then(|| args.namespace.clone()),
+        concurrency: args.concurrent.max(1),
+        flood_gate: args.enable_flood_gate,
+        store_requeue_interval: args.store_requeue_interval,
+        enable_cluster_stores: args.enable_cluster_store_reconciler,
+        ..eso_reconciler::Config::default()
+    };
+    let hub = wiring::hub(client.clone(), &args_cache(&args), handles.metrics.clone());
+    info!(
+        namespace = %args.namespace, concurrent = args.concurrent, class = %args.controller_class,
+        client_qps = args.client_qps, client_burst = args.client_burst, "starting controllers"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controllers = tokio::spawn(eso_reconciler::run(client.clone(), config, hub, handles.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+
+    let lost = async {
+        if args.enable_leader_election {
+            let e = leader::hold(&lease_api, &leader_cfg).await;
+            Some(e)
+        } else {
+            futures::future::pending::<Option<leader::LeaderError>>().await
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {
+            info!("SIGTERM: stopping controllers");
+            let _ = stop_tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(20), controllers).await;
+            if args.enable_leader_election {
+                leader::release(&lease_api, &leader_cfg).await;
+            }
+            Ok(())
+        }
+        e = lost => {
+            // Stop at once: never write after losing the Lease.
+            error!(error = ?e, "leadership lost; exiting");
+            std::process::exit(1);
+        }
+    }
+}
+
+struct CacheArgs {
+    ttl: Duration,
+    max_bytes: u64,
+}
+
+fn args_cache(args: &RunArgs) -> CacheArgs {
+    CacheArgs { ttl: args.provider_cache_ttl, max_bytes: args.provider_cache_mib.saturating_mul(1024 * 1024) }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,2 +1,405 @@
-//! kube-runtime controllers for ExternalSecret, SecretStore and ClusterSecretStore, embeddable in other Rust controllers.
+//! # eso-reconciler
+//!
+//! kube-runtime controllers for `ExternalSecret`, `SecretStore` and `ClusterSecretStore` with
+//! External Secrets Operator semantics, embeddable in any Rust controller: build a [`Context`]
+//! with [`Config`] and a [`ProviderHub`], then drive [`run`].
+//!
+//! What is watched (and nothing else):
+//! - ExternalSecrets (through [`DeserializeGuard`], so one malformed object never stops the watch);
+//! - Secrets labelled `reconcile.external-secrets.io/managed=true` only, trimmed to metadata, key
+//!   names and a hash before caching ([`secrets`]);
+//! - SecretStores and ClusterSecretStores (a store turning Ready wakes the ExternalSecrets that use it);
+//! - Namespaces, metadata only (ClusterSecretStore namespace conditions).
 #![warn(missing_docs)]
+
+pub mod conditions;
+pub mod external_secret;
+pub mod hub;
+pub mod kube_access;
+pub mod metrics;
+pub mod ownership;
+pub mod refresh;
+pub mod secrets;
+pub mod stores;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eso_api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tracing::{info, warn};
+
+pub use hub::{FailureClass, FetchFailure, ProviderHub, StoreContext, Validation};
+pub use metrics::Metrics;
+
+use external_secret::EsState;
+
+/// Controller settings (the operator maps its flags onto these).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Only handle stores whose `spec.controller` is empty or equals this (`--controller-class`).
+    pub controller_class: String,
+    /// Watch one namespace only (`--namespace`); `None`: all namespaces.
+    pub namespace: Option<String>,
+    /// Concurrent ExternalSecret reconciles (`--concurrent`).
+    pub concurrency: u16,
+    /// Refuse to use stores whose Ready condition is False (ESO's flood gate).
+    pub flood_gate: bool,
+    /// Periodic refreshes are delayed by up to this fraction of the interval.
+    pub jitter_fraction: f64,
+    /// Upper bound of the error backoff.
+    pub max_backoff: Duration,
+    /// After a restart, overdue refreshes of valid Secrets are spread over up to this window.
+    pub restart_spread: Duration,
+    /// Store re-validation interval when the store sets none (`--store-requeue-interval`).
+    pub store_requeue_interval: Duration,
+    /// Run the ClusterSecretStore controller and honour ClusterSecretStore references.
+    pub enable_cluster_stores: bool,
+    /// Events reporter name.
+    pub reporter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            controller_class: "default".to_string(),
+            namespace: None,
+            concurrency: 10,
+            flood_gate: true,
+            jitter_fraction: 0.1,
+            max_backoff: Duration::from_secs(300),
+            restart_spread: Duration::from_secs(300),
+            store_requeue_interval: Duration::from_secs(300),
+            enable_cluster_stores: true,
+            reporter: "external-secrets".to_string(),
+        }
+    }
+}
+
+/// Errors a reconcile can end with (all reach `error_policy`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API call failed while trying to {action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A provider failed (transient classes back off).
+    #[error("provider: {0}")]
+    Provider(FetchFailure),
+    /// The sync failed for another reason (already reported in status).
+    #[error("{0}")]
+    Sync(String),
+}
+
+/// Liveness: detects a work queue that stopped draining.
+#[derive(Debug)]
+pub struct Watchdog {
+    inner: Mutex<WatchdogState>,
+    stall_after: Duration,
+}
+
+#[derive(Debug)]
+struct WatchdogState {
+    in_flight: HashMap<u64, Instant>,
+    next_id: u64,
+    last_progress: Instant,
+    earliest_due: Option<Instant>,
+}
+
+/// Marks one reconcile in flight until dropped.
+#[derive(Debug)]
+pub struct Busy<'a> {
+    dog: &'a Watchdog,
+    id: u64,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.dog.inner.lock() {
+            s.in_flight.remove(&self.id);
+            s.last_progress = Instant::now();
+        }
+    }
+}
+
+impl Watchdog {
+    /// A watchdog that reports unhealthy when work is overdue by `stall_after`.
+    pub fn new(stall_after: Duration) -> Self {
+        Self {
+            inner: Mutex::new(WatchdogState {
+                in_flight: HashMap::new(),
+                next_id: 0,
+                last_progress: Instant::now(),
+                earliest_due: None,
+            }),
+            stall_after,
+        }
+    }
+
+    /// Record the start of a reconcile.
+    pub fn start(&self) -> Busy<'_> {
+        let mut id = 0;
+        if let Ok(mut s) = self.inner.lock() {
+            s.next_id += 1;
+            id = s.next_id;
+            s.in_flight.insert(id, Instant::now());
+            s.last_progress = Instant::now();
+            if s.earliest_due.is_some_and(|d| d <= Instant::now()) {
+                s.earliest_due = None;
+            }
+        }
+        Busy { dog: self, id }
+    }
+
+    /// Record that work is scheduled `after` from now.
+    pub fn expect_by(&self, after: Duration) {
+        if let Ok(mut s) = self.inner.lock() {
+            let due = Instant::now() + after;
+            s.earliest_due = Some(s.earliest_due.map_or(due, |d| d.min(due)));
+        }
+    }
+
+    /// Healthy unless a reconcile has been running longer than the threshold, or scheduled work
+    /// is overdue by the threshold while nothing made progress.
+    pub fn healthy(&self) -> Result<(), String> {
+        let Ok(s) = self.inner.lock() else { return Err("watchdog poisoned".into()) };
+        let now = Instant::now();
+        if let Some(oldest) = s.in_flight.values().min() {
+            if now.duration_since(*oldest) > self.stall_after {
+                return Err(format!("a reconcile has been running for {:?}", now.duration_since(*oldest)));
+            }
+        }
+        if let Some(due) = s.earliest_due {
+            if now > due + self.stall_after && now.duration_since(s.last_progress) > self.stall_after {
+                return Err(format!("work queue stalled: work overdue by {:?}", now.duration_since(due)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Settings.
+    pub config: Config,
+    /// Providers.
+    pub hub: Arc<dyn ProviderHub>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Liveness.
+    pub watchdog: Arc<Watchdog>,
+    secrets: Store<Secret>,
+    stores: Store<DeserializeGuard<SecretStore>>,
+    cluster_stores: Store<DeserializeGuard<ClusterSecretStore>>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    state: Mutex<HashMap<ObjectRef<ExternalSecret>, EsState>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    fn secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+        self.secrets.get(&ObjectRef::new(name).within(ns))
+    }
+
+    fn es_state(&self, key: &ObjectRef<ExternalSecret>) -> EsState {
+        self.state.lock().ok().and_then(|s| s.get(key).cloned()).unwrap_or_default()
+    }
+
+    fn update_state<T>(&self, key: &ObjectRef<ExternalSecret>, f: impl FnOnce(&mut EsState) -> T) -> T {
+        match self.state.lock() {
+            Ok(mut s) => f(s.entry(key.clone()).or_default()),
+            Err(_) => f(&mut EsState::default()),
+        }
+    }
+
+    fn forget(&self, ns: &str, name: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.remove(&ObjectRef::new(name).within(ns));
+        }
+    }
+}
+
+fn scoped<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Handles to observe a running set of controllers.
+#[derive(Clone, Debug)]
+pub struct Handles {
+    /// True once every cache has synced (readiness).
+    pub ready: Arc<AtomicBool>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Liveness watchdog.
+    pub watchdog: Arc<Watchdog>,
+}
+
+impl Handles {
+    /// New handles (pass the same ones to [`run`] and to your health endpoints).
+    pub fn new() -> Self {
+        Self {
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::default()),
+            watchdog: Arc::new(Watchdog::new(Duration::from_secs(120))),
+        }
+    }
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Run the ExternalSecret, SecretStore and ClusterSecretStore controllers until `shutdown`
+/// resolves.
+pub async fn run(
+    client: Client,
+    config: Config,
+    hub: Arc<dyn ProviderHub>,
+    handles: Handles,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = config.namespace.clone();
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+
+    // Stores: controllers own the reflectors; the ExternalSecret controller reads them.
+    let ss_api: Api<DeserializeGuard<SecretStore>> = scoped(&client, &ns);
+    let ss_controller = Controller::new(ss_api.clone(), watcher::Config::default().any_semantic());
+    let ss_store = ss_controller.store();
+    let css_api: Api<DeserializeGuard<ClusterSecretStore>> = Api::all(client.clone());
+    let css_controller = Controller::new(css_api.clone(), watcher::Config::default().any_semantic());
+    let css_store = css_controller.store();
+
+    // Managed Secrets, label-selected and trimmed.
+    let (secret_reader, secret_writer) = reflector::store::<Secret>();
+    let secret_api: Api<Secret> = scoped(&client, &ns);
+    let secret_stream = watcher(
+        secret_api,
+        watcher::Config::default().labels(&format!("{}=true", eso_api::well_known::LABEL_MANAGED)),
+    )
+    .default_backoff()
+    .modify(secrets::trim)
+    .reflect(secret_writer)
+    .touched_objects();
+
+    // Namespaces, metadata only.
+    let (ns_reader, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let ns_stream = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(ns_writer)
+        .applied_objects();
+
+    let es_api: Api<DeserializeGuard<ExternalSecret>> = scoped(&client, &ns);
+    let es_controller = Controller::new(es_api, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency));
+    let es_store = es_controller.store();
+
+    let reporter = Reporter { controller: config.reporter.clone(), instance: std::env::var("POD_NAME").ok() };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: config.clone(),
+        hub,
+        recorder,
+        metrics: handles.metrics.clone(),
+        watchdog: handles.watchdog.clone(),
+        secrets: secret_reader.clone(),
+        stores: ss_store.clone(),
+        cluster_stores: css_store.clone(),
+        namespaces: ns_reader.clone(),
+        state: Mutex::new(HashMap::new()),
+    });
+
+    // Readiness: every cache synced.
+    {
+        let ready = handles.ready.clone();
+        let (a, b, c, d, e) = (ss_store.clone(), css_store.clone(), secret_reader, ns_reader, es_store.clone());
+        tokio::spawn(async move {
+            let _ = a.wait_until_ready().await;
+            let _ = b.wait_until_ready().await;
+            let _ = c.wait_until_ready().await;
+            let _ = d.wait_until_ready().await;
+            let _ = e.wait_until_ready().await;
+            ready.store(true, Ordering::SeqCst);
+            info!("caches synced");
+        });
+    }
+
+    let es_for_secrets = es_store.clone();
+    let es_for_ss = es_store.clone();
+    let es_for_css = es_store.clone();
+    let es_controller = es_controller
+        .watches_stream(secret_stream, move |s: Secret| {
+            let ns = s.namespace().unwrap_or_default();
+            external_secret::secret_to_es(&es_for_secrets, &ns, &s.name_any())
+        })
+        .watches(ss_api, watcher::Config::default().any_semantic(), move |s: DeserializeGuard<SecretStore>| {
+            let ns = s.namespace();
+            external_secret::stores_to_es(&es_for_ss, eso_api::StoreKind::SecretStore, ns, s.name_any())
+        })
+        .watches(css_api, watcher::Config::default().any_semantic(), move |s: DeserializeGuard<ClusterSecretStore>| {
+            external_secret::stores_to_es(&es_for_css, eso_api::StoreKind::ClusterSecretStore, None, s.name_any())
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(external_secret::reconcile, external_secret::error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "ExternalSecret controller event");
+            }
+        });
+    let ss = ss_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(stores::reconcile_store, stores::store_error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let css = css_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(stores::reconcile_cluster_store, stores::store_error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let ns_task = ns_stream.for_each(|r| async move {
+        if let Err(e) = r {
+            warn!(error = %e, "namespace watch");
+        }
+    });
+    let enable_css = config.enable_cluster_stores;
+    tokio::select! {
+        _ = es_controller => {},
+        _ = ss => {},
+        _ = async { if enable_css { css.await } else { futures::future::pending::<()>().await } } => {},
+        _ = ns_task => {},
+    }
+    info!("controllers stopped");
+}

@@ -1,0 +1,797 @@
+//! The ExternalSecret controller: `reconcile` + `error_policy`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eso_api::well_known::{
+    ANNOTATION_DATA_HASH, CONDITION_READY, FINALIZER_EXTERNAL_SECRET, LABEL_CREATED_BY, LABEL_MANAGED,
+};
+use eso_api::{
+    Binding, ConditionStatus, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus, StoreKind,
+};
+use eso_mapping::{Fetched, Request, StoreRef};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::conditions::*;
+use crate::hub::{FailureClass, FetchFailure, StoreContext};
+use crate::ownership::{self, ANNOTATION_ALLOW_ADOPTION, Decision, ExistingTarget};
+use crate::refresh;
+use crate::{Context, Error, secrets, stores};
+
+/// Field manager for status writes.
+pub const STATUS_MANAGER: &str = "external-secrets";
+
+/// Why a sync did not complete; each maps to ESO's Ready condition and an Event.
+#[derive(Debug)]
+pub(crate) enum SyncFailure {
+    /// Provider or store problem (reason SecretSyncedError, message "could not get secret data from provider").
+    Provider(FetchFailure),
+    /// The mapping engine rejected the spec or the remote data.
+    Mapping(String),
+    /// A target write failed.
+    Write { message: &'static str, detail: String, permanent: bool },
+    /// Kubernetes API failure.
+    Kube(kube::Error),
+}
+
+impl SyncFailure {
+    fn condition_message(&self) -> (String, String) {
+        match self {
+            SyncFailure::Provider(f) => (format!("{MSG_PROVIDER}: {}", f.message), f.message.clone()),
+            SyncFailure::Mapping(m) => (format!("{MSG_PROVIDER}: {m}"), m.clone()),
+            SyncFailure::Write { message, detail, .. } => {
+                if detail.is_empty() {
+                    ((*message).to_string(), (*message).to_string())
+                } else {
+                    (format!("{message}: {detail}"), detail.clone())
+                }
+            }
+            SyncFailure::Kube(e) => (format!("{MSG_UPDATE_FAILED}: {e}"), e.to_string()),
+        }
+    }
+
+    /// Permanent failures wait for a change (or the next refresh) instead of backing off.
+    fn permanent(&self) -> bool {
+        match self {
+            SyncFailure::Provider(f) => matches!(f.class, FailureClass::InvalidConfig | FailureClass::Unsupported),
+            SyncFailure::Mapping(_) => true,
+            SyncFailure::Write { permanent, .. } => *permanent,
+            SyncFailure::Kube(_) => false,
+        }
+    }
+}
+
+/// What a successful sync did.
+struct Synced {
+    reason: &'static str,
+    message: &'static str,
+    wrote_secret: bool,
+    binding: Option<String>,
+}
+
+/// In-memory per-object state (never persisted).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EsState {
+    pub last_check: Option<Timestamp>,
+    pub failures: u32,
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn seed_of(namespace: &str, name: &str) -> u64 {
+    // FNV-1a: stable across runs, no randomness needed.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in namespace.bytes().chain([b'/']).chain(name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The target Secret's name.
+pub fn target_name(es: &ExternalSecret) -> String {
+    es.spec.target.name.clone().unwrap_or_else(|| es.name_any())
+}
+
+/// The store an ExternalSecret names by default.
+pub(crate) fn default_store(es: &ExternalSecret) -> Option<StoreRef> {
+    let r = es.spec.secret_store_ref.as_ref()?;
+    Some(StoreRef { kind: r.kind.unwrap_or_default(), name: r.name.clone()? })
+}
+
+/// Every store an ExternalSecret references (spec, data[].sourceRef, dataFrom[].sourceRef).
+pub fn referenced_stores(es: &ExternalSecret) -> Vec<StoreRef> {
+    let mut out = Vec::new();
+    if let Some(s) = default_store(es) {
+        out.push(s);
+    }
+    let mut push = |r: Option<&eso_api::SecretStoreRef>| {
+        if let Some(r) = r {
+            if let Some(name) = &r.name {
+                out.push(StoreRef { kind: r.kind.unwrap_or_default(), name: name.clone() });
+            }
+        }
+    };
+    for d in &es.spec.data {
+        push(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()));
+    }
+    for d in &es.spec.data_from {
+        push(d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reconcile one ExternalSecret.
+pub async fn reconcile(guard: Arc<DeserializeGuard<ExternalSecret>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let es = match &guard.0 {
+        Ok(es) => es,
+        Err(invalid) => {
+            // One malformed object never stops the watch: report it and wait for a change.
+            warn!(error = %invalid, "ignoring an ExternalSecret that does not deserialize");
+            return Ok(Action::await_change());
+        }
+    };
+    let ns = es.namespace().unwrap_or_default();
+    let name = es.name_any();
+    let started = Instant::now();
+    let _busy = ctx.watchdog.start();
+    ctx.metrics.inc("externalsecret_sync_calls_total", crate::metrics::es_labels(&ns, &name));
+    let result = reconcile_inner(es, &ns, &name, &ctx).await;
+    ctx.metrics.set(
+        "externalsecret_reconcile_duration",
+        crate::metrics::es_labels(&ns, &name),
+        started.elapsed().as_nanos() as f64,
+    );
+    if result.is_err() {
+        ctx.metrics.inc("externalsecret_sync_calls_error", crate::metrics::es_labels(&ns, &name));
+    }
+    result
+}
+
+async fn reconcile_inner(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let key = ObjectRef::<ExternalSecret>::new(name).within(ns);
+    if es.meta().deletion_timestamp.is_some() {
+        return cleanup(es, ns, name, ctx).await;
+    }
+    if !stores::class_matches(es, ctx) {
+        debug!(%ns, %name, "skipping: a referenced store belongs to another controller class");
+        return Ok(Action::await_change());
+    }
+    let target = target_name(es);
+    let existing = ctx.secret(ns, &target);
+    let current_version = eso_mapping::synced_resource_version(
+        es.metadata.generation.unwrap_or(0),
+        es.metadata.labels.as_ref(),
+        es.metadata.annotations.as_ref(),
+    );
+    let state = ctx.es_state(&key);
+    let now_ts = now();
+    let valid = es.spec.target.creation_policy == CreationPolicy::Orphan || secrets::is_valid(existing.as_deref());
+    let needs_refresh = refresh::should_refresh(es, &current_version, now_ts, state.last_check);
+    if !needs_refresh && valid {
+        ctx.metrics.set_condition(
+            "externalsecret_status_condition",
+            ns,
+            name,
+            CONDITION_READY,
+            ready_status(es).unwrap_or("True"),
+        );
+        return Ok(requeue(es, ns, name, ctx, now_ts, state.last_check, true));
+    }
+
+    let outcome = sync(es, ns, name, &target, existing.as_deref(), ctx).await;
+    let old_status = es.status.clone().unwrap_or_default();
+    match outcome {
+        Ok(done) => {
+            let mut status = old_status.clone();
+            status.conditions = set_condition(
+                &old_status.conditions,
+                ready(ConditionStatus::True, done.reason, done.message),
+                now_ts,
+            );
+            status.synced_resource_version = Some(current_version);
+            if let Some(b) = done.binding {
+                status.binding = Some(Binding { name: b });
+            }
+            let changed = status_differs(&old_status, &status) || done.wrote_secret;
+            if changed || status.refresh_time.is_none() {
+                status.refresh_time = Some(Time(now_ts));
+                write_status(es, ns, name, &status, ctx).await?;
+            }
+            ctx.metrics.set_condition("externalsecret_status_condition", ns, name, CONDITION_READY, "True");
+            ctx.update_state(&key, |s| {
+                s.last_check = Some(now_ts);
+                s.failures = 0;
+            });
+            Ok(requeue(es, ns, name, ctx, now_ts, Some(now_ts), false))
+        }
+        Err(failure) => {
+            let (message, detail) = failure.condition_message();
+            let mut status = old_status.clone();
+            status.conditions = set_condition(
+                &old_status.conditions,
+                ready(ConditionStatus::False, REASON_SYNCED_ERROR, message),
+                now_ts,
+            );
+            if status_differs(&old_status, &status) {
+                write_status(es, ns, name, &status, ctx).await?;
+            }
+            ctx.metrics.set_condition("externalsecret_status_condition", ns, name, CONDITION_READY, "False");
+            publish(ctx, es, EventType::Warning, "UpdateFailed", &detail).await;
+            if failure.permanent() {
+                ctx.update_state(&key, |s| s.failures = 0);
+                // Wait for a spec change, a store change, or the next refresh.
+                return Ok(requeue(es, ns, name, ctx, now_ts, Some(now_ts), false));
+            }
+            Err(match failure {
+                SyncFailure::Provider(f) => Error::Provider(f),
+                SyncFailure::Kube(e) => Error::Kube { action: "sync", source: e },
+                other => Error::Sync(other.condition_message().0),
+            })
+        }
+    }
+}
+
+fn ready_status(es: &ExternalSecret) -> Option<&'static str> {
+    let st = get_ready(&es.status.as_ref()?.conditions)?.status;
+    Some(st.as_str())
+}
+
+fn requeue(
+    es: &ExternalSecret,
+    ns: &str,
+    name: &str,
+    ctx: &Context,
+    now_ts: Timestamp,
+    last_check: Option<Timestamp>,
+    first_seen_may_be_restart: bool,
+) -> Action {
+    let jitter = ctx.config.jitter_fraction;
+    let after = refresh::next_refresh(es, now_ts, last_check, jitter, seed_of(ns, name));
+    match after {
+        Some(mut d) => {
+            // After a restart, overdue-by-schedule objects whose Secret is valid are spread over
+            // a window instead of all refreshing at once (ESO #4231).
+            if first_seen_may_be_restart && d.is_zero() {
+                let window = es
+                    .spec
+                    .refresh_interval_duration()
+                    .unwrap_or(Duration::from_secs(60))
+                    .min(ctx.config.restart_spread);
+                d = refresh::jitter(window, 1.0, seed_of(ns, name));
+            }
+            ctx.watchdog.expect_by(d);
+            Action::requeue(d.max(Duration::from_millis(100)))
+        }
+        None => Action::await_change(),
+    }
+}
+
+/// Only compare what matters: conditions (type/status/reason/message), version, binding.
+fn status_differs(a: &ExternalSecretStatus, b: &ExternalSecretStatus) -> bool {
+    let key = |s: &ExternalSecretStatus| {
+        let mut c: Vec<_> = s
+            .conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status, c.reason.clone(), c.message.clone()))
+            .collect();
+        c.sort_by(|x, y| x.0.cmp(&y.0));
+        (c, s.synced_resource_version.clone(), s.binding.clone())
+    };
+    key(a) != key(b)
+}
+
+async fn write_status(
+    es: &ExternalSecret,
+    ns: &str,
+    name: &str,
+    status: &ExternalSecretStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ExternalSecret",
+        "status": status,
+    });
+    let _ = es;
+    ctx.metrics.inc("eso_status_writes_total", vec![("kind", "ExternalSecret".to_string())]);
+    api.patch_status(name, &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|source| Error::Kube { action: "write ExternalSecret status", source })?;
+    Ok(())
+}
+
+pub(crate) async fn publish(ctx: &Context, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, 1000)),
+        action: "Sync".to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &es.object_ref(&())).await {
+        debug!(error = %e, "could not publish event");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Deletion: ESO's cleanup for objects that still carry ESO's finalizer (objects created under
+/// ESO). This operator never adds the finalizer: an Owner Secret is removed by the garbage
+/// collector through its ownerReference, and nothing else is ever deleted on ExternalSecret
+/// deletion, so no finalizer is needed to block namespace deletion (ESO #5426).
+async fn cleanup(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Context>) -> Result<Action, Error> {
+    ctx.forget(ns, name);
+    ctx.metrics.remove("externalsecret_status_condition", &[("namespace", ns), ("name", name)]);
+    ctx.metrics.remove("externalsecret_sync_calls_total", &[("namespace", ns), ("name", name)]);
+    ctx.metrics.remove("externalsecret_sync_calls_error", &[("namespace", ns), ("name", name)]);
+    ctx.metrics.remove("externalsecret_reconcile_duration", &[("namespace", ns), ("name", name)]);
+    let finalizers = es.finalizers();
+    if !finalizers.iter().any(|f| f == FINALIZER_EXTERNAL_SECRET) {
+        return Ok(Action::await_change());
+    }
+    if es.spec.target.deletion_policy == DeletionPolicy::Delete {
+        let target = target_name(es);
+        if let Some(secret) = ctx.secret(ns, &target) {
+            let ours = ownership::controller_of(secret.owner_references())
+                .is_some_and(|c| c.kind == "ExternalSecret" && c.name == name);
+            if ours {
+                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+                match api.delete(&target, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(source) => return Err(Error::Kube { action: "delete target Secret", source }),
+                }
+            }
+        }
+    }
+    let remaining: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER_EXTERNAL_SECRET).collect();
+    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({ "metadata": { "finalizers": remaining, "resourceVersion": es.resource_version() } });
+    match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        Err(source) => Err(Error::Kube { action: "remove finalizer", source }),
+    }
+}
+
+/// Read everything, map it, write the Secret.
+async fn sync(
+    es: &ExternalSecret,
+    ns: &str,
+    name: &str,
+    target: &str,
+    existing: Option<&Secret>,
+    ctx: &Arc<Context>,
+) -> Result<Synced, SyncFailure> {
+    let requests = eso_mapping::plan(&es.spec).map_err(|e| SyncFailure::Mapping(e.to_string()))?;
+    let fetched = fetch_all(es, ns, &requests, ctx).await?;
+    let template_sources = read_template_sources(es, ns, ctx).await?;
+    let input = eso_mapping::MappingInput {
+        namespace: ns,
+        name,
+        spec: &es.spec,
+        labels: es.metadata.labels.as_ref(),
+        annotations: es.metadata.annotations.as_ref(),
+        fetched: &fetched,
+        template_sources: &template_sources,
+    };
+    let mapped = eso_mapping::map(&input).map_err(|e| SyncFailure::Mapping(e.to_string()))?;
+    for missing in &mapped.missing {
+        publish(ctx, es, EventType::Normal, "MissingProviderSecret", &missing.to_string()).await;
+    }
+
+    let policy = es.spec.target.creation_policy;
+    if mapped.data.is_empty() {
+        match es.spec.target.deletion_policy {
+            DeletionPolicy::Delete => {
+                if policy != CreationPolicy::Owner {
+                    return Err(SyncFailure::Write {
+                        message: MSG_DELETE_FAILED,
+                        detail: "deletionPolicy Delete needs creationPolicy Owner".into(),
+                        permanent: true,
+                    });
+                }
+                if let Some(secret) = existing {
+                    let ours = ownership::controller_of(secret.owner_references())
+                        .is_some_and(|c| c.kind == "ExternalSecret" && c.name == name);
+                    if ours {
+                        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+                        ctx.metrics.inc("eso_secret_writes_total", vec![("verb", "delete".to_string())]);
+                        match api.delete(target, &DeleteParams::default()).await {
+                            Ok(_) => publish(ctx, es, EventType::Normal, "Deleted", MSG_DELETED).await,
+                            Err(kube::Error::Api(s)) if s.code == 404 => {}
+                            Err(e) => {
+                                return Err(SyncFailure::Write {
+                                    message: MSG_DELETE_FAILED,
+                                    detail: e.to_string(),
+                                    permanent: false,
+                                });
+                            }
+                        }
+                    }
+                }
+                return Ok(Synced { reason: REASON_DELETED, message: MSG_DELETED, wrote_secret: false, binding: None });
+            }
+            DeletionPolicy::Retain => {
+                return Ok(Synced { reason: REASON_SYNCED, message: MSG_RETAINED, wrote_secret: false, binding: None });
+            }
+            DeletionPolicy::Merge => {}
+        }
+    }
+
+    let owner_refs = existing.map(|s| s.owner_references()).unwrap_or(&[]);
+    let labels = existing.and_then(|s| s.metadata.labels.as_ref());
+    let annotations = existing.and_then(|s| s.metadata.annotations.as_ref());
+    let view = existing.map(|_| ExistingTarget {
+        owner_references: owner_refs,
+        managed_label: labels.and_then(|l| l.get(LABEL_MANAGED)).map(String::as_str),
+        allow_adoption: annotations.and_then(|a| a.get(ANNOTATION_ALLOW_ADOPTION)).map(String::as_str),
+    });
+    let decision = ownership::decide(policy, name, view.as_ref());
+    match decision {
+        Decision::Nothing => Ok(Synced { reason: REASON_SYNCED, message: MSG_SYNCED, wrote_secret: false, binding: None }),
+        Decision::MissingForMerge => {
+            Ok(Synced { reason: REASON_MISSING, message: MSG_MISSING, wrote_secret: false, binding: None })
+        }
+        Decision::OwnedByOtherExternalSecret(other) => Err(SyncFailure::Write {
+            message: MSG_OWNED_BY_OTHER,
+            detail: format!("Secret {target} is controlled by ExternalSecret {other}"),
+            permanent: true,
+        }),
+        Decision::ControlledByOther(other) => Err(SyncFailure::Write {
+            message: MSG_OWNERSHIP,
+            detail: format!("Secret {target} is controlled by {other}"),
+            permanent: true,
+        }),
+        Decision::RefuseForeign => Err(SyncFailure::Write {
+            message: MSG_OWNERSHIP,
+            detail: format!(
+                "Secret {target} already exists and was not created by an ExternalSecret; refusing to overwrite it. \
+                 Delete it, use creationPolicy Merge, or annotate it {ANNOTATION_ALLOW_ADOPTION}=true to let this ExternalSecret take it over"
+            ),
+            permanent: true,
+        }),
+        Decision::Create | Decision::Write | Decision::Merge => {
+            let wrote = write_secret(es, ns, name, target, existing, &mapped, decision, ctx).await?;
+            if let Some(verb) = wrote {
+                publish(ctx, es, EventType::Normal, verb, if verb == "Created" { "secret created" } else { "secret updated" })
+                    .await;
+                info!(%ns, %name, secret = %target, "{}", if verb == "Created" { "secret created" } else { "secret updated" });
+            }
+            Ok(Synced {
+                reason: REASON_SYNCED,
+                message: MSG_SYNCED,
+                wrote_secret: wrote.is_some(),
+                binding: Some(target.to_string()),
+            })
+        }
+    }
+}
+
+/// Resolve every store the plan needs and fetch through the hub.
+async fn fetch_all(es: &ExternalSecret, ns: &str, requests: &[Request], ctx: &Arc<Context>) -> Result<Fetched, SyncFailure> {
+    let mut by_store: BTreeMap<StoreRef, Vec<Request>> = BTreeMap::new();
+    for r in requests {
+        let store = match r {
+            Request::Get { store, .. } | Request::Find { store, .. } => store.clone(),
+        };
+        by_store.entry(store).or_default().push(r.clone());
+    }
+    let mut fetched = Fetched::default();
+    for (store_ref, reqs) in by_store {
+        let store: StoreContext = stores::resolve_for(es, ns, &store_ref, ctx).map_err(SyncFailure::Provider)?;
+        let part = ctx
+            .hub
+            .fetch(&store, ns, &reqs)
+            .await
+            .map_err(SyncFailure::Provider)?;
+        fetched.gets.extend(part.gets);
+        fetched.finds.extend(part.finds);
+    }
+    Ok(fetched)
+}
+
+/// ConfigMaps and Secrets named by `template.templateFrom` (direct reads, only when used).
+async fn read_template_sources(
+    es: &ExternalSecret,
+    ns: &str,
+    ctx: &Context,
+) -> Result<eso_mapping::TemplateSources, SyncFailure> {
+    let mut sources = eso_mapping::TemplateSources::default();
+    let Some(template) = es.spec.target.template.as_ref() else { return Ok(sources) };
+    for tf in &template.template_from {
+        if let Some(cm) = &tf.config_map {
+            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+            let obj = api.get_opt(&cm.name).await.map_err(SyncFailure::Kube)?.ok_or_else(|| {
+                SyncFailure::Mapping(format!("template ConfigMap {ns}/{} not found", cm.name))
+            })?;
+            let mut data: BTreeMap<String, Vec<u8>> =
+                obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            for (k, v) in obj.binary_data.unwrap_or_default() {
+                data.insert(k, v.0);
+            }
+            sources.config_maps.insert(cm.name.clone(), data);
+        }
+        if let Some(sec) = &tf.secret {
+            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            let obj = api.get_opt(&sec.name).await.map_err(SyncFailure::Kube)?.ok_or_else(|| {
+                SyncFailure::Mapping(format!("template Secret {ns}/{} not found", sec.name))
+            })?;
+            let data = obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            sources.secrets.insert(sec.name.clone(), data);
+        }
+    }
+    Ok(sources)
+}
+
+/// Server-side apply the Secret. Returns `Some("Created" | "Updated")` when a write happened.
+#[allow(clippy::too_many_arguments)]
+async fn write_secret(
+    es: &ExternalSecret,
+    ns: &str,
+    name: &str,
+    target: &str,
+    existing: Option<&Secret>,
+    mapped: &eso_mapping::Mapped,
+    decision: Decision,
+    ctx: &Context,
+) -> Result<Option<&'static str>, SyncFailure> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let policy = es.spec.target.creation_policy;
+    let merge = decision == Decision::Merge;
+
+    // The data the Secret will hold, for the hash: ours, or (Merge) the live data with ours on top.
+    let full_data: BTreeMap<String, Vec<u8>> = if merge {
+        let live = api.get_opt(target).await.map_err(SyncFailure::Kube)?;
+        let mut d: BTreeMap<String, Vec<u8>> = live
+            .and_then(|s| s.data)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        for (k, v) in &mapped.data {
+            d.insert(k.clone(), v.clone());
+        }
+        d
+    } else {
+        mapped.data.clone()
+    };
+    eso_mapping::check_size(&full_data).map_err(|e| SyncFailure::Mapping(e.to_string()))?;
+    let hash = eso_mapping::data_hash(&full_data);
+
+    let mut labels: BTreeMap<String, String> = mapped.labels.clone();
+    labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
+    let mut annotations: BTreeMap<String, String> = mapped.annotations.clone();
+    annotations.insert(ANNOTATION_DATA_HASH.to_string(), hash.clone());
+    let owner = policy == CreationPolicy::Owner;
+    if owner {
+        labels.insert(LABEL_CREATED_BY.to_string(), eso_mapping::created_by_label(ns, name));
+    }
+
+    let immutable = es.spec.target.immutable.unwrap_or(false);
+    if let Some(secret) = existing {
+        if secret.immutable == Some(true) && secrets::observed_hash(secret) != Some(hash.as_str()) {
+            return Err(SyncFailure::Write { message: MSG_IMMUTABLE, detail: String::new(), permanent: true });
+        }
+    }
+
+    // Nothing to do when the live Secret already matches.
+    if let Some(secret) = existing {
+        if up_to_date(secret, &labels, &annotations, &hash, owner, name, mapped.type_.as_deref(), immutable, &mapped.data, merge) {
+            return Ok(None);
+        }
+    }
+
+    let data: BTreeMap<String, String> = mapped
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), eso_mapping::base64_encode(v)))
+        .collect();
+    let mut metadata = json!({
+        "name": target,
+        "namespace": ns,
+        "labels": labels,
+        "annotations": annotations,
+    });
+    if owner {
+        let uid = es.uid().unwrap_or_default();
+        metadata["ownerReferences"] = json!([{
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "name": name,
+            "uid": uid,
+            "controller": true,
+            "blockOwnerDeletion": true,
+        }]);
+    }
+    if !mapped.finalizers.is_empty() {
+        metadata["finalizers"] = json!(mapped.finalizers);
+    }
+    let mut body = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": data });
+    if let Some(t) = &mapped.type_ {
+        body["type"] = json!(t);
+    }
+    if immutable {
+        body["immutable"] = json!(true);
+    }
+    let manager = eso_mapping::field_manager(name);
+    ctx.metrics.inc("eso_secret_writes_total", vec![("verb", "apply".to_string())]);
+    let written = api
+        .patch(target, &PatchParams::apply(&manager).force(), &Patch::Apply(&body))
+        .await
+        .map_err(|e| classify_write_error(e))?;
+
+    // Owner/Orphan: the Secret holds exactly our data. Keys written by someone else (server-side
+    // apply never removes fields it does not own) are removed explicitly.
+    if !merge {
+        let extra: Vec<String> = written
+            .data
+            .as_ref()
+            .map(|d| d.keys().filter(|k| !mapped.data.contains_key(*k)).cloned().collect())
+            .unwrap_or_default();
+        if !extra.is_empty() {
+            let mut ops = vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": written.resource_version()})];
+            for k in &extra {
+                ops.push(json!({"op": "remove", "path": format!("/data/{}", k.replace('~', "~0").replace('/', "~1"))}));
+            }
+            let patch: json_patch::Patch = serde_json::from_value(json!(ops))
+                .map_err(|e| SyncFailure::Write { message: MSG_UPDATE_FAILED, detail: e.to_string(), permanent: false })?;
+            ctx.metrics.inc("eso_secret_writes_total", vec![("verb", "patch".to_string())]);
+            api.patch(target, &PatchParams::default(), &Patch::<()>::Json(patch))
+                .await
+                .map_err(classify_write_error)?;
+        }
+    }
+    Ok(Some(if existing.is_some() { "Updated" } else { "Created" }))
+}
+
+fn classify_write_error(e: kube::Error) -> SyncFailure {
+    match &e {
+        kube::Error::Api(s) if s.code == 422 && s.message.contains("immutable") => {
+            SyncFailure::Write { message: MSG_IMMUTABLE, detail: s.message.clone(), permanent: true }
+        }
+        kube::Error::Api(s) if s.code == 422 || s.code == 400 => SyncFailure::Write {
+            message: MSG_UPDATE_FAILED,
+            detail: s.message.clone(),
+            permanent: true,
+        },
+        _ => SyncFailure::Kube(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn up_to_date(
+    secret: &Secret,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+    hash: &str,
+    owner: bool,
+    es_name: &str,
+    type_: Option<&str>,
+    immutable: bool,
+    data: &BTreeMap<String, Vec<u8>>,
+    merge: bool,
+) -> bool {
+    if secrets::observed_hash(secret) != Some(hash) {
+        return false;
+    }
+    let live_labels = secret.metadata.labels.clone().unwrap_or_default();
+    let live_annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    if labels.iter().any(|(k, v)| live_labels.get(k) != Some(v)) {
+        return false;
+    }
+    if annotations.iter().any(|(k, v)| live_annotations.get(k) != Some(v)) {
+        return false;
+    }
+    let has_owner = ownership::controller_of(secret.owner_references())
+        .is_some_and(|c| c.kind == "ExternalSecret" && c.name == es_name);
+    if owner != has_owner {
+        return false;
+    }
+    if let Some(t) = type_ {
+        if secret.type_.as_deref() != Some(t) {
+            return false;
+        }
+    }
+    if immutable && secret.immutable != Some(true) {
+        return false;
+    }
+    if !merge && secrets::data_keys(secret).len() != data.len() {
+        return false;
+    }
+    true
+}
+
+/// Backoff for transient failures: exponential from 1 s with ±20 % jitter, capped at the
+/// refresh interval (so recovery never waits longer than one refresh) and at `max_backoff`.
+pub fn error_policy(guard: Arc<DeserializeGuard<ExternalSecret>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let Ok(es) = &guard.0 else { return Action::await_change() };
+    let ns = es.namespace().unwrap_or_default();
+    let name = es.name_any();
+    let key = ObjectRef::<ExternalSecret>::new(&name).within(&ns);
+    let failures = ctx.update_state(&key, |s| {
+        s.failures = s.failures.saturating_add(1);
+        s.failures
+    });
+    let mut cap = ctx.config.max_backoff;
+    if let Some(i) = es.spec.refresh_interval_duration() {
+        if !i.is_zero() {
+            cap = cap.min(i);
+        }
+    }
+    let base = Duration::from_secs(1).saturating_mul(1u32 << failures.min(16).saturating_sub(1));
+    let d = base.min(cap);
+    let j = refresh::jitter(d, 0.4, seed_of(&ns, &name) ^ u64::from(failures));
+    let d = (d.mul_f64(0.8) + j).max(Duration::from_millis(500));
+    warn!(%ns, %name, error = %error, retry_in = ?d, "sync failed");
+    ctx.watchdog.expect_by(d);
+    Action::requeue(d)
+}
+
+/// Map a changed store to the ExternalSecrets that reference it.
+pub(crate) fn stores_to_es(
+    es_store: &kube::runtime::reflector::Store<DeserializeGuard<ExternalSecret>>,
+    kind: StoreKind,
+    namespace: Option<String>,
+    store_name: String,
+) -> Vec<ObjectRef<DeserializeGuard<ExternalSecret>>> {
+    es_store
+        .state()
+        .into_iter()
+        .filter_map(|g| {
+            let es = g.0.as_ref().ok()?;
+            if let Some(ns) = &namespace {
+                if es.namespace().as_deref() != Some(ns.as_str()) {
+                    return None;
+                }
+            }
+            referenced_stores(es)
+                .iter()
+                .any(|s| s.kind == kind && s.name == store_name)
+                .then(|| ObjectRef::from_obj(&*g))
+        })
+        .collect()
+}
+
+/// Map a changed managed Secret to the ExternalSecrets in its namespace that target it.
+pub(crate) fn secret_to_es(
+    es_store: &kube::runtime::reflector::Store<DeserializeGuard<ExternalSecret>>,
+    namespace: &str,
+    secret_name: &str,
+) -> Vec<ObjectRef<DeserializeGuard<ExternalSecret>>> {
+    es_store
+        .state()
+        .into_iter()
+        .filter_map(|g| {
+            let es = g.0.as_ref().ok()?;
+            (es.namespace().as_deref() == Some(namespace) && target_name(es) == secret_name)
+                .then(|| ObjectRef::from_obj(&*g))
+        })
+        .collect()
+}

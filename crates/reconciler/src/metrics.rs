@@ -1,0 +1,153 @@
+//! Prometheus metrics with ESO's names (no client library: a small registry rendered in the text
+//! exposition format). Labels never carry secret values: only object names, namespaces, providers,
+//! call names and statuses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Family {
+    help: &'static str,
+    kind: &'static str,
+    values: BTreeMap<Vec<(&'static str, String)>, f64>,
+}
+
+/// The metrics registry shared by the controllers and the HTTP endpoint.
+#[derive(Default)]
+pub struct Metrics {
+    families: Mutex<BTreeMap<&'static str, Family>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn help(name: &str) -> (&'static str, &'static str) {
+    match name {
+        "externalsecret_sync_calls_total" => ("Total number of ExternalSecret reconciles", "counter"),
+        "externalsecret_sync_calls_error" => ("Total number of failed ExternalSecret reconciles", "counter"),
+        "externalsecret_status_condition" => ("The status condition of an ExternalSecret", "gauge"),
+        "externalsecret_reconcile_duration" => ("Duration of the last ExternalSecret reconcile in nanoseconds", "gauge"),
+        "externalsecret_provider_api_calls_count" => ("Number of API calls made to a provider", "counter"),
+        "secretstore_status_condition" => ("The status condition of a SecretStore", "gauge"),
+        "clustersecretstore_status_condition" => ("The status condition of a ClusterSecretStore", "gauge"),
+        "eso_secret_writes_total" => ("Secret create/update/delete calls made by the operator", "counter"),
+        "eso_status_writes_total" => ("Status writes made by the operator", "counter"),
+        _ => ("", "gauge"),
+    }
+}
+
+impl Metrics {
+    fn with(&self, name: &'static str, labels: Labels, f: impl FnOnce(&mut f64)) {
+        let Ok(mut fams) = self.families.lock() else { return };
+        let fam = fams.entry(name).or_insert_with(|| {
+            let (help, kind) = help(name);
+            Family { help, kind, values: BTreeMap::new() }
+        });
+        f(fam.values.entry(labels).or_insert(0.0));
+    }
+
+    /// Add to a counter.
+    pub fn inc(&self, name: &'static str, labels: Labels) {
+        self.with(name, labels, |v| *v += 1.0);
+    }
+
+    /// Set a gauge.
+    pub fn set(&self, name: &'static str, labels: Labels, value: f64) {
+        self.with(name, labels, |v| *v = value);
+    }
+
+    /// Remove every series of `name` whose labels include all of `matching`.
+    pub fn remove(&self, name: &'static str, matching: &[(&'static str, &str)]) {
+        let Ok(mut fams) = self.families.lock() else { return };
+        if let Some(fam) = fams.get_mut(name) {
+            fam.values.retain(|labels, _| {
+                !matching.iter().all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            });
+        }
+    }
+
+    /// Read one series (tests and benchmarks).
+    pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> f64 {
+        let Ok(fams) = self.families.lock() else { return 0.0 };
+        fams.get(name)
+            .map(|f| {
+                f.values
+                    .iter()
+                    .filter(|(l, _)| labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+                    .map(|(_, v)| *v)
+                    .sum()
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Set a condition gauge the way ESO does: the current status 1, the other statuses 0.
+    pub fn set_condition(&self, name: &'static str, namespace: &str, object: &str, condition: &str, status: &str) {
+        for s in ["True", "False"] {
+            let v = if s == status { 1.0 } else { 0.0 };
+            let mut labels: Labels = Vec::new();
+            if !namespace.is_empty() {
+                labels.push(("namespace", namespace.to_string()));
+            }
+            labels.push(("name", object.to_string()));
+            labels.push(("condition", condition.to_string()));
+            labels.push(("status", s.to_string()));
+            labels.sort();
+            self.set(name, labels, v);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let Ok(fams) = self.families.lock() else { return out };
+        for (name, fam) in fams.iter() {
+            if !fam.help.is_empty() {
+                let _ = writeln!(out, "# HELP {name} {}", fam.help);
+            }
+            let _ = writeln!(out, "# TYPE {name} {}", fam.kind);
+            for (labels, value) in &fam.values {
+                let labels: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+                    .collect();
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Labels for one ExternalSecret, sorted.
+pub fn es_labels(namespace: &str, name: &str) -> Labels {
+    vec![("name", name.to_string()), ("namespace", namespace.to_string())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_condition_gauges() {
+        let m = Metrics::default();
+        m.inc("externalsecret_sync_calls_total", es_labels("ns", "a"));
+        m.inc("externalsecret_sync_calls_total", es_labels("ns", "a"));
+        m.set_condition("externalsecret_status_condition", "ns", "a", "Ready", "True");
+        let text = m.render();
+        assert!(text.contains("externalsecret_sync_calls_total{name=\"a\",namespace=\"ns\"} 2"), "{text}");
+        assert!(text.contains("externalsecret_status_condition{condition=\"Ready\",name=\"a\",namespace=\"ns\",status=\"True\"} 1"), "{text}");
+        assert!(text.contains("status=\"False\"} 0"), "{text}");
+        assert_eq!(m.get("externalsecret_sync_calls_total", &[("name", "a")]), 2.0);
+        m.remove("externalsecret_sync_calls_total", &[("name", "a"), ("namespace", "ns")]);
+        assert_eq!(m.get("externalsecret_sync_calls_total", &[("name", "a")]), 0.0);
+    }
+}
