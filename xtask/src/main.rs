@@ -10,6 +10,7 @@ mod ci;
 mod crdgen;
 mod demo;
 mod fuzz;
+#[path = "../../testsupport/proxy.rs"]
 mod proxy;
 mod testenv;
 

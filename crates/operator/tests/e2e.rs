@@ -11,6 +11,9 @@ mod cluster;
 #[path = "../../../testsupport/moto.rs"]
 mod moto;
 
+#[path = "../../../testsupport/proxy.rs"]
+mod proxy;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -310,4 +313,52 @@ fn namespace_isolation_at_runtime() {
     assert!(r.contains("not found"), "{r}");
     assert!(get(env, &["get", "secret", "steal", "-n", &b, "-o", "name"]).is_empty());
     let _ = env.kubectl(&["delete", "namespace", &a, &b, "--wait=false"]);
+}
+
+fn aws_store_and_creds(ns: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds, namespace: {ns}}}\nstringData: {{access-key: testing, secret-key: testing}}\n---\n\
+         apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws, namespace: {ns}}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n"
+    )
+}
+
+/// AWS unreachable for longer than two refresh intervals: the Secret never changes, Ready=False
+/// with the reason, and it recovers within about one refresh once AWS is back.
+#[test]
+fn outage_keeps_the_secret_and_recovers() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "e2e-outage");
+    let key = testenv::unique_name("outage");
+    let url = moto_url(env);
+    moto::create_secret(&url, &key, r#"{"a":"before"}"#).expect("create");
+    let proxy = proxy::Proxy::start(&url).expect("proxy");
+    apply(env, &aws_store_and_creds(&ns));
+    apply(env, &format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: o, namespace: {ns}}}\nspec:\n  refreshInterval: 3s\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: a, remoteRef: {{key: {key}, property: a}}}}\n"
+    ));
+    let op = Operator::start(env, &ns, Some(&proxy.url), &["--provider-cache-ttl", "1s"]);
+    eventually(Duration::from_secs(60), &format!("synced\n{}", op.log()), || {
+        (secret_value(env, &ns, "o", "a").as_deref() == Some("before")).then_some(())
+    });
+    let rv = get(env, &["get", "secret", "o", "-n", &ns, "-o", "jsonpath={.metadata.resourceVersion}"]);
+    for fault in [proxy::Fault::Drop, proxy::Fault::Throttle, proxy::Fault::Unavailable] {
+        proxy.inject(fault, u32::MAX);
+        let r = eventually(Duration::from_secs(60), &format!("Ready=False under {fault:?}\n{}", op.log()), || {
+            let r = es_ready(env, &ns, "o");
+            r.starts_with("False/SecretSyncedError/could not get secret data from provider").then_some(r)
+        });
+        std::thread::sleep(Duration::from_secs(7));
+        assert_eq!(secret_value(env, &ns, "o", "a").as_deref(), Some("before"), "{fault:?}: {r}");
+        assert_eq!(get(env, &["get", "secret", "o", "-n", &ns, "-o", "jsonpath={.metadata.resourceVersion}"]), rv, "{fault:?}: Secret written during the outage");
+        proxy.inject(proxy::Fault::None, 0);
+        eventually(Duration::from_secs(30), &format!("recovery after {fault:?}\n{}", op.log()), || {
+            es_ready(env, &ns, "o").starts_with("True/").then_some(())
+        });
+    }
+    // A change made while AWS was down arrives after recovery.
+    moto::put_value(&url, &key, r#"{"a":"after"}"#).expect("put");
+    eventually(Duration::from_secs(30), "new value after recovery", || {
+        (secret_value(env, &ns, "o", "a").as_deref() == Some("after")).then_some(())
+    });
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

@@ -1,7 +1,8 @@
 //! A counting (and fault-injecting) HTTP/1.1 proxy in front of moto, std only, for benchmarks and
 //! the demo. Each client request is forwarded on a fresh upstream connection; the response is
 //! relayed with `Connection: close`. Requests are counted by `X-Amz-Target` (or `Action=` for
-//! STS query calls).
+//! STS query calls). Used by `cargo xtask bench` and by end-to-end tests (`#[path]` include).
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
