@@ -1,6 +1,515 @@
-//! The local control plane. (Being written.)
-use anyhow::Result;
+//! The local control plane: etcd, kube-apiserver and kube-controller-manager built from pinned Go
+//! modules (`xtask/go/*`), plus a moto server, all on loopback. Like controller-runtime's envtest,
+//! but with garbage collection and the namespace/service-account controllers running.
+//!
+//! - Binaries are built once into `~/.cache/eso-rs/testenv/bin-<key>`, where `<key>` hashes the Go
+//!   toolchain version and the `go.mod`/`go.sum` of every module: a pin change builds afresh, a
+//!   fresh clone reuses what is there.
+//! - moto lives in a virtualenv at `~/.cache/eso-rs/testenv/moto-<version>-<python>`.
+//! - Run state (certificates, etcd data, logs, kubeconfig, pids, `env.json`, `env.sh`) lives in
+//!   `target/testenv`. Processes run in their own process groups, so `testenv up` returns and
+//!   leaves them running; `testenv down` stops them.
 
-pub fn run(_args: &[String]) -> Result<()> {
-    anyhow::bail!("testenv not implemented yet")
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The moto release the tests run against.
+pub const MOTO_VERSION: &str = "5.1.22";
+
+/// `cargo xtask testenv <up|down|env|status>`.
+pub fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("up") | None => {
+            let start = Instant::now();
+            up()?;
+            println!("testenv is up ({:.1}s). Use it from a shell with:", start.elapsed().as_secs_f64());
+            println!("  eval \"$(cargo xtask testenv env)\"");
+            Ok(())
+        }
+        Some("down") => down(),
+        Some("env") => {
+            for (k, v) in env_vars()? {
+                println!("export {k}={}", shell_quote(&v));
+            }
+            Ok(())
+        }
+        Some("status") => {
+            match healthy() {
+                Ok(true) => println!("testenv: up ({})", state_dir().display()),
+                _ => println!("testenv: down"),
+            }
+            Ok(())
+        }
+        Some("build") => build_binaries().map(|d| println!("{}", d.display())),
+        Some(other) => bail!("unknown testenv command {other:?} (up, down, env, status, build)"),
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `target/testenv`.
+pub fn state_dir() -> PathBuf {
+    crate::project_root().join("target").join("testenv")
+}
+
+fn cache_root() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
+    };
+    Ok(base.join("eso-rs").join("testenv"))
+}
+
+fn go_dir() -> PathBuf {
+    crate::project_root().join("xtask").join("go")
+}
+
+/// FNV-1a, enough to key a cache folder.
+fn fnv(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let o = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !o.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+const MODULES: [&str; 3] = ["k8s", "etcd", "helm"];
+const BINARIES: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kubectl", "etcd", "helm"];
+
+fn binaries_key() -> Result<String> {
+    let go = output(Command::new("go").arg("version")).context("Go is required to build the control plane")?;
+    let mut h = fnv(go.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    for m in MODULES {
+        for f in ["go.mod", "go.sum", "main.go", "tools.go"] {
+            if let Ok(b) = fs::read(go_dir().join(m).join(f)) {
+                h = fnv(f.as_bytes(), h);
+                h = fnv(&b, h);
+            }
+        }
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Build (once) and return the folder holding the control-plane binaries.
+pub fn build_binaries() -> Result<PathBuf> {
+    let dir = cache_root()?.join(format!("bin-{}", binaries_key()?));
+    if BINARIES.iter().all(|b| dir.join(b).is_file()) {
+        return Ok(dir);
+    }
+    let tmp = cache_root()?.join(format!("building-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    let builds: [(&str, &[&str]); 3] = [
+        (
+            "k8s",
+            &[
+                "k8s.io/kubernetes/cmd/kube-apiserver",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+                "k8s.io/kubernetes/cmd/kubectl",
+            ],
+        ),
+        ("etcd", &["."]),
+        ("helm", &["helm.sh/helm/v3/cmd/helm"]),
+    ];
+    for (module, pkgs) in builds {
+        let start = Instant::now();
+        println!("testenv: building {} from xtask/go/{module} (first run only; minutes)", pkgs.join(" "));
+        let mut cmd = Command::new("go");
+        cmd.current_dir(go_dir().join(module))
+            .env("CGO_ENABLED", "0")
+            .args(["build", "-trimpath", "-ldflags=-s -w", "-o"]);
+        if module == "etcd" {
+            cmd.arg(tmp.join("etcd"));
+        } else {
+            cmd.arg(format!("{}/", tmp.display()));
+        }
+        cmd.args(pkgs);
+        let status = cmd.status().with_context(|| format!("running go build in xtask/go/{module}"))?;
+        if !status.success() {
+            bail!("go build in xtask/go/{module} failed ({status})");
+        }
+        println!("testenv: built {module} in {:.0}s", start.elapsed().as_secs_f64());
+    }
+    let _ = fs::remove_dir_all(&dir);
+    fs::rename(&tmp, &dir).with_context(|| format!("moving binaries to {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The path of a tool (`kubectl`, `helm`, `kube-apiserver`, ...), building it if needed.
+pub fn tool_path(name: &str) -> Result<PathBuf> {
+    let p = build_binaries()?.join(name);
+    if !p.is_file() {
+        bail!("{name} is not one of the testenv tools ({})", BINARIES.join(", "));
+    }
+    Ok(p)
+}
+
+fn python() -> String {
+    std::env::var("ESO_TESTENV_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The moto virtualenv (created once per moto and Python version).
+fn moto_venv() -> Result<PathBuf> {
+    let py = python();
+    let version = output(Command::new(&py).args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"]))
+        .with_context(|| format!("{py} is required for moto"))?;
+    let dir = cache_root()?.join(format!("moto-{MOTO_VERSION}-py{version}"));
+    let bin = dir.join("bin").join("python");
+    if dir.join(".complete").is_file() && bin.is_file() {
+        return Ok(dir);
+    }
+    println!("testenv: installing moto {MOTO_VERSION} into {} (first run only)", dir.display());
+    let _ = fs::remove_dir_all(&dir);
+    let status = Command::new(&py).args(["-m", "venv"]).arg(&dir).status()?;
+    if !status.success() {
+        bail!("creating the moto virtualenv failed ({status})");
+    }
+    let status = Command::new(&bin)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .arg(format!("moto[server]=={MOTO_VERSION}"))
+        .status()?;
+    if !status.success() {
+        bail!("pip install moto[server]=={MOTO_VERSION} failed ({status})");
+    }
+    fs::write(dir.join(".complete"), MOTO_VERSION)?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let o = Command::new("openssl").current_dir(dir).args(args).output().context("openssl is required")?;
+    if !o.status.success() {
+        bail!("openssl {} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(())
+}
+
+/// A CA, the apiserver's serving certificate, the service-account key pair and an admin client
+/// certificate (group `system:masters`).
+fn make_certs(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=eso-testenv-ca"])?;
+    fs::write(
+        dir.join("serving.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "serving.key", "-out", "serving.csr", "-subj", "/CN=kube-apiserver"])?;
+    openssl(dir, &["x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "serving.crt", "-days", "30", "-extfile", "serving.ext"])?;
+    fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")?;
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin.key", "-out", "admin.csr", "-subj", "/O=system:masters/CN=eso-testenv-admin"])?;
+    openssl(dir, &["x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "admin.crt", "-days", "30", "-extfile", "client.ext"])?;
+    openssl(dir, &["genrsa", "-out", "sa.key", "2048"])?;
+    openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
+    Ok(())
+}
+
+fn kubeconfig(server: &str, certs: &Path) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: testenv\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
+         users:\n- name: admin\n  user:\n    client-certificate: {crt}\n    client-key: {key}\n\
+         contexts:\n- name: testenv\n  context:\n    cluster: testenv\n    user: admin\n    namespace: default\ncurrent-context: testenv\n",
+        ca = certs.join("ca.crt").display(),
+        crt = certs.join("admin.crt").display(),
+        key = certs.join("admin.key").display(),
+    )
+}
+
+fn spawn(name: &str, program: &Path, args: &[String], logs: &Path) -> Result<u32> {
+    let log = fs::File::create(logs.join(format!("{name}.log")))?;
+    let err = log.try_clone()?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(child.id())
+}
+
+fn wait_for(what: &str, timeout: Duration, logs: &Path, log: &str, mut ok: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let tail = fs::read_to_string(logs.join(log)).unwrap_or_default();
+    let tail: Vec<&str> = tail.lines().rev().take(30).collect();
+    bail!(
+        "{what} did not become ready in {}s; last log lines ({}):\n{}",
+        timeout.as_secs(),
+        logs.join(log).display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+fn tcp_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+fn kubectl_ok(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> bool {
+    Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn write_state(vars: &BTreeMap<String, String>, pids: &[u32]) -> Result<()> {
+    let dir = state_dir();
+    fs::write(dir.join("env.json"), serde_json::to_vec_pretty(vars)?)?;
+    fs::write(
+        dir.join("pids"),
+        pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"),
+    )?;
+    let mut sh = fs::File::create(dir.join("env.sh"))?;
+    for (k, v) in vars {
+        writeln!(sh, "export {k}={}", shell_quote(v))?;
+    }
+    Ok(())
+}
+
+fn read_vars() -> Result<BTreeMap<String, String>> {
+    let path = state_dir().join("env.json");
+    let bytes = fs::read(&path).with_context(|| format!("testenv is not up ({} missing); run `cargo xtask testenv up`", path.display()))?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// True when a previously started environment still answers.
+fn healthy() -> Result<bool> {
+    let vars = read_vars()?;
+    let (Some(kc), Some(kubectl), Some(moto)) = (
+        vars.get("ESO_TESTENV_KUBECONFIG"),
+        vars.get("ESO_TESTENV_KUBECTL"),
+        vars.get("ESO_TESTENV_MOTO_URL"),
+    ) else {
+        return Ok(false);
+    };
+    let moto_port = moto.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(0);
+    Ok(tcp_open(moto_port) && kubectl_ok(Path::new(kubectl), Path::new(kc), &["get", "--raw", "/readyz"]))
+}
+
+/// The environment variables that point tests, kubectl and the AWS SDK at the running testenv.
+pub fn env_vars() -> Result<Vec<(String, String)>> {
+    Ok(read_vars()?.into_iter().collect())
+}
+
+/// Start everything (or reuse a healthy running environment). Returns the state folder.
+pub fn up() -> Result<PathBuf> {
+    if healthy().unwrap_or(false) {
+        println!("testenv: already up ({})", state_dir().display());
+        return Ok(state_dir());
+    }
+    let _ = down();
+    let bins = build_binaries()?;
+    let venv = moto_venv()?;
+
+    let dir = state_dir();
+    let _ = fs::remove_dir_all(&dir);
+    let certs = dir.join("certs");
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    make_certs(&certs)?;
+    let arg = |s: &str| s.to_string();
+    let path = |p: PathBuf| p.display().to_string();
+    let mut pids = Vec::new();
+
+    // etcd
+    let (etcd_port, peer_port) = (free_port()?, free_port()?);
+    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    pids.push(spawn(
+        "etcd",
+        &bins.join("etcd"),
+        &[
+            arg("--name=testenv"),
+            format!("--data-dir={}", path(dir.join("etcd"))),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=testenv={peer_url}"),
+            arg("--unsafe-no-fsync=true"),
+            arg("--log-level=warn"),
+        ],
+        &logs,
+    )?);
+    // Written early so `down` can clean up after a failed start.
+    write_state(&BTreeMap::new(), &pids)?;
+    wait_for("etcd", Duration::from_secs(60), &logs, "etcd.log", || tcp_open(etcd_port))?;
+
+    // kube-apiserver
+    let api_port = free_port()?;
+    let server = format!("https://127.0.0.1:{api_port}");
+    let kc = dir.join("kubeconfig");
+    fs::write(&kc, kubeconfig(&server, &certs))?;
+    pids.push(spawn(
+        "kube-apiserver",
+        &bins.join("kube-apiserver"),
+        &[
+            format!("--etcd-servers={etcd_url}"),
+            arg("--bind-address=127.0.0.1"),
+            arg("--advertise-address=127.0.0.1"),
+            format!("--secure-port={api_port}"),
+            format!("--tls-cert-file={}", path(certs.join("serving.crt"))),
+            format!("--tls-private-key-file={}", path(certs.join("serving.key"))),
+            format!("--client-ca-file={}", path(certs.join("ca.crt"))),
+            format!("--service-account-key-file={}", path(certs.join("sa.pub"))),
+            format!("--service-account-signing-key-file={}", path(certs.join("sa.key"))),
+            arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local"),
+            arg("--api-audiences=https://kubernetes.default.svc.cluster.local,sts.amazonaws.com"),
+            arg("--authorization-mode=RBAC"),
+            arg("--service-cluster-ip-range=10.96.0.0/16"),
+            arg("--allow-privileged=true"),
+            arg("--disable-admission-plugins=ServiceAccount"),
+            arg("--v=0"),
+        ],
+        &logs,
+    )?);
+    write_state(&BTreeMap::new(), &pids)?;
+    let kubectl = bins.join("kubectl");
+    wait_for("kube-apiserver", Duration::from_secs(120), &logs, "kube-apiserver.log", || {
+        kubectl_ok(&kubectl, &kc, &["get", "--raw", "/readyz"])
+    })?;
+
+    // kube-controller-manager: garbage collection, namespace deletion, service accounts and tokens.
+    pids.push(spawn(
+        "kube-controller-manager",
+        &bins.join("kube-controller-manager"),
+        &[
+            format!("--kubeconfig={}", path(kc.clone())),
+            format!("--authentication-kubeconfig={}", path(kc.clone())),
+            format!("--authorization-kubeconfig={}", path(kc.clone())),
+            arg("--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token"),
+            format!("--root-ca-file={}", path(certs.join("ca.crt"))),
+            format!("--service-account-private-key-file={}", path(certs.join("sa.key"))),
+            arg("--leader-elect=false"),
+            arg("--bind-address=127.0.0.1"),
+            arg("--secure-port=0"),
+            arg("--concurrent-gc-syncs=5"),
+            arg("--v=0"),
+        ],
+        &logs,
+    )?);
+    write_state(&BTreeMap::new(), &pids)?;
+    wait_for("kube-controller-manager (default ServiceAccount)", Duration::from_secs(120), &logs, "kube-controller-manager.log", || {
+        kubectl_ok(&kubectl, &kc, &["get", "serviceaccount", "default", "-n", "default"])
+    })?;
+
+    // moto
+    let moto_port = free_port()?;
+    let moto_url = format!("http://127.0.0.1:{moto_port}");
+    pids.push(spawn(
+        "moto",
+        &venv.join("bin").join("python"),
+        &[arg("-m"), arg("moto.server"), arg("-H"), arg("127.0.0.1"), arg("-p"), moto_port.to_string()],
+        &logs,
+    )?);
+    write_state(&BTreeMap::new(), &pids)?;
+    wait_for("moto", Duration::from_secs(60), &logs, "moto.log", || tcp_open(moto_port))?;
+
+    let mut vars = BTreeMap::new();
+    let bin_path = match std::env::var("PATH") {
+        Ok(p) if !p.is_empty() => format!("{}:{p}", bins.display()),
+        _ => bins.display().to_string(),
+    };
+    for (k, v) in [
+        ("KUBECONFIG", path(kc.clone())),
+        ("ESO_TESTENV_KUBECONFIG", path(kc.clone())),
+        ("ESO_TESTENV_DIR", path(dir.clone())),
+        ("ESO_TESTENV_KUBECTL", path(kubectl.clone())),
+        ("ESO_TESTENV_HELM", path(bins.join("helm"))),
+        ("ESO_TESTENV_MOTO_URL", moto_url.clone()),
+        ("PATH", bin_path),
+        ("AWS_ENDPOINT_URL", moto_url.clone()),
+        ("AWS_SECRETSMANAGER_ENDPOINT", moto_url.clone()),
+        ("AWS_STS_ENDPOINT", moto_url.clone()),
+        ("AWS_REGION", arg("us-east-1")),
+        ("AWS_DEFAULT_REGION", arg("us-east-1")),
+        ("AWS_ACCESS_KEY_ID", arg("testing")),
+        ("AWS_SECRET_ACCESS_KEY", arg("testing")),
+        ("AWS_EC2_METADATA_DISABLED", arg("true")),
+    ] {
+        vars.insert(k.to_string(), v);
+    }
+    write_state(&vars, &pids)?;
+    Ok(dir)
+}
+
+fn signal(pid: u32, sig: &str) -> bool {
+    // Negative pid: the whole process group (each component runs in its own).
+    Command::new("kill")
+        .args([sig, "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Stop every component and delete the run state.
+pub fn down() -> Result<()> {
+    let dir = state_dir();
+    let pids: Vec<u32> = fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    // Reverse start order: moto, controller-manager, apiserver, etcd.
+    for pid in pids.iter().rev() {
+        signal(*pid, "-TERM");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for pid in pids.iter().rev() {
+        while Instant::now() < deadline && signal(*pid, "-0") {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        signal(*pid, "-KILL");
+    }
+    if dir.exists() {
+        // Keep the logs of the last run for post-mortems; drop everything else.
+        for entry in fs::read_dir(&dir)? {
+            let p = entry?.path();
+            if p.file_name().is_some_and(|n| n == "logs") {
+                continue;
+            }
+            if p.is_dir() {
+                let _ = fs::remove_dir_all(&p);
+            } else {
+                let _ = fs::remove_file(&p);
+            }
+        }
+    }
+    if !pids.is_empty() {
+        println!("testenv: stopped");
+    }
+    Ok(())
 }
