@@ -1,0 +1,168 @@
+//! `remoteRef.property`: ESO's gjson semantics, plus JSONPath for properties starting with `$`.
+
+use crate::MappingError;
+
+/// The gjson result rendered the way Go gjson's `Result.String()` does.
+fn gjson_string(v: &gjson::Value<'_>) -> String {
+    match v.kind() {
+        gjson::Kind::Null => String::new(),
+        gjson::Kind::True => "true".to_string(),
+        gjson::Kind::False => "false".to_string(),
+        gjson::Kind::String => v.str().to_string(),
+        gjson::Kind::Number => format_number(v.json(), v.f64()),
+        gjson::Kind::Array | gjson::Kind::Object => v.json().to_string(),
+    }
+}
+
+/// Integers keep their raw text; other numbers print like Go's `FormatFloat(f, 'f', -1, 64)`
+/// (shortest representation, never an exponent).
+pub(crate) fn format_number(raw: &str, value: f64) -> String {
+    let raw = raw.trim();
+    if !raw.is_empty() && !raw.contains(['.', 'e', 'E']) {
+        return raw.to_string();
+    }
+    // Rust's Display for f64 is the shortest round-tripping form without exponent, like Go's 'f', -1.
+    format!("{value}")
+}
+
+fn is_json(payload: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(payload).is_ok()
+}
+
+/// Select `property` from `payload`. `None` when it does not exist.
+pub fn select(payload: &str, property: &str) -> Result<Option<String>, String> {
+    if property.starts_with('$') {
+        return select_jsonpath(payload, property);
+    }
+    if !is_json(payload) {
+        return Ok(None);
+    }
+    // A dotted property first means a literal top-level key ("foo.bar"), then a nested path.
+    if property.contains('.') {
+        let escaped = property.replace('.', "\\.");
+        let v = gjson::get(payload, &escaped);
+        if v.exists() {
+            return Ok(Some(gjson_string(&v)));
+        }
+    }
+    let v = gjson::get(payload, property);
+    if v.exists() {
+        Ok(Some(gjson_string(&v)))
+    } else {
+        Ok(None)
+    }
+}
+
+fn json_value_string(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => {
+            let raw = n.to_string();
+            format_number(&raw, n.as_f64().unwrap_or_default())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Beyond ESO: a property starting with `$` is a JSONPath (RFC 9535). One match gives its value;
+/// several give a JSON array of them; none means the property does not exist.
+fn select_jsonpath(payload: &str, path: &str) -> Result<Option<String>, String> {
+    use jsonpath_rust::JsonPath as _;
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return Ok(None);
+    };
+    let found = doc.query(path).map_err(|e| e.to_string())?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(json_value_string(one))),
+        many => Ok(Some(serde_json::Value::Array(many.iter().map(|v| (*v).clone()).collect()).to_string())),
+    }
+}
+
+/// Select a property from a remote payload, with an error naming the field on failure.
+pub(crate) fn select_for(field: &str, key: &str, payload: &str, property: &str) -> Result<String, MappingError> {
+    match select(payload, property) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(MappingError::PropertyNotFound {
+            field: field.to_string(),
+            key: key.to_string(),
+            property: property.to_string(),
+        }),
+        Err(reason) => Err(MappingError::InvalidJsonPath {
+            field: field.to_string(),
+            key: key.to_string(),
+            property: property.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// Flatten a JSON object one level, as ESO's `GetSecretMap` does: strings unescaped, every other
+/// value as its raw JSON text, `null` as empty.
+pub(crate) fn flatten_object(payload: &str) -> Option<Vec<(String, Vec<u8>)>> {
+    let v = gjson::parse(payload);
+    if v.kind() != gjson::Kind::Object || !is_json(payload) {
+        return None;
+    }
+    let mut out = Vec::new();
+    v.each(|k, val| {
+        let s = match val.kind() {
+            gjson::Kind::String => val.str().to_string(),
+            gjson::Kind::Null => String::new(),
+            _ => val.json().to_string(),
+        };
+        out.push((k.str().to_string(), s.into_bytes()));
+        true
+    });
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gjson_semantics() {
+        let p = r#"{"user":"admin","n":42,"f":1.50,"e":1e3,"nul":null,"b":true,"o":{"a": 1},"arr":[1,2],"foo.bar":"lit","foo":{"bar":"nested"},"x":{"y.z":"deep"}}"#;
+        let s = |q: &str| select(p, q).ok().flatten();
+        assert_eq!(s("user").as_deref(), Some("admin"));
+        assert_eq!(s("n").as_deref(), Some("42"));
+        assert_eq!(s("f").as_deref(), Some("1.5"));
+        assert_eq!(s("e").as_deref(), Some("1000"));
+        assert_eq!(s("nul").as_deref(), Some(""));
+        assert_eq!(s("b").as_deref(), Some("true"));
+        assert_eq!(s("o").as_deref(), Some(r#"{"a": 1}"#));
+        assert_eq!(s("arr.1").as_deref(), Some("2"));
+        assert_eq!(s("foo.bar").as_deref(), Some("lit"));
+        assert_eq!(s("missing"), None);
+        assert_eq!(select("not json", "a").ok().flatten(), None);
+    }
+
+    #[test]
+    fn nested_when_no_literal_key() {
+        let p = r#"{"foo":{"bar":"nested"}}"#;
+        assert_eq!(select(p, "foo.bar").ok().flatten().as_deref(), Some("nested"));
+    }
+
+    #[test]
+    fn jsonpath_extension() {
+        let p = r#"{"a":[{"n":"x"},{"n":"y"}],"b":{"c":"d"}}"#;
+        assert_eq!(select(p, "$.b.c").ok().flatten().as_deref(), Some("d"));
+        assert_eq!(select(p, "$.a[*].n").ok().flatten().as_deref(), Some(r#"["x","y"]"#));
+        assert_eq!(select(p, "$.zz").ok().flatten(), None);
+    }
+
+    #[test]
+    fn flatten_one_level() {
+        let m = flatten_object(r#"{"a":"s","b":{"c":1},"d":null,"e":2}"#).unwrap_or_default();
+        let m: std::collections::BTreeMap<_, _> = m.into_iter().collect();
+        assert_eq!(m["a"], b"s");
+        assert_eq!(m["b"], br#"{"c":1}"#);
+        assert_eq!(m["d"], b"");
+        assert_eq!(m["e"], b"2");
+        assert!(flatten_object("[1]").is_none());
+        assert!(flatten_object("nope").is_none());
+    }
+}
