@@ -1,0 +1,395 @@
+//! The registry: picks a factory for a store, caches built clients per credential identity, and
+//! serves reads through a single-flight, time-bounded, size-capped value cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::{
+    Capabilities, FindQuery, Fetched, KubeAccess, ProviderError, ProviderFactory, RemoteRef, RemoteSecret, Request,
+    SecretsProvider, StoreInfo,
+};
+
+/// Cache limits.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// How long a value read from a provider is served to other ExternalSecrets. Zero disables
+    /// value caching (requests in flight are still coalesced).
+    pub ttl: Duration,
+    /// Upper bound on cached value bytes; the oldest entries are evicted first.
+    pub max_bytes: usize,
+    /// How long a built client (and its credentials) is reused before it is rebuilt, so rotated
+    /// static keys are picked up. A failed authentication evicts it at once.
+    pub client_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(30), max_bytes: 64 * 1024 * 1024, client_ttl: Duration::from_secs(300) }
+    }
+}
+
+/// Counters, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Reads that went to a provider (one per remote secret or find query; a batch counts its items).
+    pub remote_reads: u64,
+    /// Reads answered from a fresh cached value.
+    pub hits: u64,
+    /// Reads that joined a read already in flight.
+    pub coalesced: u64,
+    /// Entries evicted to stay under `max_bytes`.
+    pub evictions: u64,
+    /// Provider clients built.
+    pub clients_built: u64,
+    /// Bytes of values currently cached.
+    pub bytes: u64,
+}
+
+/// Store validation outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// Access proven.
+    Valid(Capabilities),
+    /// Could not be proven (credentials depend on the ExternalSecret's namespace).
+    Unknown(String),
+}
+
+type Scope = (String, i64, String);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Item {
+    Get(RemoteRef),
+    Find(FindQuery),
+}
+
+#[derive(Clone, Debug)]
+enum Answer {
+    Get(Option<RemoteSecret>),
+    Find(BTreeMap<String, RemoteSecret>),
+}
+
+fn secret_size(s: &RemoteSecret) -> usize {
+    match s {
+        RemoteSecret::Value { string, binary } => {
+            string.as_ref().map_or(0, String::len) + binary.as_ref().map_or(0, Vec::len)
+        }
+        RemoteSecret::Tags(t) => t.iter().map(|(k, v)| k.len() + v.len()).sum(),
+        RemoteSecret::Empty => 0,
+    }
+}
+
+impl Answer {
+    fn size(&self) -> usize {
+        match self {
+            Answer::Get(v) => v.as_ref().map_or(0, secret_size),
+            Answer::Find(m) => m.iter().map(|(k, v)| k.len() + secret_size(v)).sum(),
+        }
+    }
+}
+
+type Slot = Option<Result<Answer, ProviderError>>;
+
+struct Entry {
+    tx: watch::Sender<Slot>,
+    created: Instant,
+    size: usize,
+}
+
+struct Client {
+    provider: Arc<dyn SecretsProvider>,
+    built: Instant,
+}
+
+#[derive(Default)]
+struct Counters {
+    remote_reads: AtomicU64,
+    hits: AtomicU64,
+    coalesced: AtomicU64,
+    evictions: AtomicU64,
+    clients_built: AtomicU64,
+}
+
+/// Providers plus the shared caches. Cheap to share behind an `Arc`.
+pub struct Registry {
+    kube: Arc<dyn KubeAccess>,
+    config: CacheConfig,
+    factories: Vec<Arc<dyn ProviderFactory>>,
+    clients: Mutex<HashMap<Scope, Client>>,
+    values: Mutex<HashMap<(Scope, Item), Entry>>,
+    bytes: AtomicU64,
+    counters: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+enum Role {
+    Owner(watch::Receiver<Slot>),
+    Waiter(watch::Receiver<Slot>),
+    Hit(Result<Answer, ProviderError>),
+}
+
+impl Registry {
+    /// A registry with no factories.
+    pub fn new(kube: Arc<dyn KubeAccess>, config: CacheConfig) -> Self {
+        Self {
+            kube,
+            config,
+            factories: Vec::new(),
+            clients: Mutex::new(HashMap::new()),
+            values: Mutex::new(HashMap::new()),
+            bytes: AtomicU64::new(0),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Add a factory (first match wins).
+    pub fn with_factory(mut self, factory: Arc<dyn ProviderFactory>) -> Self {
+        self.factories.push(factory);
+        self
+    }
+
+    /// Add the bundled `fake` provider.
+    pub fn with_fake(self) -> Self {
+        self.with_factory(Arc::new(crate::fake::FakeFactory))
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            remote_reads: self.counters.remote_reads.load(Ordering::Relaxed),
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            coalesced: self.counters.coalesced.load(Ordering::Relaxed),
+            evictions: self.counters.evictions.load(Ordering::Relaxed),
+            clients_built: self.counters.clients_built.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn factory(&self, store: &StoreInfo) -> Result<&Arc<dyn ProviderFactory>, ProviderError> {
+        self.factories.iter().find(|f| f.handles(&store.spec)).ok_or_else(|| {
+            let mut names: Vec<String> = store.spec.provider.other.keys().cloned().collect();
+            if names.is_empty() {
+                names.push("(none)".to_string());
+            }
+            let supported: Vec<&str> = self.factories.iter().map(|f| f.name()).collect();
+            ProviderError::unsupported(format!(
+                "store {} uses provider {}, which this operator does not support (supported: {})",
+                store.name,
+                names.join(", "),
+                supported.join(", ")
+            ))
+        })
+    }
+
+    async fn client(&self, store: &StoreInfo, es_namespace: &str) -> Result<(Scope, Arc<dyn SecretsProvider>), ProviderError> {
+        let factory = self.factory(store)?;
+        let scope: Scope = (store.uid.clone(), store.generation, factory.auth_scope(store, es_namespace));
+        {
+            let clients = lock(&self.clients);
+            if let Some(c) = clients.get(&scope) {
+                if c.built.elapsed() < self.config.client_ttl {
+                    return Ok((scope, c.provider.clone()));
+                }
+            }
+        }
+        let provider = factory.build(store, es_namespace, self.kube.clone()).await?;
+        self.counters.clients_built.fetch_add(1, Ordering::Relaxed);
+        let mut clients = lock(&self.clients);
+        // Drop clients of older generations of this store.
+        clients.retain(|k, _| k.0 != scope.0 || k.1 == scope.1);
+        clients.insert(scope.clone(), Client { provider: provider.clone(), built: Instant::now() });
+        Ok((scope, provider))
+    }
+
+    fn evict_client(&self, scope: &Scope) {
+        lock(&self.clients).remove(scope);
+    }
+
+    /// Look up or claim a cache slot.
+    fn claim(&self, key: &(Scope, Item)) -> Role {
+        let mut values = lock(&self.values);
+        if let Some(e) = values.get(key) {
+            let fresh = e.created.elapsed() < self.config.ttl;
+            let current = e.tx.borrow().clone();
+            match current {
+                None => {
+                    self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                    return Role::Waiter(e.tx.subscribe());
+                }
+                Some(Ok(v)) if fresh => {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    return Role::Hit(Ok(v));
+                }
+                _ => {}
+            }
+            if let Some(old) = values.remove(key) {
+                self.bytes.fetch_sub(old.size as u64, Ordering::Relaxed);
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        values.insert(key.clone(), Entry { tx, created: Instant::now(), size: 0 });
+        Role::Owner(rx)
+    }
+
+    /// Publish an owner's result.
+    fn settle(&self, key: &(Scope, Item), result: Result<Answer, ProviderError>) {
+        let mut values = lock(&self.values);
+        let keep = result.is_ok() && !self.config.ttl.is_zero();
+        let size = result.as_ref().map_or(0, Answer::size);
+        if let Some(e) = values.get_mut(key) {
+            e.tx.send_replace(Some(result));
+            if keep {
+                e.size = size;
+                self.bytes.fetch_add(size as u64, Ordering::Relaxed);
+            }
+        }
+        if !keep {
+            values.remove(key);
+        }
+        if self.bytes.load(Ordering::Relaxed) as usize > self.config.max_bytes {
+            self.evict(&mut values);
+        }
+    }
+
+    /// Drop expired entries, then the oldest, until under 90% of the cap.
+    fn evict(&self, values: &mut HashMap<(Scope, Item), Entry>) {
+        let target = self.config.max_bytes / 10 * 9;
+        let mut ready: Vec<((Scope, Item), Instant, usize)> = values
+            .iter()
+            .filter(|(_, e)| e.tx.borrow().is_some())
+            .map(|(k, e)| (k.clone(), e.created, e.size))
+            .collect();
+        ready.sort_by_key(|(_, created, _)| *created);
+        for (k, _, size) in ready {
+            if self.bytes.load(Ordering::Relaxed) as usize <= target {
+                break;
+            }
+            values.remove(&k);
+            self.bytes.fetch_sub(size as u64, Ordering::Relaxed);
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn wait(mut rx: watch::Receiver<Slot>) -> Result<Answer, ProviderError> {
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or_else(|| Err(ProviderError::unavailable("read was cancelled"))),
+            Err(_) => Err(ProviderError::unavailable("a concurrent read of the same secret was cancelled; retrying later")),
+        }
+    }
+
+    /// Execute `requests` for an ExternalSecret in `es_namespace`. Remote secrets that do not
+    /// exist are answered `None`; any other failure fails the call (after every read settled).
+    pub async fn fetch(&self, store: &StoreInfo, es_namespace: &str, requests: &[Request]) -> Result<Fetched, ProviderError> {
+        let (scope, provider) = self.client(store, es_namespace).await?;
+        let mut owned_gets: Vec<(RemoteRef, (Scope, Item))> = Vec::new();
+        let mut pending: Vec<(&Request, Result<Answer, ProviderError>)> = Vec::new();
+        let mut waiting: Vec<(&Request, watch::Receiver<Slot>)> = Vec::new();
+        for r in requests {
+            let item = match r {
+                Request::Get { remote, .. } => Item::Get(remote.clone()),
+                Request::Find { query, .. } => Item::Find(query.clone()),
+            };
+            let key = (scope.clone(), item);
+            match self.claim(&key) {
+                Role::Hit(v) => pending.push((r, v)),
+                Role::Waiter(rx) => waiting.push((r, rx)),
+                Role::Owner(rx) => {
+                    match r {
+                        Request::Get { remote, .. } => owned_gets.push((remote.clone(), key)),
+                        Request::Find { query, .. } => {
+                            self.counters.remote_reads.fetch_add(1, Ordering::Relaxed);
+                            let res = provider.find(query).await.map(Answer::Find);
+                            self.settle(&key, res);
+                        }
+                    }
+                    waiting.push((r, rx));
+                }
+            }
+        }
+        if !owned_gets.is_empty() {
+            let refs: Vec<RemoteRef> = owned_gets.iter().map(|(r, _)| r.clone()).collect();
+            self.counters.remote_reads.fetch_add(refs.len() as u64, Ordering::Relaxed);
+            let mut results = provider.get_secrets(&refs).await.into_iter();
+            for (remote, key) in &owned_gets {
+                let res = match results.next() {
+                    Some(Ok(v)) => Ok(Answer::Get(Some(v))),
+                    Some(Err(ProviderError::NotFound { .. })) => Ok(Answer::Get(None)),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ProviderError::unavailable(format!(
+                        "provider returned no result for {} (partial batch answer)",
+                        remote.key
+                    ))),
+                };
+                self.settle(key, res);
+            }
+        }
+        for (r, rx) in waiting {
+            pending.push((r, Self::wait(rx).await));
+        }
+        let mut fetched = Fetched::default();
+        let mut first_err = None;
+        for (r, res) in pending {
+            match (r, res) {
+                (Request::Get { store, remote }, Ok(Answer::Get(v))) => {
+                    fetched.gets.insert((store.clone(), remote.clone()), v);
+                }
+                (Request::Find { store, query }, Ok(Answer::Find(m))) => {
+                    fetched.finds.insert((store.clone(), query.clone()), Some(m));
+                }
+                (_, Ok(_)) => {
+                    first_err.get_or_insert(ProviderError::unavailable("cache answer of the wrong kind"));
+                }
+                (_, Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            if e.class() == crate::ErrorClass::AccessDenied {
+                self.evict_client(&scope);
+            }
+            return Err(e);
+        }
+        Ok(fetched)
+    }
+
+    /// Prove access to a store with one cheap authenticated call.
+    pub async fn validate(&self, store: &StoreInfo) -> Result<Validation, ProviderError> {
+        let factory = self.factory(store)?;
+        if factory.is_referent(store) {
+            return Ok(Validation::Unknown(
+                "credentials are resolved in each ExternalSecret's namespace (referent authentication)".to_string(),
+            ));
+        }
+        let ns = store.namespace.clone().unwrap_or_default();
+        let (scope, provider) = self.client(store, &ns).await?;
+        match provider.validate().await {
+            Ok(c) => Ok(Validation::Valid(c)),
+            Err(e) => {
+                self.evict_client(&scope);
+                Err(e)
+            }
+        }
+    }
+
+    /// Forget clients and values of a store (deleted or changed).
+    pub fn forget_store(&self, uid: &str) {
+        lock(&self.clients).retain(|k, _| k.0 != uid);
+        let mut values = lock(&self.values);
+        let mut freed = 0u64;
+        values.retain(|k, e| {
+            let keep = k.0.0 != uid;
+            if !keep {
+                freed += e.size as u64;
+            }
+            keep
+        });
+        self.bytes.fetch_sub(freed, Ordering::Relaxed);
+    }
+}
