@@ -118,12 +118,12 @@ mod tests {
 
     #[test]
     fn matrix() {
-        use CreationPolicy::*;
-        assert_eq!(decide(Owner, "a", None), Decision::Create);
-        assert_eq!(decide(Orphan, "a", None), Decision::Create);
-        assert_eq!(decide(CreateOrMerge, "a", None), Decision::Create);
-        assert_eq!(decide(Merge, "a", None), Decision::MissingForMerge);
-        assert_eq!(decide(None, "a", None), Decision::Nothing);
+        use CreationPolicy::{CreateOrMerge, Merge, Orphan, Owner};
+        assert_eq!(decide(Owner, "a", Option::None), Decision::Create);
+        assert_eq!(decide(Orphan, "a", Option::None), Decision::Create);
+        assert_eq!(decide(CreateOrMerge, "a", Option::None), Decision::Create);
+        assert_eq!(decide(Merge, "a", Option::None), Decision::MissingForMerge);
+        assert_eq!(decide(CreationPolicy::None, "a", Option::None), Decision::Nothing);
 
         let mine = [es_ref("a")];
         let t = ExistingTarget { owner_references: &mine, ..Default::default() };

@@ -1,0 +1,61 @@
+//! Provider wiring for the bundled operator: the registry hub with the fake and AWS providers,
+//! with cache counters exported as metrics.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use eso_mapping::{Fetched, Request};
+use eso_provider::CacheConfig;
+use eso_provider_aws::AwsFactory;
+use eso_reconciler::kube_access::RegistryHub;
+use eso_reconciler::{FetchFailure, Metrics, ProviderHub, StoreContext, Validation};
+
+use crate::CacheArgs;
+
+/// The hub plus metrics export.
+struct MeteredHub {
+    inner: RegistryHub,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredHub {
+    fn export(&self) {
+        let s = self.inner.registry().stats();
+        self.metrics.set("eso_provider_remote_reads_total", vec![], s.remote_reads as f64);
+        self.metrics.set("eso_provider_cache_hits_total", vec![], s.hits as f64);
+        self.metrics.set("eso_provider_cache_coalesced_total", vec![], s.coalesced as f64);
+        self.metrics.set("eso_provider_cache_evictions_total", vec![], s.evictions as f64);
+        self.metrics.set("eso_provider_clients_built_total", vec![], s.clients_built as f64);
+        self.metrics.set("eso_provider_cache_bytes", vec![], s.bytes as f64);
+    }
+}
+
+#[async_trait]
+impl ProviderHub for MeteredHub {
+    async fn fetch(&self, store: &StoreContext, es_namespace: &str, requests: &[Request]) -> Result<Fetched, FetchFailure> {
+        let r = self.inner.fetch(store, es_namespace, requests).await;
+        self.export();
+        r
+    }
+
+    async fn validate(&self, store: &StoreContext) -> Result<Validation, FetchFailure> {
+        let r = self.inner.validate(store).await;
+        self.export();
+        r
+    }
+
+    fn forget_store(&self, store_uid: &str) {
+        self.inner.forget_store(store_uid);
+    }
+}
+
+/// Build the operator's provider hub.
+pub(crate) fn hub(client: kube::Client, cache: &CacheArgs, metrics: Arc<Metrics>) -> Arc<dyn ProviderHub> {
+    let config = CacheConfig {
+        ttl: cache.ttl,
+        max_bytes: usize::try_from(cache.max_bytes).unwrap_or(usize::MAX),
+        ..CacheConfig::default()
+    };
+    let inner = RegistryHub::new(client, config).with_factory(Arc::new(AwsFactory::from_env()));
+    Arc::new(MeteredHub { inner, metrics })
+}

@@ -1,0 +1,152 @@
+//! [`eso_provider::KubeAccess`] implemented with a kube client, and [`RegistryHub`]: the
+//! [`ProviderHub`] backed by eso-provider's [`Registry`] (shared caches, any registered factory).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use eso_mapping::{Fetched, Request};
+use eso_provider::{CacheConfig, ErrorClass, KubeAccess, ProviderError, ProviderFactory, Registry, ServiceAccountToken, StoreInfo};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kube::Client;
+
+use crate::hub::{FailureClass, FetchFailure, ProviderHub, StoreContext, Validation};
+
+/// Lifetime requested for ServiceAccount tokens.
+const TOKEN_TTL_SECONDS: i64 = 600;
+
+fn kube_error(e: kube::Error, what: String) -> ProviderError {
+    match &e {
+        kube::Error::Api(s) if s.code == 404 => ProviderError::invalid_config(format!("{what} not found")),
+        kube::Error::Api(s) if s.code == 403 => {
+            ProviderError::access_denied(format!("the operator may not read {what}: {}", s.message))
+        }
+        _ => ProviderError::unavailable(format!("reading {what}: {e}")),
+    }
+}
+
+/// Kubernetes reads for providers, through the operator's client.
+#[derive(Clone)]
+pub struct KubeClientAccess {
+    client: Client,
+}
+
+impl KubeClientAccess {
+    /// Wrap a client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl KubeAccess for KubeClientAccess {
+    async fn secret_key(&self, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, ProviderError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = api.get(name).await.map_err(|e| kube_error(e, format!("Secret {namespace}/{name}")))?;
+        secret
+            .data
+            .and_then(|mut d| d.remove(key))
+            .map(|b| b.0)
+            .ok_or_else(|| ProviderError::invalid_config(format!("Secret {namespace}/{name} has no key {key}")))
+    }
+
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[String],
+    ) -> Result<ServiceAccountToken, ProviderError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let req = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: audiences.to_vec(),
+                expiration_seconds: Some(TOKEN_TTL_SECONDS),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let out = api
+            .create_token_request(name, &PostParams::default(), &req)
+            .await
+            .map_err(|e| kube_error(e, format!("a token for ServiceAccount {namespace}/{name}")))?;
+        let status = out
+            .status
+            .ok_or_else(|| ProviderError::unavailable(format!("TokenRequest for {namespace}/{name} returned no token")))?;
+        let expires_at = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(status.expiration_timestamp.0.as_second()).unwrap_or_default());
+        Ok(ServiceAccountToken { token: status.token, expires_at })
+    }
+
+    async fn service_account_annotations(&self, namespace: &str, name: &str) -> Result<BTreeMap<String, String>, ProviderError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let sa = api.get(name).await.map_err(|e| kube_error(e, format!("ServiceAccount {namespace}/{name}")))?;
+        Ok(sa.metadata.annotations.unwrap_or_default())
+    }
+}
+
+/// A [`ProviderHub`] over eso-provider's [`Registry`].
+pub struct RegistryHub {
+    registry: Registry,
+}
+
+impl RegistryHub {
+    /// A hub with the `fake` provider registered; add more with [`RegistryHub::with_factory`].
+    pub fn new(client: Client, cache: CacheConfig) -> Self {
+        Self { registry: Registry::new(Arc::new(KubeClientAccess::new(client)), cache).with_fake() }
+    }
+
+    /// Register a provider factory (AWS, your own).
+    pub fn with_factory(self, factory: Arc<dyn ProviderFactory>) -> Self {
+        Self { registry: self.registry.with_factory(factory) }
+    }
+
+    /// The registry (cache statistics).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+fn info(store: &StoreContext) -> StoreInfo {
+    StoreInfo {
+        kind: store.kind,
+        name: store.name.clone(),
+        namespace: store.namespace.clone(),
+        uid: store.uid.clone(),
+        generation: store.generation,
+        spec: store.spec.clone(),
+    }
+}
+
+/// Convert a provider error to the reconciler's failure type.
+pub fn failure(e: ProviderError) -> FetchFailure {
+    let class = match e.class() {
+        ErrorClass::NotFound => FailureClass::NotFound,
+        ErrorClass::AccessDenied => FailureClass::AccessDenied,
+        ErrorClass::Throttled => FailureClass::Throttled,
+        ErrorClass::Unavailable => FailureClass::Unavailable,
+        ErrorClass::InvalidConfig => FailureClass::InvalidConfig,
+        ErrorClass::Unsupported => FailureClass::Unsupported,
+    };
+    FetchFailure::new(class, e.to_string())
+}
+
+#[async_trait]
+impl ProviderHub for RegistryHub {
+    async fn fetch(&self, store: &StoreContext, es_namespace: &str, requests: &[Request]) -> Result<Fetched, FetchFailure> {
+        self.registry.fetch(&info(store), es_namespace, requests).await.map_err(failure)
+    }
+
+    async fn validate(&self, store: &StoreContext) -> Result<Validation, FetchFailure> {
+        match self.registry.validate(&info(store)).await.map_err(failure)? {
+            eso_provider::Validation::Valid(c) => Ok(Validation::Valid(c.as_str().to_string())),
+            eso_provider::Validation::Unknown(m) => Ok(Validation::Unknown(m)),
+        }
+    }
+
+    fn forget_store(&self, store_uid: &str) {
+        self.registry.forget_store(store_uid);
+    }
+}
