@@ -55,25 +55,27 @@ fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
 /// namespace.
 pub fn admission_policies() -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
     const NAME: &str = "secretstore-namespace-isolation.external-secrets.io";
+    // Every level is guarded with has(): CEL errors on a missing intermediate field, and an
+    // erroring expression denies the request.
     let same_ns = |path: &str| {
-        format!(
-            "!has({path}) || !has({path}.namespace) || {path}.namespace == object.metadata.namespace"
-        )
+        let parts: Vec<&str> = path.split('.').collect();
+        let mut guards = Vec::new();
+        for i in 2..=parts.len() {
+            guards.push(format!("!has({})", parts[..i].join(".")));
+        }
+        guards.push(format!("!has({path}.namespace)"));
+        format!("{} || {path}.namespace == object.metadata.namespace", guards.join(" || "))
     };
-    let aws = "object.spec.provider.aws";
     let refs = [
-        format!("{aws}.auth.secretRef.accessKeyIDSecretRef"),
-        format!("{aws}.auth.secretRef.secretAccessKeySecretRef"),
-        format!("{aws}.auth.secretRef.sessionTokenSecretRef"),
-        format!("{aws}.auth.jwt.serviceAccountRef"),
+        "object.spec.provider.aws.auth.secretRef.accessKeyIDSecretRef",
+        "object.spec.provider.aws.auth.secretRef.secretAccessKeySecretRef",
+        "object.spec.provider.aws.auth.secretRef.sessionTokenSecretRef",
+        "object.spec.provider.aws.auth.jwt.serviceAccountRef",
     ];
     let validations = refs
         .iter()
         .map(|r| Validation {
-            expression: format!(
-                "!has({aws}) || !has({aws}.auth) || ({})",
-                same_ns(r)
-            ),
+            expression: same_ns(r),
             message: Some(format!(
                 "{}: a SecretStore may only reference credentials in its own namespace (leave namespace empty or set it to the store's namespace)",
                 r.trim_start_matches("object.")

@@ -42,10 +42,6 @@ pub const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))
     {
         "rule": "(has(self.data) && size(self.data) > 0) || (has(self.dataFrom) && size(self.dataFrom) > 0)",
         "message": "spec.data or spec.dataFrom must have at least one entry"
-    },
-    {
-        "rule": "!has(self.data) || !has(self.target) || !has(self.target.deletionPolicy) || self.target.deletionPolicy != 'Retain' || self.data.all(d, self.data.exists_one(e, e.secretKey == d.secretKey))",
-        "message": "spec.data[].secretKey must be unique when spec.target.deletionPolicy is Retain"
     }
 ]))]
 pub struct ExternalSecretSpec {
@@ -174,14 +170,6 @@ pub struct SyncWindow {
     {
         "rule": "!has(self.template) || !has(self.template.type) || self.template.type != 'bootstrap.kubernetes.io/token'",
         "message": "spec.target.template.type bootstrap.kubernetes.io/token is not allowed"
-    },
-    {
-        "rule": "!has(self.template) || !has(self.template.type) || self.template.type != 'kubernetes.io/service-account-token' || ((!has(self.template.metadata) || !has(self.template.metadata.annotations) || !('kubernetes.io/service-account.name' in self.template.metadata.annotations)) && (!has(self.template.templateFrom) || self.template.templateFrom.all(t, !has(t.target) || t.target.lowerAscii() != 'annotations')))",
-        "message": "spec.target.template: a kubernetes.io/service-account-token Secret may not set the kubernetes.io/service-account.name annotation or template annotations"
-    },
-    {
-        "rule": "has(self.manifest) || !has(self.template) || !has(self.template.templateFrom) || self.template.templateFrom.all(t, !has(t.target) || t.target.lowerAscii() in ['', 'data', 'annotations', 'labels'])",
-        "message": "spec.target.template.templateFrom[].target must be Data, Annotations or Labels for a Secret target"
     }
 ]))]
 pub struct ExternalSecretTarget {

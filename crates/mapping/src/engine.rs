@@ -145,6 +145,20 @@ pub fn plan(spec: &ExternalSecretSpec) -> Result<Vec<Request>, MappingError> {
         }
     };
     let default = spec.secret_store_ref.as_ref();
+    if spec.target.deletion_policy == DeletionPolicy::Retain {
+        let mut keys = BTreeSet::new();
+        for (i, d) in spec.data.iter().enumerate() {
+            if !keys.insert(d.secret_key.as_str()) {
+                return Err(MappingError::Unsupported {
+                    field: format!("spec.data[{i}].secretKey"),
+                    reason: format!(
+                        "spec.data[].secretKey must be unique when deletionPolicy is Retain (duplicate {:?})",
+                        d.secret_key
+                    ),
+                });
+            }
+        }
+    }
     for (i, e) in spec.data_from.iter().enumerate() {
         let field = format!("spec.dataFrom[{i}]");
         if e.source_ref.as_ref().is_some_and(|s| s.generator_ref.is_some()) {
@@ -364,14 +378,20 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                     let out = crate::template::render(lit, &ctx).map_err(terr(format!("{f}.literal")))?;
                     rendered.extend(keys_and_values(&f, &out)?);
                 }
-                match tf.target.as_deref().unwrap_or("Data") {
-                    "Labels" => mapped.labels.extend(rendered),
-                    "Annotations" => mapped.annotations.extend(rendered),
-                    _ => {
+                match tf.target.as_deref().unwrap_or("Data").to_ascii_lowercase().as_str() {
+                    "labels" => mapped.labels.extend(rendered),
+                    "annotations" => mapped.annotations.extend(rendered),
+                    "data" | "" => {
                         for (k, v) in rendered {
                             let v = decode_for(&f, &k, tf.values_decoding_strategy, v.as_bytes())?;
                             mapped.data.insert(k, v);
                         }
+                    }
+                    other => {
+                        return Err(MappingError::Unsupported {
+                            field: format!("{f}.target"),
+                            reason: format!("templateFrom[].target must be Data, Annotations or Labels for a Secret target, not {other:?}"),
+                        });
                     }
                 }
             }
@@ -392,6 +412,14 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                 mapped.finalizers = md.finalizers.clone();
             }
             mapped.type_ = t.type_.clone().filter(|s| !s.is_empty());
+            if mapped.type_.as_deref() == Some("kubernetes.io/service-account-token")
+                && mapped.annotations.contains_key("kubernetes.io/service-account.name")
+            {
+                return Err(MappingError::Unsupported {
+                    field: format!("{field}.metadata.annotations"),
+                    reason: "a kubernetes.io/service-account-token Secret may not set the kubernetes.io/service-account.name annotation".to_string(),
+                });
+            }
             for k in mapped.data.keys() {
                 validate_key(k).map_err(|reason| MappingError::InvalidKey {
                     field: field.to_string(),

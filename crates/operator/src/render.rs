@@ -106,7 +106,12 @@ spec:
 
     #[test]
     fn missing_remote_is_reported() {
-        let out = render(ES, &[]).unwrap();
+        // deletionPolicy Retain (the default): a missing remote secret is an error.
+        let err = render(ES, &[]).unwrap_err().to_string();
+        assert!(err.contains("Secret does not exist"), "{err}");
+        // deletionPolicy Delete: the entry is skipped and reported.
+        let es = ES.replace("target: {name: db-credentials}", "target: {name: db-credentials, deletionPolicy: Delete}");
+        let out = render(&es, &[]).unwrap();
         assert!(out.contains("secret does not exist at provider"), "{out}");
     }
 }

@@ -32,8 +32,14 @@ impl MeteredHub {
 
 #[async_trait]
 impl ProviderHub for MeteredHub {
-    async fn fetch(&self, store: &StoreContext, es_namespace: &str, requests: &[Request]) -> Result<Fetched, FetchFailure> {
-        let r = self.inner.fetch(store, es_namespace, requests).await;
+    async fn fetch(
+        &self,
+        store: &StoreContext,
+        es_namespace: &str,
+        requests: &[Request],
+        max_age: Option<std::time::Duration>,
+    ) -> Result<Fetched, FetchFailure> {
+        let r = self.inner.fetch(store, es_namespace, requests, max_age).await;
         self.export();
         r
     }

@@ -212,10 +212,11 @@ impl Registry {
     }
 
     /// Look up or claim a cache slot.
-    fn claim(&self, key: &(Scope, Item)) -> Role {
+    fn claim(&self, key: &(Scope, Item), max_age: Option<Duration>) -> Role {
         let mut values = lock(&self.values);
         if let Some(e) = values.get(key) {
-            let fresh = e.created.elapsed() < self.config.ttl;
+            let ttl = max_age.map_or(self.config.ttl, |m| m.min(self.config.ttl));
+            let fresh = e.created.elapsed() < ttl;
             let current = e.tx.borrow().clone();
             match current {
                 None => {
@@ -286,6 +287,19 @@ impl Registry {
     /// Execute `requests` for an ExternalSecret in `es_namespace`. Remote secrets that do not
     /// exist are answered `None`; any other failure fails the call (after every read settled).
     pub async fn fetch(&self, store: &StoreInfo, es_namespace: &str, requests: &[Request]) -> Result<Fetched, ProviderError> {
+        self.fetch_fresh(store, es_namespace, requests, None).await
+    }
+
+    /// Like [`Registry::fetch`], but a cached value older than `max_age` is not used (an
+    /// ExternalSecret passes its refresh interval, so a rotated value reaches it within one
+    /// interval however long the cache TTL is).
+    pub async fn fetch_fresh(
+        &self,
+        store: &StoreInfo,
+        es_namespace: &str,
+        requests: &[Request],
+        max_age: Option<Duration>,
+    ) -> Result<Fetched, ProviderError> {
         let (scope, provider) = self.client(store, es_namespace).await?;
         let mut owned_gets: Vec<(RemoteRef, (Scope, Item))> = Vec::new();
         let mut pending: Vec<(&Request, Result<Answer, ProviderError>)> = Vec::new();
@@ -296,7 +310,7 @@ impl Registry {
                 Request::Find { query, .. } => Item::Find(query.clone()),
             };
             let key = (scope.clone(), item);
-            match self.claim(&key) {
+            match self.claim(&key, max_age) {
                 Role::Hit(v) => pending.push((r, v)),
                 Role::Waiter(rx) => waiting.push((r, rx)),
                 Role::Owner(rx) => {

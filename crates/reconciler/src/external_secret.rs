@@ -508,7 +508,7 @@ async fn fetch_all(es: &ExternalSecret, ns: &str, requests: &[Request], ctx: &Ar
         let store: StoreContext = stores::resolve_for(es, ns, &store_ref, ctx).map_err(SyncFailure::Provider)?;
         let part = ctx
             .hub
-            .fetch(&store, ns, &reqs)
+            .fetch(&store, ns, &reqs, es.spec.refresh_interval_duration().filter(|d| !d.is_zero()))
             .await
             .map_err(SyncFailure::Provider)?;
         fetched.gets.extend(part.gets);

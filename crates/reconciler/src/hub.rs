@@ -88,6 +88,7 @@ pub enum Validation {
 #[async_trait]
 pub trait ProviderHub: Send + Sync + 'static {
     /// Run `requests` (all served by `store`) on behalf of an ExternalSecret in `es_namespace`.
+    /// Shared cached answers older than `max_age` (the ExternalSecret's refresh interval) must not be used.
     /// Remote secrets that authoritatively do not exist are answered `None`; any other failure
     /// fails the whole call.
     async fn fetch(
@@ -95,6 +96,7 @@ pub trait ProviderHub: Send + Sync + 'static {
         store: &StoreContext,
         es_namespace: &str,
         requests: &[Request],
+        max_age: Option<std::time::Duration>,
     ) -> Result<Fetched, FetchFailure>;
 
     /// Prove access with one cheap authenticated call.

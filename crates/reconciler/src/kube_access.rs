@@ -135,8 +135,14 @@ pub fn failure(e: ProviderError) -> FetchFailure {
 
 #[async_trait]
 impl ProviderHub for RegistryHub {
-    async fn fetch(&self, store: &StoreContext, es_namespace: &str, requests: &[Request]) -> Result<Fetched, FetchFailure> {
-        self.registry.fetch(&info(store), es_namespace, requests).await.map_err(failure)
+    async fn fetch(
+        &self,
+        store: &StoreContext,
+        es_namespace: &str,
+        requests: &[Request],
+        max_age: Option<Duration>,
+    ) -> Result<Fetched, FetchFailure> {
+        self.registry.fetch_fresh(&info(store), es_namespace, requests, max_age).await.map_err(failure)
     }
 
     async fn validate(&self, store: &StoreContext) -> Result<Validation, FetchFailure> {

@@ -5,8 +5,8 @@
 #[path = "../../../testsupport/testenv.rs"]
 mod testenv;
 
-#[test]
-fn https_client_builds_without_a_process_level_crypto_provider() {
+#[tokio::test]
+async fn https_client_builds_without_a_process_level_crypto_provider() {
     let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
     let client = kube::Client::try_from(config);
     assert!(client.is_ok(), "building an HTTPS client failed: {:?}", client.err());
