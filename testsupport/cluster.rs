@@ -16,7 +16,11 @@ pub fn root() -> PathBuf {
 
 /// stdout + stderr of a command, for messages.
 pub fn out(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The test environment with the CRDs and admission policies installed and enforced (once per
@@ -93,7 +97,15 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 
 /// A decoded data key of a Secret, or None when missing.
 pub fn secret_value(env: &TestEnv, ns: &str, name: &str, key: &str) -> Option<String> {
-    let o = env.kubectl(&["get", "secret", name, "-n", ns, "-o", &format!("jsonpath={{.data.{}}}", key.replace('.', "\\."))]);
+    let o = env.kubectl(&[
+        "get",
+        "secret",
+        name,
+        "-n",
+        ns,
+        "-o",
+        &format!("jsonpath={{.data.{}}}", key.replace('.', "\\.")),
+    ]);
     if !o.status.success() {
         return None;
     }

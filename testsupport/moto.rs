@@ -12,7 +12,8 @@ pub fn call(base_url: &str, operation: &str, body: &str) -> Result<String, Strin
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let mut stream = TcpStream::connect(&hostport).map_err(|e| format!("connect {hostport}: {e}"))?;
+    let mut stream =
+        TcpStream::connect(&hostport).map_err(|e| format!("connect {hostport}: {e}"))?;
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
     let req = format!(
         "POST / HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/x-amz-json-1.1\r\n\
@@ -21,7 +22,9 @@ pub fn call(base_url: &str, operation: &str, body: &str) -> Result<String, Strin
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
     stream.read_to_end(&mut resp).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&resp).to_string();
@@ -32,7 +35,10 @@ pub fn call(base_url: &str, operation: &str, body: &str) -> Result<String, Strin
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     // Chunked bodies: keep only the JSON part.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -47,8 +53,12 @@ pub fn call(base_url: &str, operation: &str, body: &str) -> Result<String, Strin
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     loop {
-        let Some((size, rest)) = s.split_once("\r\n") else { break };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Some((size, rest)) = s.split_once("\r\n") else {
+            break;
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -77,11 +87,24 @@ fn json_str(s: &str) -> String {
 
 /// Create a string secret.
 pub fn create_secret(base_url: &str, name: &str, value: &str) -> Result<String, String> {
-    call(base_url, "CreateSecret", &format!("{{\"Name\":{},\"SecretString\":{}}}", json_str(name), json_str(value)))
+    call(
+        base_url,
+        "CreateSecret",
+        &format!(
+            "{{\"Name\":{},\"SecretString\":{}}}",
+            json_str(name),
+            json_str(value)
+        ),
+    )
 }
 
 /// Create a secret with tags.
-pub fn create_secret_with_tags(base_url: &str, name: &str, value: &str, tags: &[(&str, &str)]) -> Result<String, String> {
+pub fn create_secret_with_tags(
+    base_url: &str,
+    name: &str,
+    value: &str,
+    tags: &[(&str, &str)],
+) -> Result<String, String> {
     let tags: Vec<String> = tags
         .iter()
         .map(|(k, v)| format!("{{\"Key\":{},\"Value\":{}}}", json_str(k), json_str(v)))
@@ -89,13 +112,26 @@ pub fn create_secret_with_tags(base_url: &str, name: &str, value: &str, tags: &[
     call(
         base_url,
         "CreateSecret",
-        &format!("{{\"Name\":{},\"SecretString\":{},\"Tags\":[{}]}}", json_str(name), json_str(value), tags.join(",")),
+        &format!(
+            "{{\"Name\":{},\"SecretString\":{},\"Tags\":[{}]}}",
+            json_str(name),
+            json_str(value),
+            tags.join(",")
+        ),
     )
 }
 
 /// Put a new value (new AWSCURRENT version).
 pub fn put_value(base_url: &str, name: &str, value: &str) -> Result<String, String> {
-    call(base_url, "PutSecretValue", &format!("{{\"SecretId\":{},\"SecretString\":{}}}", json_str(name), json_str(value)))
+    call(
+        base_url,
+        "PutSecretValue",
+        &format!(
+            "{{\"SecretId\":{},\"SecretString\":{}}}",
+            json_str(name),
+            json_str(value)
+        ),
+    )
 }
 
 /// Delete without recovery.
@@ -103,6 +139,9 @@ pub fn force_delete(base_url: &str, name: &str) -> Result<String, String> {
     call(
         base_url,
         "DeleteSecret",
-        &format!("{{\"SecretId\":{},\"ForceDeleteWithoutRecovery\":true}}", json_str(name)),
+        &format!(
+            "{{\"SecretId\":{},\"ForceDeleteWithoutRecovery\":true}}",
+            json_str(name)
+        ),
     )
 }

@@ -38,7 +38,10 @@ impl Proxy {
     pub fn start(upstream: &str) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let url = format!("http://{}", listener.local_addr()?);
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
         let counts = Arc::new(Mutex::new(BTreeMap::new()));
         let fault = Arc::new(Mutex::new(Fault::None));
         let remaining = Arc::new(AtomicU32::new(0));
@@ -51,7 +54,12 @@ impl Proxy {
                 });
             }
         });
-        Ok(Self { url, counts, fault, remaining })
+        Ok(Self {
+            url,
+            counts,
+            fault,
+            remaining,
+        })
     }
 
     /// Requests seen so far, by operation.
@@ -121,7 +129,11 @@ fn handle(
             let f = fault.lock().map(|f| *f).unwrap_or(Fault::None);
             if f != Fault::None && remaining.load(Ordering::SeqCst) > 0 {
                 let _ = remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    if n == u32::MAX { Some(n) } else { Some(n.saturating_sub(1)) }
+                    if n == u32::MAX {
+                        Some(n)
+                    } else {
+                        Some(n.saturating_sub(1))
+                    }
                 });
                 f
             } else {
@@ -132,12 +144,20 @@ fn handle(
             Fault::Drop => return Ok(()),
             Fault::Throttle => {
                 let b = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
-                write!(client, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())?;
+                write!(
+                    client,
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                )?;
                 return Ok(());
             }
             Fault::Unavailable => {
                 let b = r#"{"__type":"ServiceUnavailable","message":"injected"}"#;
-                write!(client, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())?;
+                write!(
+                    client,
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                )?;
                 return Ok(());
             }
             Fault::None => {}

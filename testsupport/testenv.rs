@@ -52,7 +52,9 @@ impl TestEnv {
         if let Some(mut s) = child.stdin.take() {
             let _ = s.write_all(stdin.as_bytes());
         }
-        child.wait_with_output().unwrap_or_else(|e| panic!("waiting for kubectl: {e}"))
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for kubectl: {e}"))
     }
 }
 
@@ -62,7 +64,13 @@ fn root() -> PathBuf {
 
 fn vars() -> Option<BTreeMap<String, String>> {
     let mut vars = BTreeMap::new();
-    for k in ["ESO_TESTENV_KUBECONFIG", "ESO_TESTENV_KUBECTL", "ESO_TESTENV_HELM", "ESO_TESTENV_MOTO_URL", "ESO_TESTENV_DIR"] {
+    for k in [
+        "ESO_TESTENV_KUBECONFIG",
+        "ESO_TESTENV_KUBECTL",
+        "ESO_TESTENV_HELM",
+        "ESO_TESTENV_MOTO_URL",
+        "ESO_TESTENV_DIR",
+    ] {
         if let Ok(v) = std::env::var(k) {
             vars.insert(k.to_string(), v);
         }
@@ -86,16 +94,26 @@ pub fn require() -> Option<TestEnv> {
         Some(TestEnv {
             kubeconfig,
             kubectl,
-            helm: v.get("ESO_TESTENV_HELM").map(PathBuf::from).filter(|p| p.is_file()),
+            helm: v
+                .get("ESO_TESTENV_HELM")
+                .map(PathBuf::from)
+                .filter(|p| p.is_file()),
             moto_url: v.get("ESO_TESTENV_MOTO_URL").cloned(),
-            dir: v.get("ESO_TESTENV_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target/testenv")),
+            dir: v
+                .get("ESO_TESTENV_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join("target/testenv")),
         })
     });
     match found {
         Some(env) => Some(env),
-        None if required => panic!("ESO_REQUIRE_TESTENV=1 but no testenv is running: run `cargo xtask testenv up`"),
+        None if required => {
+            panic!("ESO_REQUIRE_TESTENV=1 but no testenv is running: run `cargo xtask testenv up`")
+        }
         None => {
-            eprintln!("skipped: no testenv (run `cargo xtask testenv up`, or set ESO_REQUIRE_TESTENV=1 to fail instead)");
+            eprintln!(
+                "skipped: no testenv (run `cargo xtask testenv up`, or set ESO_REQUIRE_TESTENV=1 to fail instead)"
+            );
             None
         }
     }
@@ -109,7 +127,11 @@ pub fn unique_name(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() % 100_000_000)
         .unwrap_or(0);
-    let mut prefix: String = prefix.to_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let mut prefix: String = prefix
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
     prefix.truncate(30);
     format!("{prefix}-{:x}-{t:x}-{n}", std::process::id())
 }

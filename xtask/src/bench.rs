@@ -36,8 +36,13 @@ struct Kubectl {
 impl Kubectl {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(args).envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.args(args)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().context("running kubectl")?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -45,7 +50,11 @@ impl Kubectl {
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
@@ -58,12 +67,24 @@ impl Kubectl {
             if !line.starts_with("apiserver_request_total{") {
                 continue;
             }
-            let mutating = ["verb=\"POST\"", "verb=\"PUT\"", "verb=\"PATCH\"", "verb=\"DELETE\"", "verb=\"APPLY\""]
+            let mutating = [
+                "verb=\"POST\"",
+                "verb=\"PUT\"",
+                "verb=\"PATCH\"",
+                "verb=\"DELETE\"",
+                "verb=\"APPLY\"",
+            ]
+            .iter()
+            .any(|v| line.contains(v));
+            let res = resources
                 .iter()
-                .any(|v| line.contains(v));
-            let res = resources.iter().any(|r| line.contains(&format!("resource=\"{r}\"")));
+                .any(|r| line.contains(&format!("resource=\"{r}\"")));
             if mutating && res {
-                total += line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                total += line
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
             }
         }
         Ok(total as u64)
@@ -90,7 +111,15 @@ fn ready_count(k: &Kubectl, ns: &str) -> usize {
     .unwrap_or(0)
 }
 
-fn create_es(k: &Kubectl, ns: &str, from: u64, to: u64, distinct: u64, interval: u64, prefix: &str) -> Result<()> {
+fn create_es(
+    k: &Kubectl,
+    ns: &str,
+    from: u64,
+    to: u64,
+    distinct: u64,
+    interval: u64,
+    prefix: &str,
+) -> Result<()> {
     let mut batch = String::new();
     for i in from..to {
         batch.push_str(&format!(
@@ -129,19 +158,46 @@ pub fn run(args: &[String]) -> Result<()> {
         .find(|(k, _)| k == "ESO_TESTENV_MOTO_URL")
         .map(|(_, v)| v.clone())
         .context("no moto url")?;
-    let k = Kubectl { bin: crate::testenv::tool_path("kubectl")?, envs: envs.clone() };
-    k.run(&["apply", "--server-side", "--force-conflicts", "-f", &root.join("deploy/crds").display().to_string()], None)?;
+    let k = Kubectl {
+        bin: crate::testenv::tool_path("kubectl")?,
+        envs: envs.clone(),
+    };
+    k.run(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &root.join("deploy/crds").display().to_string(),
+        ],
+        None,
+    )?;
     for crd in ["externalsecrets", "secretstores", "clustersecretstores"] {
-        k.run(&["wait", "--for=condition=Established", &format!("crd/{crd}.external-secrets.io"), "--timeout=60s"], None)?;
+        k.run(
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}.external-secrets.io"),
+                "--timeout=60s",
+            ],
+            None,
+        )?;
     }
     let proxy = Proxy::start(&moto_url)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let prefix = format!("bench-{stamp}");
     let ns = format!("bench-{stamp}");
     k.run(&["create", "namespace", &ns], None)?;
     for i in 0..distinct {
-        moto::create_secret(&moto_url, &format!("{prefix}-{i}"), &format!("{{\"password\":\"p{i}\"}}"))
-            .map_err(anyhow::Error::msg)?;
+        moto::create_secret(
+            &moto_url,
+            &format!("{prefix}-{i}"),
+            &format!("{{\"password\":\"p{i}\"}}"),
+        )
+        .map_err(anyhow::Error::msg)?;
     }
     k.run(
         &["apply", "-f", "-"],
@@ -156,7 +212,16 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&logs)?;
     let log = std::fs::File::create(logs.join("bench-operator.log"))?;
     let mut child = Command::new(root.join("target/release/eso-operator"))
-        .args(["--namespace", &ns, "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0", "--concurrent", "20"])
+        .args([
+            "--namespace",
+            &ns,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+            "--concurrent",
+            "20",
+        ])
         .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("AWS_SECRETSMANAGER_ENDPOINT", &proxy.url)
         .env("AWS_ENDPOINT_URL", &proxy.url)

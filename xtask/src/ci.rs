@@ -28,7 +28,9 @@ fn cargo(args: &[&str], envs: &[(String, String)]) -> Result<()> {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let status = cmd.status().with_context(|| format!("running cargo {}", args.join(" ")))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
@@ -46,9 +48,21 @@ pub fn run(args: &[String]) -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
 
-    step("cargo fmt --check", || cargo(&["fmt", "--all", "--", "--check"], &[]))?;
+    step("cargo fmt --check", || {
+        cargo(&["fmt", "--all", "--", "--check"], &[])
+    })?;
     step("cargo clippy -D warnings", || {
-        cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
+        cargo(
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )
     })?;
     step("crdgen --check", || crate::crdgen::run(true))?;
     step("cargo doc (warnings are errors)", || {
@@ -58,16 +72,30 @@ pub fn run(args: &[String]) -> Result<()> {
         )
     })?;
     // Build test binaries before the control plane starts, so its clock does not tick during compiles.
-    step("build tests", || cargo(&["test", "--workspace", "--no-run"], &[]))?;
+    step("build tests", || {
+        cargo(&["test", "--workspace", "--no-run"], &[])
+    })?;
 
     let result = (|| -> Result<()> {
         step("testenv up", || crate::testenv::up().map(|_| ()))?;
         let mut envs = crate::testenv::env_vars()?;
         envs.push(("ESO_REQUIRE_TESTENV".into(), "1".into()));
         envs.push(("RUST_BACKTRACE".into(), "1".into()));
-        step("cargo test --workspace", || cargo(&["test", "--workspace"], &envs))?;
+        step("cargo test --workspace", || {
+            cargo(&["test", "--workspace"], &envs)
+        })?;
         step("example: custom provider", || {
-            cargo(&["run", "--quiet", "-p", "eso-provider", "--example", "custom_provider"], &envs)
+            cargo(
+                &[
+                    "run",
+                    "--quiet",
+                    "-p",
+                    "eso-provider",
+                    "--example",
+                    "custom_provider",
+                ],
+                &envs,
+            )
         })?;
         Ok(())
     })();
@@ -80,6 +108,9 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         step("fuzz (bounded)", || crate::fuzz::run(fuzz_seconds))?;
     }
-    println!("\nci: all steps passed in {:.1}s", total.elapsed().as_secs_f64());
+    println!(
+        "\nci: all steps passed in {:.1}s",
+        total.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -78,7 +78,8 @@ pub fn run(check: bool) -> Result<()> {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(path, contents)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
         }

@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 mod moto;
 
 const DB: &str = r#"{"username":"dbuser","password":"dbpassword","host":"dbhost","port":"5432"}"#;
-const ROTATED: &str = r#"{"username":"dbuser","password":"rotated-in-aws","host":"dbhost","port":"5432"}"#;
+const ROTATED: &str =
+    r#"{"username":"dbuser","password":"rotated-in-aws","host":"dbhost","port":"5432"}"#;
 
 fn state_dir() -> PathBuf {
     crate::project_root().join("target").join("testenv")
@@ -33,8 +34,13 @@ struct Kubectl {
 impl Kubectl {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(args).envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.args(args)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().context("running kubectl")?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -43,7 +49,11 @@ impl Kubectl {
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
@@ -53,7 +63,9 @@ fn decode(b64: &str) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let (mut buf, mut bits, mut out) = (0u32, 0, Vec::new());
     for c in b64.trim().bytes() {
-        let Some(v) = T.iter().position(|&x| x == c) else { break };
+        let Some(v) = T.iter().position(|&x| x == c) else {
+            break;
+        };
         buf = (buf << 6) | v as u32;
         bits += 6;
         if bits >= 8 {
@@ -69,7 +81,18 @@ fn get_secret(k: &Kubectl) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     for key in ["username", "password", "host", "port"] {
         let v = k
-            .run(&["get", "secret", "my-db-secret", "-n", "default", "-o", &format!("jsonpath={{.data.{key}}}")], None)
+            .run(
+                &[
+                    "get",
+                    "secret",
+                    "my-db-secret",
+                    "-n",
+                    "default",
+                    "-o",
+                    &format!("jsonpath={{.data.{key}}}"),
+                ],
+                None,
+            )
             .ok()?;
         if v.is_empty() {
             return None;
@@ -117,7 +140,9 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("cargo build -p eso-operator failed");
     }
 
-    println!("==> starting the local control plane (kube-apiserver, etcd, kube-controller-manager, moto)");
+    println!(
+        "==> starting the local control plane (kube-apiserver, etcd, kube-controller-manager, moto)"
+    );
     crate::testenv::up()?;
     let envs = crate::testenv::env_vars()?;
     let moto_url = envs
@@ -125,12 +150,32 @@ pub fn run(args: &[String]) -> Result<()> {
         .find(|(k, _)| k == "ESO_TESTENV_MOTO_URL")
         .map(|(_, v)| v.clone())
         .context("testenv did not export ESO_TESTENV_MOTO_URL")?;
-    let k = Kubectl { bin: crate::testenv::tool_path("kubectl")?, envs: envs.clone() };
+    let k = Kubectl {
+        bin: crate::testenv::tool_path("kubectl")?,
+        envs: envs.clone(),
+    };
 
     println!("==> installing the CRDs");
-    k.run(&["apply", "--server-side", "--force-conflicts", "-f", &root.join("deploy/crds").display().to_string()], None)?;
+    k.run(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &root.join("deploy/crds").display().to_string(),
+        ],
+        None,
+    )?;
     for crd in ["externalsecrets", "secretstores", "clustersecretstores"] {
-        k.run(&["wait", "--for=condition=Established", &format!("crd/{crd}.external-secrets.io"), "--timeout=60s"], None)?;
+        k.run(
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}.external-secrets.io"),
+                "--timeout=60s",
+            ],
+            None,
+        )?;
     }
 
     println!("==> aws secretsmanager create-secret --name my-db-secret (moto at {moto_url})");
@@ -144,7 +189,11 @@ pub fn run(args: &[String]) -> Result<()> {
 
     println!("==> applying the seed manifests (examples/seed; region set to us-east-1)");
     let _ = k.run(&["create", "namespace", "external-secrets"], None);
-    for f in ["aws-secret.yaml", "cluster-secret-store.yaml", "external-secret.yaml"] {
+    for f in [
+        "aws-secret.yaml",
+        "cluster-secret-store.yaml",
+        "external-secret.yaml",
+    ] {
         let text = std::fs::read_to_string(root.join("examples/seed").join(f))?
             .replace("region: your-region", "region: us-east-1");
         k.run(&["apply", "-f", "-"], Some(&text))?;
@@ -158,23 +207,43 @@ pub fn run(args: &[String]) -> Result<()> {
     let log = std::fs::File::create(logs.join("demo-operator.log"))?;
     let bin = root.join("target/debug/eso-operator");
     let mut cmd = Command::new(&bin);
-    cmd.args(["--metrics-addr", "127.0.0.1:18080", "--health-addr", "127.0.0.1:18082"])
-        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log));
+    cmd.args([
+        "--metrics-addr",
+        "127.0.0.1:18080",
+        "--health-addr",
+        "127.0.0.1:18082",
+    ])
+    .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(log));
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
-    let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
     std::fs::write(pid_file(), child.id().to_string())?;
 
     println!("==> waiting for the Secret (kubectl get secrets my-db-secret)");
-    let values = wait_for("the synced Secret", Duration::from_secs(90), || get_secret(&k))?;
-    println!("{}", k.run(&["get", "secrets", "my-db-secret", "-n", "default"], None)?.trim_end());
-    println!("{}", k.run(&["get", "externalsecret", "my-db-secret", "-n", "default"], None)?.trim_end());
+    let values = wait_for("the synced Secret", Duration::from_secs(90), || {
+        get_secret(&k)
+    })?;
+    println!(
+        "{}",
+        k.run(&["get", "secrets", "my-db-secret", "-n", "default"], None)?
+            .trim_end()
+    );
+    println!(
+        "{}",
+        k.run(
+            &["get", "externalsecret", "my-db-secret", "-n", "default"],
+            None
+        )?
+        .trim_end()
+    );
     println!("\n==> bash examples/seed/get-secret.sh");
     for (key, v) in &values {
         println!("{key}: {v}");
@@ -187,9 +256,23 @@ pub fn run(args: &[String]) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    k.run(&["annotate", "es", "my-db-secret", "-n", "default", &format!("force-sync={stamp}"), "--overwrite"], None)?;
+    k.run(
+        &[
+            "annotate",
+            "es",
+            "my-db-secret",
+            "-n",
+            "default",
+            &format!("force-sync={stamp}"),
+            "--overwrite",
+        ],
+        None,
+    )?;
     let values = wait_for("the rotated password", Duration::from_secs(60), || {
-        get_secret(&k).filter(|v| v.iter().any(|(key, val)| key == "password" && val == "rotated-in-aws"))
+        get_secret(&k).filter(|v| {
+            v.iter()
+                .any(|(key, val)| key == "password" && val == "rotated-in-aws")
+        })
     })?;
     for (key, v) in &values {
         println!("{key}: {v}");

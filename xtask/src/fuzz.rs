@@ -40,7 +40,14 @@ pub fn run(seconds: u64) -> Result<()> {
         let dir = root.join(Path::new(dir));
         println!("fuzzing {target} for {seconds}s in {}", dir.display());
         let status = Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={seconds}")])
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={seconds}"),
+            ])
             .current_dir(&dir)
             .status()
             .with_context(|| format!("running fuzz target {target}"))?;

@@ -30,7 +30,10 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("up") | None => {
             let start = Instant::now();
             up()?;
-            println!("testenv is up ({:.1}s). Use it from a shell with:", start.elapsed().as_secs_f64());
+            println!(
+                "testenv is up ({:.1}s). Use it from a shell with:",
+                start.elapsed().as_secs_f64()
+            );
             println!("  eval \"$(cargo xtask testenv env)\"");
             Ok(())
         }
@@ -92,10 +95,17 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 const MODULES: [&str; 3] = ["k8s", "etcd", "helm"];
-const BINARIES: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kubectl", "etcd", "helm"];
+const BINARIES: [&str; 5] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "etcd",
+    "helm",
+];
 
 fn binaries_key() -> Result<String> {
-    let go = output(Command::new("go").arg("version")).context("Go is required to build the control plane")?;
+    let go = output(Command::new("go").arg("version"))
+        .context("Go is required to build the control plane")?;
     let mut h = fnv(go.as_bytes(), 0xcbf2_9ce4_8422_2325);
     for m in MODULES {
         for f in ["go.mod", "go.sum", "main.go", "tools.go"] {
@@ -131,7 +141,10 @@ pub fn build_binaries() -> Result<PathBuf> {
     ];
     for (module, pkgs) in builds {
         let start = Instant::now();
-        println!("testenv: building {} from xtask/go/{module} (first run only; minutes)", pkgs.join(" "));
+        println!(
+            "testenv: building {} from xtask/go/{module} (first run only; minutes)",
+            pkgs.join(" ")
+        );
         let mut cmd = Command::new("go");
         cmd.current_dir(go_dir().join(module))
             .env("CGO_ENABLED", "0")
@@ -142,11 +155,16 @@ pub fn build_binaries() -> Result<PathBuf> {
             cmd.arg(format!("{}/", tmp.display()));
         }
         cmd.args(pkgs);
-        let status = cmd.status().with_context(|| format!("running go build in xtask/go/{module}"))?;
+        let status = cmd
+            .status()
+            .with_context(|| format!("running go build in xtask/go/{module}"))?;
         if !status.success() {
             bail!("go build in xtask/go/{module} failed ({status})");
         }
-        println!("testenv: built {module} in {:.0}s", start.elapsed().as_secs_f64());
+        println!(
+            "testenv: built {module} in {:.0}s",
+            start.elapsed().as_secs_f64()
+        );
     }
     let _ = fs::remove_dir_all(&dir);
     fs::rename(&tmp, &dir).with_context(|| format!("moving binaries to {}", dir.display()))?;
@@ -157,7 +175,10 @@ pub fn build_binaries() -> Result<PathBuf> {
 pub fn tool_path(name: &str) -> Result<PathBuf> {
     let p = build_binaries()?.join(name);
     if !p.is_file() {
-        bail!("{name} is not one of the testenv tools ({})", BINARIES.join(", "));
+        bail!(
+            "{name} is not one of the testenv tools ({})",
+            BINARIES.join(", ")
+        );
     }
     Ok(p)
 }
@@ -169,21 +190,31 @@ fn python() -> String {
 /// The moto virtualenv (created once per moto and Python version).
 fn moto_venv() -> Result<PathBuf> {
     let py = python();
-    let version = output(Command::new(&py).args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"]))
-        .with_context(|| format!("{py} is required for moto"))?;
+    let version =
+        output(Command::new(&py).args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"]))
+            .with_context(|| format!("{py} is required for moto"))?;
     let dir = cache_root()?.join(format!("moto-{MOTO_VERSION}-py{version}"));
     let bin = dir.join("bin").join("python");
     if dir.join(".complete").is_file() && bin.is_file() {
         return Ok(dir);
     }
-    println!("testenv: installing moto {MOTO_VERSION} into {} (first run only)", dir.display());
+    println!(
+        "testenv: installing moto {MOTO_VERSION} into {} (first run only)",
+        dir.display()
+    );
     let _ = fs::remove_dir_all(&dir);
     let status = Command::new(&py).args(["-m", "venv"]).arg(&dir).status()?;
     if !status.success() {
         bail!("creating the moto virtualenv failed ({status})");
     }
     let status = Command::new(&bin)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .arg(format!("moto[server]=={MOTO_VERSION}"))
         .status()?;
     if !status.success() {
@@ -198,9 +229,17 @@ fn free_port() -> Result<u16> {
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let o = Command::new("openssl").current_dir(dir).args(args).output().context("openssl is required")?;
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context("openssl is required")?;
     if !o.status.success() {
-        bail!("openssl {} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
+        bail!(
+            "openssl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     Ok(())
 }
@@ -209,16 +248,99 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
 /// certificate (group `system:masters`).
 fn make_certs(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir)?;
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=eso-testenv-ca"])?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=eso-testenv-ca",
+        ],
+    )?;
     fs::write(
         dir.join("serving.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
     )?;
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "serving.key", "-out", "serving.csr", "-subj", "/CN=kube-apiserver"])?;
-    openssl(dir, &["x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "serving.crt", "-days", "30", "-extfile", "serving.ext"])?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "serving.key",
+            "-out",
+            "serving.csr",
+            "-subj",
+            "/CN=kube-apiserver",
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "serving.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "serving.crt",
+            "-days",
+            "30",
+            "-extfile",
+            "serving.ext",
+        ],
+    )?;
     fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")?;
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin.key", "-out", "admin.csr", "-subj", "/O=system:masters/CN=eso-testenv-admin"])?;
-    openssl(dir, &["x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "admin.crt", "-days", "30", "-extfile", "client.ext"])?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "admin.key",
+            "-out",
+            "admin.csr",
+            "-subj",
+            "/O=system:masters/CN=eso-testenv-admin",
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "admin.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "admin.crt",
+            "-days",
+            "30",
+            "-extfile",
+            "client.ext",
+        ],
+    )?;
     openssl(dir, &["genrsa", "-out", "sa.key", "2048"])?;
     openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
     Ok(())
@@ -249,7 +371,13 @@ fn spawn(name: &str, program: &Path, args: &[String], logs: &Path) -> Result<u32
     Ok(child.id())
 }
 
-fn wait_for(what: &str, timeout: Duration, logs: &Path, log: &str, mut ok: impl FnMut() -> bool) -> Result<()> {
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    logs: &Path,
+    log: &str,
+    mut ok: impl FnMut() -> bool,
+) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if ok() {
@@ -268,7 +396,8 @@ fn wait_for(what: &str, timeout: Duration, logs: &Path, log: &str, mut ok: impl 
 }
 
 fn tcp_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+        .is_ok()
 }
 
 fn kubectl_ok(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> bool {
@@ -288,7 +417,10 @@ fn write_state(vars: &BTreeMap<String, String>, pids: &[u32]) -> Result<()> {
     fs::write(dir.join("env.json"), serde_json::to_vec_pretty(vars)?)?;
     fs::write(
         dir.join("pids"),
-        pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"),
+        pids.iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
     )?;
     let mut sh = fs::File::create(dir.join("env.sh"))?;
     for (k, v) in vars {
@@ -299,7 +431,12 @@ fn write_state(vars: &BTreeMap<String, String>, pids: &[u32]) -> Result<()> {
 
 fn read_vars() -> Result<BTreeMap<String, String>> {
     let path = state_dir().join("env.json");
-    let bytes = fs::read(&path).with_context(|| format!("testenv is not up ({} missing); run `cargo xtask testenv up`", path.display()))?;
+    let bytes = fs::read(&path).with_context(|| {
+        format!(
+            "testenv is not up ({} missing); run `cargo xtask testenv up`",
+            path.display()
+        )
+    })?;
     Ok(serde_json::from_slice(&bytes)?)
 }
 
@@ -313,8 +450,17 @@ fn healthy() -> Result<bool> {
     ) else {
         return Ok(false);
     };
-    let moto_port = moto.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(0);
-    Ok(tcp_open(moto_port) && kubectl_ok(Path::new(kubectl), Path::new(kc), &["get", "--raw", "/readyz"]))
+    let moto_port = moto
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(0);
+    Ok(tcp_open(moto_port)
+        && kubectl_ok(
+            Path::new(kubectl),
+            Path::new(kc),
+            &["get", "--raw", "/readyz"],
+        ))
 }
 
 /// The environment variables that point tests, kubectl and the AWS SDK at the running testenv.
@@ -364,7 +510,9 @@ pub fn up() -> Result<PathBuf> {
     )?);
     // Written early so `down` can clean up after a failed start.
     write_state(&BTreeMap::new(), &pids)?;
-    wait_for("etcd", Duration::from_secs(60), &logs, "etcd.log", || tcp_open(etcd_port))?;
+    wait_for("etcd", Duration::from_secs(60), &logs, "etcd.log", || {
+        tcp_open(etcd_port)
+    })?;
 
     // kube-apiserver
     let api_port = free_port()?;
@@ -383,7 +531,10 @@ pub fn up() -> Result<PathBuf> {
             format!("--tls-private-key-file={}", path(certs.join("serving.key"))),
             format!("--client-ca-file={}", path(certs.join("ca.crt"))),
             format!("--service-account-key-file={}", path(certs.join("sa.pub"))),
-            format!("--service-account-signing-key-file={}", path(certs.join("sa.key"))),
+            format!(
+                "--service-account-signing-key-file={}",
+                path(certs.join("sa.key"))
+            ),
             arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local"),
             arg("--api-audiences=https://kubernetes.default.svc.cluster.local,sts.amazonaws.com"),
             arg("--authorization-mode=RBAC"),
@@ -396,9 +547,13 @@ pub fn up() -> Result<PathBuf> {
     )?);
     write_state(&BTreeMap::new(), &pids)?;
     let kubectl = bins.join("kubectl");
-    wait_for("kube-apiserver", Duration::from_secs(120), &logs, "kube-apiserver.log", || {
-        kubectl_ok(&kubectl, &kc, &["get", "--raw", "/readyz"])
-    })?;
+    wait_for(
+        "kube-apiserver",
+        Duration::from_secs(120),
+        &logs,
+        "kube-apiserver.log",
+        || kubectl_ok(&kubectl, &kc, &["get", "--raw", "/readyz"]),
+    )?;
 
     // kube-controller-manager: garbage collection, namespace deletion, service accounts and tokens.
     pids.push(spawn(
@@ -410,7 +565,10 @@ pub fn up() -> Result<PathBuf> {
             format!("--authorization-kubeconfig={}", path(kc.clone())),
             arg("--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token"),
             format!("--root-ca-file={}", path(certs.join("ca.crt"))),
-            format!("--service-account-private-key-file={}", path(certs.join("sa.key"))),
+            format!(
+                "--service-account-private-key-file={}",
+                path(certs.join("sa.key"))
+            ),
             arg("--leader-elect=false"),
             arg("--bind-address=127.0.0.1"),
             arg("--secure-port=0"),
@@ -420,9 +578,19 @@ pub fn up() -> Result<PathBuf> {
         &logs,
     )?);
     write_state(&BTreeMap::new(), &pids)?;
-    wait_for("kube-controller-manager (default ServiceAccount)", Duration::from_secs(120), &logs, "kube-controller-manager.log", || {
-        kubectl_ok(&kubectl, &kc, &["get", "serviceaccount", "default", "-n", "default"])
-    })?;
+    wait_for(
+        "kube-controller-manager (default ServiceAccount)",
+        Duration::from_secs(120),
+        &logs,
+        "kube-controller-manager.log",
+        || {
+            kubectl_ok(
+                &kubectl,
+                &kc,
+                &["get", "serviceaccount", "default", "-n", "default"],
+            )
+        },
+    )?;
 
     // moto
     let moto_port = free_port()?;
@@ -430,11 +598,20 @@ pub fn up() -> Result<PathBuf> {
     pids.push(spawn(
         "moto",
         &venv.join("bin").join("python"),
-        &[arg("-m"), arg("moto.server"), arg("-H"), arg("127.0.0.1"), arg("-p"), moto_port.to_string()],
+        &[
+            arg("-m"),
+            arg("moto.server"),
+            arg("-H"),
+            arg("127.0.0.1"),
+            arg("-p"),
+            moto_port.to_string(),
+        ],
         &logs,
     )?);
     write_state(&BTreeMap::new(), &pids)?;
-    wait_for("moto", Duration::from_secs(60), &logs, "moto.log", || tcp_open(moto_port))?;
+    wait_for("moto", Duration::from_secs(60), &logs, "moto.log", || {
+        tcp_open(moto_port)
+    })?;
 
     let mut vars = BTreeMap::new();
     let bin_path = match std::env::var("PATH") {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::admissionregistration::v1::{
     MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
-    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec, ValidatingAdmissionPolicySpec,
-    Validation,
+    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+    ValidatingAdmissionPolicySpec, Validation,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -35,7 +35,13 @@ fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let annotations = crd.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert("helm.sh/resource-policy".to_string(), "keep".to_string());
 
-    if let Some(v1) = crd.spec.versions.iter().find(|v| v.name == VERSION).cloned() {
+    if let Some(v1) = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == VERSION)
+        .cloned()
+    {
         let mut beta = v1;
         beta.name = VERSION_V1BETA1.to_string();
         beta.served = true;
@@ -64,7 +70,10 @@ pub fn admission_policies() -> (ValidatingAdmissionPolicy, ValidatingAdmissionPo
             guards.push(format!("!has({})", parts[..i].join(".")));
         }
         guards.push(format!("!has({path}.namespace)"));
-        format!("{} || {path}.namespace == object.metadata.namespace", guards.join(" || "))
+        format!(
+            "{} || {path}.namespace == object.metadata.namespace",
+            guards.join(" || ")
+        )
     };
     let refs = [
         "object.spec.provider.aws.auth.secretRef.accessKeyIDSecretRef",

@@ -35,7 +35,7 @@ pub const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))
     selectable = ".spec.secretStoreRef.name",
     selectable = ".spec.secretStoreRef.kind",
     selectable = ".spec.target.name",
-    selectable = ".spec.refreshInterval",
+    selectable = ".spec.refreshInterval"
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -55,7 +55,10 @@ pub struct ExternalSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_policy: Option<RefreshPolicy>,
     /// How often to re-read the remote values (Go duration, e.g. `1h`, `15m`, `30s`). `0` reads once.
-    #[serde(default = "default_refresh_interval", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_refresh_interval",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub refresh_interval: Option<String>,
     /// Time windows that allow or deny periodic refreshes.
@@ -84,7 +87,10 @@ pub const DEFAULT_REFRESH_INTERVAL: &str = "1h0m0s";
 pub struct SecretStoreRef {
     /// Name of the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: Option<String>,
     /// `SecretStore` (default) or `ClusterSecretStore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,7 +98,20 @@ pub struct SecretStoreRef {
 }
 
 /// The two store kinds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 pub enum StoreKind {
     /// A namespaced `SecretStore`.
     #[default]
@@ -175,7 +194,10 @@ pub struct SyncWindow {
 pub struct ExternalSecretTarget {
     /// Name of the target Secret; defaults to the ExternalSecret's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: Option<String>,
     /// How the Secret is created and owned.
     #[serde(default)]

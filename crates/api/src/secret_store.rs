@@ -194,7 +194,11 @@ pub struct AwsProvider {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_roles: Vec<String>,
     /// External ID for the final `role`.
-    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "externalID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     /// Session tags for the final `role`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,8 @@ pub const ANNOTATION_DATA_HASH: &str = "reconcile.external-secrets.io/data-hash"
 /// Force-sync annotation (any change of an ExternalSecret annotation forces a refresh).
 pub const ANNOTATION_FORCE_SYNC: &str = "external-secrets.io/force-sync";
 /// The ExternalSecret finalizer.
-pub const FINALIZER_EXTERNAL_SECRET: &str = "externalsecrets.external-secrets.io/externalsecret-cleanup";
+pub const FINALIZER_EXTERNAL_SECRET: &str =
+    "externalsecrets.external-secrets.io/externalsecret-cleanup";
 /// Prefix of the field manager used for Secret writes (`<prefix>/<es name>`).
 pub const FIELD_MANAGER_PREFIX: &str = "externalsecrets.external-secrets.io";
 /// Condition type maintained on every resource.

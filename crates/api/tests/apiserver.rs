@@ -17,15 +17,36 @@ fn installed() -> Option<&'static testenv::TestEnv> {
 #[test]
 fn crds_are_established_with_both_versions_served() {
     let Some(env) = installed() else { return };
-    let o = env.kubectl(&["get", "crd", "externalsecrets.external-secrets.io", "-o", "jsonpath={range .spec.versions[*]}{.name}={.served}/{.storage} {end}"]);
+    let o = env.kubectl(&[
+        "get",
+        "crd",
+        "externalsecrets.external-secrets.io",
+        "-o",
+        "jsonpath={range .spec.versions[*]}{.name}={.served}/{.storage} {end}",
+    ]);
     assert!(o.status.success(), "{}", out(&o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "v1=true/true v1beta1=true/false");
-    let o = env.kubectl(&["api-resources", "--api-group=external-secrets.io", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "v1=true/true v1beta1=true/false"
+    );
+    let o = env.kubectl(&[
+        "api-resources",
+        "--api-group=external-secrets.io",
+        "-o",
+        "name",
+    ]);
     let names = String::from_utf8_lossy(&o.stdout).to_string();
     for r in ["externalsecrets", "secretstores", "clustersecretstores"] {
         assert!(names.contains(r), "{r} not served: {names}");
     }
-    let o = env.kubectl(&["get", "crd", "-l", "external-secrets.io/component=controller", "-o", "name"]);
+    let o = env.kubectl(&[
+        "get",
+        "crd",
+        "-l",
+        "external-secrets.io/component=controller",
+        "-o",
+        "name",
+    ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
 }
 
@@ -34,9 +55,19 @@ fn seed_manifests_apply_unchanged() {
     let Some(env) = installed() else { return };
     // The seeds name fixed namespaces; make sure they exist, then server-side dry-run the exact files.
     let _ = env.kubectl(&["create", "namespace", "external-secrets"]);
-    for f in ["aws-secret.yaml", "cluster-secret-store.yaml", "secret-store.yaml", "external-secret.yaml"] {
+    for f in [
+        "aws-secret.yaml",
+        "cluster-secret-store.yaml",
+        "secret-store.yaml",
+        "external-secret.yaml",
+    ] {
         let path = root().join("examples/seed").join(f);
-        let o = env.kubectl(&["apply", "--dry-run=server", "-f", path.to_str().unwrap_or_default()]);
+        let o = env.kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            path.to_str().unwrap_or_default(),
+        ]);
         assert!(o.status.success(), "{f}: {}", out(&o));
     }
 }
@@ -48,46 +79,109 @@ fn apply_flow(dir: &str) {
     let ns = namespace(env, "seed");
     let cred_ns = namespace(env, "creds");
     let css = testenv::unique_name("css");
-    for f in ["aws-secret.yaml", "cluster-secret-store.yaml", "secret-store.yaml", "external-secret.yaml"] {
+    for f in [
+        "aws-secret.yaml",
+        "cluster-secret-store.yaml",
+        "secret-store.yaml",
+        "external-secret.yaml",
+    ] {
         let src = if f == "aws-secret.yaml" { "seed" } else { dir };
-        let text = std::fs::read_to_string(root().join("examples").join(src).join(f)).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(root().join("examples").join(src).join(f)).unwrap_or_default();
         let text = text
             .replace("namespace: default", &format!("namespace: {ns}"))
-            .replace("namespace: external-secrets", &format!("namespace: {cred_ns}"))
-            .replace("name: aws-secret-store\nspec", &format!("name: {css}\nspec"))
-            .replace("name: aws-secret-store\n    kind: ClusterSecretStore", &format!("name: {css}\n    kind: ClusterSecretStore"));
+            .replace(
+                "namespace: external-secrets",
+                &format!("namespace: {cred_ns}"),
+            )
+            .replace(
+                "name: aws-secret-store\nspec",
+                &format!("name: {css}\nspec"),
+            )
+            .replace(
+                "name: aws-secret-store\n    kind: ClusterSecretStore",
+                &format!("name: {css}\n    kind: ClusterSecretStore"),
+            );
         let o = env.kubectl_stdin(&["apply", "-f", "-"], &text);
         assert!(o.status.success(), "{dir}/{f}: {}", out(&o));
     }
     // Stored as v1, readable in both versions, and the CRD defaults were applied.
     let o = env.kubectl(&["get", "externalsecrets.v1.external-secrets.io", "my-db-secret", "-n", &ns, "-o", "jsonpath={.spec.target.creationPolicy}/{.spec.target.deletionPolicy}/{.spec.refreshInterval}/{.spec.data[3].remoteRef.property}"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "Owner/Retain/1h/port", "{}", out(&o));
-    let o = env.kubectl(&["get", "externalsecrets.v1beta1.external-secrets.io", "my-db-secret", "-n", &ns, "-o", "jsonpath={.apiVersion}"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "external-secrets.io/v1beta1", "{}", out(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "Owner/Retain/1h/port",
+        "{}",
+        out(&o)
+    );
+    let o = env.kubectl(&[
+        "get",
+        "externalsecrets.v1beta1.external-secrets.io",
+        "my-db-secret",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.apiVersion}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "external-secrets.io/v1beta1",
+        "{}",
+        out(&o)
+    );
     // Strategy fields get no defaults (GitOps diffs, ESO #6797).
     let o = env.kubectl(&["get", "es", "my-db-secret", "-n", &ns, "-o", "json"]);
     let json = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(!json.contains("decodingStrategy") && !json.contains("conversionStrategy") && !json.contains("metadataPolicy"), "{json}");
+    assert!(
+        !json.contains("decodingStrategy")
+            && !json.contains("conversionStrategy")
+            && !json.contains("metadataPolicy"),
+        "{json}"
+    );
     // Printer columns.
     let o = env.kubectl(&["get", "es", "-n", &ns]);
-    let header = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string();
-    for col in ["NAME", "STORETYPE", "STORE", "REFRESH INTERVAL", "STATUS", "READY"] {
+    let header = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    for col in [
+        "NAME",
+        "STORETYPE",
+        "STORE",
+        "REFRESH INTERVAL",
+        "STATUS",
+        "READY",
+    ] {
         assert!(header.contains(col), "missing column {col} in {header:?}");
     }
     let o = env.kubectl(&["get", "es", "-n", &ns, "--no-headers"]);
     let row = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(row.contains("ClusterSecretStore") && row.contains(&css) && row.contains("1h"), "{row}");
+    assert!(
+        row.contains("ClusterSecretStore") && row.contains(&css) && row.contains("1h"),
+        "{row}"
+    );
     let o = env.kubectl(&["get", "css", &css]);
-    let header = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string();
+    let header = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     for col in ["AGE", "STATUS", "CAPABILITIES", "READY"] {
         assert!(header.contains(col), "missing column {col} in {header:?}");
     }
     let o = env.kubectl(&["get", "ss", "-n", &ns, "-o", "name"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("secretstore"), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("secretstore"),
+        "{}",
+        out(&o)
+    );
     // The category lists all three kinds.
     let o = env.kubectl(&["get", "external-secrets", "-n", &ns, "-o", "name"]);
     let s = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(s.contains("externalsecret") && s.contains("secretstore"), "{s}");
+    assert!(
+        s.contains("externalsecret") && s.contains("secretstore"),
+        "{s}"
+    );
     let _ = env.kubectl(&["delete", "css", &css, "--wait=false"]);
     let _ = env.kubectl(&["delete", "namespace", &ns, &cred_ns, "--wait=false"]);
 }
@@ -107,7 +201,9 @@ fn invalid_objects_are_rejected_naming_the_field() {
     let Some(env) = installed() else { return };
     let ns = namespace(env, "invalid");
     let dir = root().join("examples/invalid");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
     files.sort();
     assert!(files.len() >= 15, "only {} invalid examples", files.len());
     let mut failures = Vec::new();
@@ -124,9 +220,15 @@ fn invalid_objects_are_rejected_naming_the_field() {
         let o = env.kubectl_stdin(&["create", "-n", &ns, "-f", "-"], &text);
         let msg = out(&o);
         if o.status.success() {
-            failures.push(format!("{}: accepted, expected rejection mentioning {expect:?}", path.display()));
+            failures.push(format!(
+                "{}: accepted, expected rejection mentioning {expect:?}",
+                path.display()
+            ));
         } else if !msg.contains(&expect) {
-            failures.push(format!("{}: rejected, but message lacks {expect:?}: {msg}", path.display()));
+            failures.push(format!(
+                "{}: rejected, but message lacks {expect:?}: {msg}",
+                path.display()
+            ));
         }
     }
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
@@ -137,14 +239,39 @@ fn invalid_objects_are_rejected_naming_the_field() {
 fn unsupported_features_are_accepted_and_kept() {
     let Some(env) = installed() else { return };
     let ns = namespace(env, "accepted");
-    for f in ["other-provider-store.yaml", "generator-ref.yaml", "everything.yaml"] {
+    for f in [
+        "other-provider-store.yaml",
+        "generator-ref.yaml",
+        "everything.yaml",
+    ] {
         let path = root().join("examples/accepted").join(f);
         let o = env.kubectl(&["create", "-n", &ns, "-f", path.to_str().unwrap_or_default()]);
         assert!(o.status.success(), "{f}: {}", out(&o));
     }
-    let o = env.kubectl(&["get", "ss", "vault-store", "-n", &ns, "-o", "jsonpath={.spec.provider.vault.auth.kubernetes.role}"]);
+    let o = env.kubectl(&[
+        "get",
+        "ss",
+        "vault-store",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.provider.vault.auth.kubernetes.role}",
+    ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "demo", "{}", out(&o));
-    let o = env.kubectl(&["get", "es", "generated-password", "-n", &ns, "-o", "jsonpath={.spec.dataFrom[0].sourceRef.generatorRef.kind}"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "Password", "{}", out(&o));
+    let o = env.kubectl(&[
+        "get",
+        "es",
+        "generated-password",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.dataFrom[0].sourceRef.generatorRef.kind}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "Password",
+        "{}",
+        out(&o)
+    );
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

@@ -4,7 +4,9 @@ use eso_api::*;
 use std::path::Path;
 
 fn example(path: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(path);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(path);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -26,7 +28,10 @@ fn omitted_refresh_interval_defaults_like_eso() {
         "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]
     }))
     .unwrap();
-    assert_eq!(es.refresh_interval.as_deref(), Some(DEFAULT_REFRESH_INTERVAL));
+    assert_eq!(
+        es.refresh_interval.as_deref(),
+        Some(DEFAULT_REFRESH_INTERVAL)
+    );
 }
 
 #[test]
@@ -43,31 +48,48 @@ fn strategy_fields_are_not_defaulted_when_serialized() {
 
 #[test]
 fn cluster_store_seed_parses() {
-    let css: ClusterSecretStore = serde_yaml::from_str(&example("seed/cluster-secret-store.yaml")).unwrap();
+    let css: ClusterSecretStore =
+        serde_yaml::from_str(&example("seed/cluster-secret-store.yaml")).unwrap();
     let aws = css.spec.provider.aws.as_ref().unwrap();
     assert_eq!(aws.service, AwsServiceType::SecretsManager);
     let sr = aws.auth.as_ref().unwrap().secret_ref.as_ref().unwrap();
-    assert_eq!(sr.access_key_id_secret_ref.namespace.as_deref(), Some("external-secrets"));
-    assert_eq!(sr.secret_access_key_secret_ref.key.as_deref(), Some("secret-key"));
+    assert_eq!(
+        sr.access_key_id_secret_ref.namespace.as_deref(),
+        Some("external-secrets")
+    );
+    assert_eq!(
+        sr.secret_access_key_secret_ref.key.as_deref(),
+        Some("secret-key")
+    );
     assert_eq!(css.spec.provider.kind_name(), Some("aws"));
     // The flattened ClusterSecretStore spec serializes exactly like a SecretStore spec.
     let v = serde_json::to_value(&css.spec).unwrap();
-    assert!(v.get("provider").is_some() && v.get("store").is_none(), "{v}");
+    assert!(
+        v.get("provider").is_some() && v.get("store").is_none(),
+        "{v}"
+    );
 }
 
 #[test]
 fn unknown_provider_blocks_are_kept() {
-    let ss: SecretStore = serde_yaml::from_str(&example("accepted/other-provider-store.yaml")).unwrap();
+    let ss: SecretStore =
+        serde_yaml::from_str(&example("accepted/other-provider-store.yaml")).unwrap();
     assert_eq!(ss.spec.provider.kind_name(), Some("vault"));
     let v = serde_json::to_value(&ss).unwrap();
-    assert_eq!(v["spec"]["provider"]["vault"]["auth"]["kubernetes"]["role"], "demo");
+    assert_eq!(
+        v["spec"]["provider"]["vault"]["auth"]["kubernetes"]["role"],
+        "demo"
+    );
 }
 
 #[test]
 fn generator_refs_are_kept() {
     let es: ExternalSecret = serde_yaml::from_str(&example("accepted/generator-ref.yaml")).unwrap();
     let v = serde_json::to_value(&es).unwrap();
-    assert_eq!(v["spec"]["dataFrom"][0]["sourceRef"]["generatorRef"]["kind"], "Password");
+    assert_eq!(
+        v["spec"]["dataFrom"][0]["sourceRef"]["generatorRef"]["kind"],
+        "Password"
+    );
 }
 
 #[test]
@@ -76,8 +98,14 @@ fn everything_example_round_trips() {
     let es: ExternalSecret = serde_yaml::from_str(&text).unwrap();
     let again: ExternalSecret = serde_json::from_value(serde_json::to_value(&es).unwrap()).unwrap();
     assert_eq!(es, again);
-    assert_eq!(es.spec.data[1].remote_ref.version.as_deref(), Some("AWSPREVIOUS"));
-    assert_eq!(es.spec.data[2].remote_ref.metadata_policy, Some(MetadataPolicy::Fetch));
+    assert_eq!(
+        es.spec.data[1].remote_ref.version.as_deref(),
+        Some("AWSPREVIOUS")
+    );
+    assert_eq!(
+        es.spec.data[2].remote_ref.metadata_policy,
+        Some(MetadataPolicy::Fetch)
+    );
     let t = es.spec.target.template.as_ref().unwrap();
     assert_eq!(t.merge_policy, TemplateMergePolicy::Merge);
     assert_eq!(t.template_from.len(), 2);
@@ -88,12 +116,32 @@ fn crds_serve_v1_as_storage_and_v1beta1() {
     let crds = crds();
     assert_eq!(crds.len(), 3);
     for crd in &crds {
-        let versions: Vec<_> = crd.spec.versions.iter().map(|v| (v.name.as_str(), v.served, v.storage)).collect();
-        assert_eq!(versions, vec![("v1", true, true), ("v1beta1", true, false)], "{:?}", crd.metadata.name);
+        let versions: Vec<_> = crd
+            .spec
+            .versions
+            .iter()
+            .map(|v| (v.name.as_str(), v.served, v.storage))
+            .collect();
+        assert_eq!(
+            versions,
+            vec![("v1", true, true), ("v1beta1", true, false)],
+            "{:?}",
+            crd.metadata.name
+        );
         assert_eq!(crd.spec.versions[0].schema, crd.spec.versions[1].schema);
-        assert!(crd.spec.names.categories.as_ref().unwrap().contains(&"external-secrets".to_string()));
+        assert!(
+            crd.spec
+                .names
+                .categories
+                .as_ref()
+                .unwrap()
+                .contains(&"external-secrets".to_string())
+        );
     }
-    let short: Vec<_> = crds.iter().map(|c| c.spec.names.short_names.clone().unwrap()[0].clone()).collect();
+    let short: Vec<_> = crds
+        .iter()
+        .map(|c| c.spec.names.short_names.clone().unwrap()[0].clone())
+        .collect();
     assert_eq!(short, vec!["es", "ss", "css"]);
 }
 

@@ -3,14 +3,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use eso_api::{
-    DeletionPolicy, ExternalSecretDataRemoteRef, ExternalSecretFind, ExternalSecretRewrite, ExternalSecretSpec,
-    MergeConflictPolicy, MergePriorityPolicy, MergeStrategy, MetadataPolicy, SecretStoreRef, StoreKind,
-    TemplateMergePolicy, TemplateScope,
+    DeletionPolicy, ExternalSecretDataRemoteRef, ExternalSecretFind, ExternalSecretRewrite,
+    ExternalSecretSpec, MergeConflictPolicy, MergePriorityPolicy, MergeStrategy, MetadataPolicy,
+    SecretStoreRef, StoreKind, TemplateMergePolicy, TemplateScope,
 };
 
 use crate::property::{flatten_object, select_for};
 use crate::transform::{check_null, convert_key, decode_for, validate_key};
-use crate::{FindQuery, Fetched, MappingError, RemoteRef, RemoteSecret, Request, StoreRef, VersionSelector};
+use crate::{
+    Fetched, FindQuery, MappingError, RemoteRef, RemoteSecret, Request, StoreRef, VersionSelector,
+};
 
 /// Annotation never copied from the ExternalSecret to the Secret (QUIRK decision: ESO copies it).
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -55,7 +57,11 @@ pub struct MissingSecret {
 impl std::fmt::Display for MissingSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.key {
-            Some(k) => write!(f, "secret does not exist at provider using {} (key={k})", self.field),
+            Some(k) => write!(
+                f,
+                "secret does not exist at provider using {} (key={k})",
+                self.field
+            ),
             None => write!(f, "secret does not exist at provider using {}", self.field),
         }
     }
@@ -91,16 +97,27 @@ impl std::fmt::Debug for Mapped {
     }
 }
 
-fn store_of(default: Option<&SecretStoreRef>, over: Option<&SecretStoreRef>, field: &str) -> Result<StoreRef, MappingError> {
+fn store_of(
+    default: Option<&SecretStoreRef>,
+    over: Option<&SecretStoreRef>,
+    field: &str,
+) -> Result<StoreRef, MappingError> {
     let r = over.or(default).ok_or_else(|| MappingError::Unsupported {
         field: field.to_string(),
         reason: "no secretStoreRef and no sourceRef.storeRef".to_string(),
     })?;
-    let name = r.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| MappingError::Unsupported {
-        field: field.to_string(),
-        reason: "the store reference has no name".to_string(),
-    })?;
-    Ok(StoreRef { kind: r.kind.unwrap_or(StoreKind::SecretStore), name })
+    let name =
+        r.name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| MappingError::Unsupported {
+                field: field.to_string(),
+                reason: "the store reference has no name".to_string(),
+            })?;
+    Ok(StoreRef {
+        kind: r.kind.unwrap_or(StoreKind::SecretStore),
+        name,
+    })
 }
 
 fn remote_ref(r: &ExternalSecretDataRemoteRef) -> RemoteRef {
@@ -112,7 +129,11 @@ fn remote_ref(r: &ExternalSecretDataRemoteRef) -> RemoteRef {
 }
 
 fn find_query(f: &ExternalSecretFind, field: &str) -> Result<FindQuery, MappingError> {
-    let name_regexp = f.name.as_ref().and_then(|n| n.regexp.clone()).filter(|r| !r.is_empty());
+    let name_regexp = f
+        .name
+        .as_ref()
+        .and_then(|n| n.regexp.clone())
+        .filter(|r| !r.is_empty());
     if name_regexp.is_none() && f.tags.is_empty() {
         return Err(MappingError::Unsupported {
             field: format!("{field}.find"),
@@ -125,7 +146,11 @@ fn find_query(f: &ExternalSecretFind, field: &str) -> Result<FindQuery, MappingE
             reason: format!("invalid regular expression: {e}"),
         })?;
     }
-    Ok(FindQuery { name_regexp, tags: f.tags.clone(), path: f.path.clone().filter(|p| !p.is_empty()) })
+    Ok(FindQuery {
+        name_regexp,
+        tags: f.tags.clone(),
+        path: f.path.clone().filter(|p| !p.is_empty()),
+    })
 }
 
 fn generator_error(field: &str) -> MappingError {
@@ -161,28 +186,52 @@ pub fn plan(spec: &ExternalSecretSpec) -> Result<Vec<Request>, MappingError> {
     }
     for (i, e) in spec.data_from.iter().enumerate() {
         let field = format!("spec.dataFrom[{i}]");
-        if e.source_ref.as_ref().is_some_and(|s| s.generator_ref.is_some()) {
+        if e.source_ref
+            .as_ref()
+            .is_some_and(|s| s.generator_ref.is_some())
+        {
             return Err(generator_error(&field));
         }
-        let store = store_of(default, e.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()), &field)?;
+        let store = store_of(
+            default,
+            e.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()),
+            &field,
+        )?;
         match (&e.extract, &e.find) {
-            (Some(x), None) => push(Request::Get { store, remote: remote_ref(x) }),
-            (None, Some(f)) => push(Request::Find { store, query: find_query(f, &field)? }),
+            (Some(x), None) => push(Request::Get {
+                store,
+                remote: remote_ref(x),
+            }),
+            (None, Some(f)) => push(Request::Find {
+                store,
+                query: find_query(f, &field)?,
+            }),
             _ => {
                 return Err(MappingError::Unsupported {
                     field,
-                    reason: "exactly one of extract, find or sourceRef.generatorRef must be set".to_string(),
+                    reason: "exactly one of extract, find or sourceRef.generatorRef must be set"
+                        .to_string(),
                 });
             }
         }
     }
     for (i, d) in spec.data.iter().enumerate() {
         let field = format!("spec.data[{i}]");
-        if d.source_ref.as_ref().is_some_and(|s| s.generator_ref.is_some()) {
+        if d.source_ref
+            .as_ref()
+            .is_some_and(|s| s.generator_ref.is_some())
+        {
             return Err(generator_error(&field));
         }
-        let store = store_of(default, d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()), &field)?;
-        push(Request::Get { store, remote: remote_ref(&d.remote_ref) });
+        let store = store_of(
+            default,
+            d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()),
+            &field,
+        )?;
+        push(Request::Get {
+            store,
+            remote: remote_ref(&d.remote_ref),
+        });
     }
     Ok(out)
 }
@@ -191,8 +240,12 @@ pub fn plan(spec: &ExternalSecretSpec) -> Result<Vec<Request>, MappingError> {
 /// a JSON object with sorted keys.
 fn payload(secret: &RemoteSecret) -> Option<String> {
     match secret {
-        RemoteSecret::Value { binary: Some(b), .. } => Some(String::from_utf8_lossy(b).into_owned()),
-        RemoteSecret::Value { string: Some(s), .. } => Some(s.clone()),
+        RemoteSecret::Value {
+            binary: Some(b), ..
+        } => Some(String::from_utf8_lossy(b).into_owned()),
+        RemoteSecret::Value {
+            string: Some(s), ..
+        } => Some(s.clone()),
         RemoteSecret::Tags(t) => serde_json::to_string(t).ok(),
         _ => None,
     }
@@ -201,16 +254,27 @@ fn payload(secret: &RemoteSecret) -> Option<String> {
 /// The raw value without property: string first, then binary.
 fn raw_value(secret: &RemoteSecret) -> Option<Vec<u8>> {
     match secret {
-        RemoteSecret::Value { string: Some(s), .. } => Some(s.clone().into_bytes()),
-        RemoteSecret::Value { binary: Some(b), .. } => Some(b.clone()),
+        RemoteSecret::Value {
+            string: Some(s), ..
+        } => Some(s.clone().into_bytes()),
+        RemoteSecret::Value {
+            binary: Some(b), ..
+        } => Some(b.clone()),
         RemoteSecret::Tags(t) => serde_json::to_string(t).ok().map(String::into_bytes),
         _ => None,
     }
 }
 
 /// One value for `data[]` (or the narrowed payload of `extract`).
-fn value_of(field: &str, r: &ExternalSecretDataRemoteRef, secret: &RemoteSecret) -> Result<Vec<u8>, MappingError> {
-    let empty = || MappingError::EmptyRemote { field: field.to_string(), key: r.key.clone() };
+fn value_of(
+    field: &str,
+    r: &ExternalSecretDataRemoteRef,
+    secret: &RemoteSecret,
+) -> Result<Vec<u8>, MappingError> {
+    let empty = || MappingError::EmptyRemote {
+        field: field.to_string(),
+        key: r.key.clone(),
+    };
     match r.property.as_deref().filter(|p| !p.is_empty()) {
         None => raw_value(secret).ok_or_else(empty),
         Some(p) => {
@@ -228,13 +292,20 @@ struct KeyOpts<'a> {
 }
 
 /// rewrite → (conversion when no rewrite) → key validation → decoding → null bytes.
-fn process_map(field: &str, input: Vec<(String, Vec<u8>)>, o: &KeyOpts<'_>) -> Result<BTreeMap<String, Vec<u8>>, MappingError> {
+fn process_map(
+    field: &str,
+    input: Vec<(String, Vec<u8>)>,
+    o: &KeyOpts<'_>,
+) -> Result<BTreeMap<String, Vec<u8>>, MappingError> {
     let mut map: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     if o.rewrite.is_empty() {
         for (k, v) in input {
             let nk = convert_key(o.conversion, &k);
             if map.insert(nk.clone(), v).is_some() {
-                return Err(MappingError::KeyCollision { field: field.to_string(), secret_key: nk });
+                return Err(MappingError::KeyCollision {
+                    field: field.to_string(),
+                    secret_key: nk,
+                });
             }
         }
     } else {
@@ -248,7 +319,11 @@ fn process_map(field: &str, input: Vec<(String, Vec<u8>)>, o: &KeyOpts<'_>) -> R
         if k.is_empty() {
             continue;
         }
-        validate_key(&k).map_err(|reason| MappingError::InvalidKey { field: field.to_string(), secret_key: k.clone(), reason })?;
+        validate_key(&k).map_err(|reason| MappingError::InvalidKey {
+            field: field.to_string(),
+            secret_key: k.clone(),
+            reason,
+        })?;
         let v = decode_for(field, &k, o.decoding, &v)?;
         check_null(field, &k, o.null, &v)?;
         out.insert(k, v);
@@ -264,12 +339,17 @@ fn answer<'a>(
 ) -> Result<Option<&'a RemoteSecret>, MappingError> {
     match fetched.gets.get(&(store.clone(), remote)) {
         Some(v) => Ok(v.as_ref()),
-        None => Err(MappingError::NotFetched { field: field.to_string() }),
+        None => Err(MappingError::NotFetched {
+            field: field.to_string(),
+        }),
     }
 }
 
 /// Provider data before templating, and the missing secrets.
-fn provider_data(input: &MappingInput<'_>) -> Result<(BTreeMap<String, Vec<u8>>, Vec<MissingSecret>), MappingError> {
+type ProviderData = (BTreeMap<String, Vec<u8>>, Vec<MissingSecret>);
+
+/// Provider data before templating, and the missing secrets.
+fn provider_data(input: &MappingInput<'_>) -> Result<ProviderData, MappingError> {
     let spec = input.spec;
     let retain = spec.target.deletion_policy == DeletionPolicy::Retain;
     let default = spec.secret_store_ref.as_ref();
@@ -277,19 +357,34 @@ fn provider_data(input: &MappingInput<'_>) -> Result<(BTreeMap<String, Vec<u8>>,
     let mut missing = Vec::new();
     for (i, e) in spec.data_from.iter().enumerate() {
         let field = format!("spec.dataFrom[{i}]");
-        let store = store_of(default, e.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()), &field)?;
+        let store = store_of(
+            default,
+            e.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()),
+            &field,
+        )?;
         let part = if let Some(x) = &e.extract {
             let Some(secret) = answer(input.fetched, &store, remote_ref(x), &field)? else {
                 if retain {
-                    return Err(MappingError::SecretDoesNotExist { field, key: x.key.clone() });
+                    return Err(MappingError::SecretDoesNotExist {
+                        field,
+                        key: x.key.clone(),
+                    });
                 }
                 missing.push(MissingSecret { field, key: None });
                 continue;
             };
             let narrowed = value_of(&field, x, secret)?;
             let text = String::from_utf8_lossy(&narrowed);
-            let flat = flatten_object(&text).ok_or_else(|| MappingError::NotAJsonObject { field: field.clone(), key: x.key.clone() })?;
-            let o = KeyOpts { rewrite: &e.rewrite, conversion: x.conversion_strategy, decoding: x.decoding_strategy, null: x.null_byte_policy };
+            let flat = flatten_object(&text).ok_or_else(|| MappingError::NotAJsonObject {
+                field: field.clone(),
+                key: x.key.clone(),
+            })?;
+            let o = KeyOpts {
+                rewrite: &e.rewrite,
+                conversion: x.conversion_strategy,
+                decoding: x.decoding_strategy,
+                null: x.null_byte_policy,
+            };
             process_map(&field, flat, &o)?
         } else if let Some(f) = &e.find {
             let q = find_query(f, &field)?;
@@ -303,7 +398,12 @@ fn provider_data(input: &MappingInput<'_>) -> Result<(BTreeMap<String, Vec<u8>>,
                     flat.push((name, v));
                 }
             }
-            let o = KeyOpts { rewrite: &e.rewrite, conversion: f.conversion_strategy, decoding: f.decoding_strategy, null: f.null_byte_policy };
+            let o = KeyOpts {
+                rewrite: &e.rewrite,
+                conversion: f.conversion_strategy,
+                decoding: f.decoding_strategy,
+                null: f.null_byte_policy,
+            };
             process_map(&field, flat, &o)?
         } else {
             return Err(generator_error(&field));
@@ -312,13 +412,23 @@ fn provider_data(input: &MappingInput<'_>) -> Result<(BTreeMap<String, Vec<u8>>,
     }
     for (i, d) in spec.data.iter().enumerate() {
         let field = format!("spec.data[{i}]");
-        let store = store_of(default, d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()), &field)?;
+        let store = store_of(
+            default,
+            d.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()),
+            &field,
+        )?;
         let r = &d.remote_ref;
         let Some(secret) = answer(input.fetched, &store, remote_ref(r), &field)? else {
             if retain {
-                return Err(MappingError::SecretDoesNotExist { field, key: r.key.clone() });
+                return Err(MappingError::SecretDoesNotExist {
+                    field,
+                    key: r.key.clone(),
+                });
             }
-            missing.push(MissingSecret { field, key: Some(r.key.clone()) });
+            missing.push(MissingSecret {
+                field,
+                key: Some(r.key.clone()),
+            });
             continue;
         };
         let v = value_of(&field, r, secret)?;
@@ -332,7 +442,10 @@ fn provider_data(input: &MappingInput<'_>) -> Result<(BTreeMap<String, Vec<u8>>,
 /// Map the provider answers to the target Secret.
 pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
     let (data, missing) = provider_data(input)?;
-    let mut mapped = Mapped { missing, ..Default::default() };
+    let mut mapped = Mapped {
+        missing,
+        ..Default::default()
+    };
     if data.is_empty() {
         // Nothing exists remotely: the caller applies deletionPolicy; templates are not rendered.
         return Ok(mapped);
@@ -345,40 +458,72 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
             mapped.annotations.remove(LAST_APPLIED);
         }
         Some(t) => {
-            let ctx: BTreeMap<String, String> =
-                data.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+            let ctx: BTreeMap<String, String> = data
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
             let field = "spec.target.template";
-            let terr = |f: String| move |reason: String| MappingError::Template { field: f.clone(), reason };
-            if t.merge_policy == TemplateMergePolicy::Merge || (t.data.is_empty() && t.template_from.is_empty()) {
+            let terr = |f: String| {
+                move |reason: String| MappingError::Template {
+                    field: f.clone(),
+                    reason,
+                }
+            };
+            if t.merge_policy == TemplateMergePolicy::Merge
+                || (t.data.is_empty() && t.template_from.is_empty())
+            {
                 mapped.data = data.clone();
             }
             for (i, tf) in t.template_from.iter().enumerate() {
                 let f = format!("{field}.templateFrom[{i}]");
                 let mut rendered: Vec<(String, String)> = Vec::new();
                 for (kind, r, sources) in [
-                    ("configmap", tf.config_map.as_ref(), &input.template_sources.config_maps),
-                    ("secret", tf.secret.as_ref(), &input.template_sources.secrets),
+                    (
+                        "configmap",
+                        tf.config_map.as_ref(),
+                        &input.template_sources.config_maps,
+                    ),
+                    (
+                        "secret",
+                        tf.secret.as_ref(),
+                        &input.template_sources.secrets,
+                    ),
                 ] {
                     let Some(r) = r else { continue };
                     let src = sources.get(&r.name);
                     for item in &r.items {
-                        let body = src.and_then(|m| m.get(&item.key)).ok_or_else(|| MappingError::Template {
-                            field: f.clone(),
-                            reason: format!("error in {kind} {}: missing key {}", r.name, item.key),
+                        let body = src.and_then(|m| m.get(&item.key)).ok_or_else(|| {
+                            MappingError::Template {
+                                field: f.clone(),
+                                reason: format!(
+                                    "error in {kind} {}: missing key {}",
+                                    r.name, item.key
+                                ),
+                            }
                         })?;
                         let body = String::from_utf8_lossy(body);
-                        let out = crate::template::render(&body, &ctx).map_err(terr(format!("{f}[{}]", item.key)))?;
+                        let out = crate::template::render(&body, &ctx)
+                            .map_err(terr(format!("{f}[{}]", item.key)))?;
                         match item.template_as {
                             TemplateScope::Values => rendered.push((item.key.clone(), out)),
-                            TemplateScope::KeysAndValues => rendered.extend(keys_and_values(&f, &out)?),
+                            TemplateScope::KeysAndValues => {
+                                rendered.extend(keys_and_values(&f, &out)?)
+                            }
                         }
                     }
                 }
                 if let Some(lit) = &tf.literal {
-                    let out = crate::template::render(lit, &ctx).map_err(terr(format!("{f}.literal")))?;
+                    let out =
+                        crate::template::render(lit, &ctx).map_err(terr(format!("{f}.literal")))?;
                     rendered.extend(keys_and_values(&f, &out)?);
                 }
-                match tf.target.as_deref().unwrap_or("Data").to_ascii_lowercase().as_str() {
+                match tf
+                    .target
+                    .as_deref()
+                    .unwrap_or("Data")
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
                     "labels" => mapped.labels.extend(rendered),
                     "annotations" => mapped.annotations.extend(rendered),
                     "data" | "" => {
@@ -390,30 +535,36 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                     other => {
                         return Err(MappingError::Unsupported {
                             field: format!("{f}.target"),
-                            reason: format!("templateFrom[].target must be Data, Annotations or Labels for a Secret target, not {other:?}"),
+                            reason: format!(
+                                "templateFrom[].target must be Data, Annotations or Labels for a Secret target, not {other:?}"
+                            ),
                         });
                     }
                 }
             }
             for (k, body) in &t.data {
-                let out = crate::template::render(body, &ctx).map_err(terr(format!("{field}.data[{k}]")))?;
+                let out = crate::template::render(body, &ctx)
+                    .map_err(terr(format!("{field}.data[{k}]")))?;
                 mapped.data.insert(k.clone(), out.into_bytes());
             }
             if let Some(md) = &t.metadata {
                 for (k, body) in &md.labels {
-                    let out = crate::template::render(body, &ctx).map_err(terr(format!("{field}.metadata.labels[{k}]")))?;
+                    let out = crate::template::render(body, &ctx)
+                        .map_err(terr(format!("{field}.metadata.labels[{k}]")))?;
                     mapped.labels.insert(k.clone(), out);
                 }
                 for (k, body) in &md.annotations {
-                    let out =
-                        crate::template::render(body, &ctx).map_err(terr(format!("{field}.metadata.annotations[{k}]")))?;
+                    let out = crate::template::render(body, &ctx)
+                        .map_err(terr(format!("{field}.metadata.annotations[{k}]")))?;
                     mapped.annotations.insert(k.clone(), out);
                 }
                 mapped.finalizers = md.finalizers.clone();
             }
             mapped.type_ = t.type_.clone().filter(|s| !s.is_empty());
             if mapped.type_.as_deref() == Some("kubernetes.io/service-account-token")
-                && mapped.annotations.contains_key("kubernetes.io/service-account.name")
+                && mapped
+                    .annotations
+                    .contains_key("kubernetes.io/service-account.name")
             {
                 return Err(MappingError::Unsupported {
                     field: format!("{field}.metadata.annotations"),
@@ -434,10 +585,11 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
 
 /// A KeysAndValues template renders YAML `map[string]string`.
 fn keys_and_values(field: &str, rendered: &str) -> Result<Vec<(String, String)>, MappingError> {
-    let m: BTreeMap<String, String> = serde_yaml::from_str(rendered).map_err(|_| MappingError::Template {
-        field: field.to_string(),
-        reason: "a KeysAndValues template must render a YAML map of strings".to_string(),
-    })?;
+    let m: BTreeMap<String, String> =
+        serde_yaml::from_str(rendered).map_err(|_| MappingError::Template {
+            field: field.to_string(),
+            reason: "a KeysAndValues template must render a YAML map of strings".to_string(),
+        })?;
     Ok(m.into_iter().collect())
 }
 
@@ -446,7 +598,10 @@ pub(crate) fn merge_json_objects(
     map: &BTreeMap<String, Vec<u8>>,
     m: &eso_api::RewriteMerge,
 ) -> Result<BTreeMap<String, Vec<u8>>, MappingError> {
-    let rerr = |reason: String| MappingError::Rewrite { field: field.to_string(), reason };
+    let rerr = |reason: String| MappingError::Rewrite {
+        field: field.to_string(),
+        reason,
+    };
     let strict = m.priority_policy != Some(MergePriorityPolicy::IgnoreNotFound);
     for p in &m.priority {
         if strict && !map.contains_key(p) {
@@ -459,16 +614,18 @@ pub(crate) fn merge_json_objects(
     let mut from: BTreeMap<String, String> = BTreeMap::new();
     for k in order {
         let Some(raw) = map.get(k) else { continue };
-        let obj: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(raw).map_err(|_| rerr(format!("value of key {k} is not a JSON object")))?;
+        let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw)
+            .map_err(|_| rerr(format!("value of key {k} is not a JSON object")))?;
         for (ik, iv) in obj {
-            if let Some(prev) = merged.get(&ik) {
-                if prev != &iv && m.conflict_policy != Some(MergeConflictPolicy::Ignore) && !m.priority.contains(k) {
-                    return Err(rerr(format!(
-                        "conflict on key {ik} between {} and {k}",
-                        from.get(&ik).cloned().unwrap_or_default()
-                    )));
-                }
+            let conflict = merged.get(&ik).is_some_and(|prev| prev != &iv);
+            if conflict
+                && m.conflict_policy != Some(MergeConflictPolicy::Ignore)
+                && !m.priority.contains(k)
+            {
+                return Err(rerr(format!(
+                    "conflict on key {ik} between {} and {k}",
+                    from.get(&ik).cloned().unwrap_or_default()
+                )));
             }
             from.insert(ik.clone(), k.clone());
             merged.insert(ik, iv);
@@ -487,9 +644,16 @@ pub(crate) fn merge_json_objects(
             })
             .collect()),
         MergeStrategy::Json => {
-            let into = m.into.clone().filter(|s| !s.is_empty()).ok_or_else(|| rerr("strategy JSON needs `into`".to_string()))?;
+            let into = m
+                .into
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| rerr("strategy JSON needs `into`".to_string()))?;
             let mut out = map.clone();
-            out.insert(into, serde_json::Value::Object(merged).to_string().into_bytes());
+            out.insert(
+                into,
+                serde_json::Value::Object(merged).to_string().into_bytes(),
+            );
             Ok(out)
         }
     }

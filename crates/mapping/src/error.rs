@@ -51,7 +51,9 @@ pub enum MappingError {
         key: String,
     },
     /// Decoding (`decodingStrategy`) failed.
-    #[error("{field}: error decoding key {secret_key} with strategy {strategy}: the value is not valid {strategy}")]
+    #[error(
+        "{field}: error decoding key {secret_key} with strategy {strategy}: the value is not valid {strategy}"
+    )]
     Decode {
         /// The ExternalSecret field.
         field: String,
@@ -61,7 +63,9 @@ pub enum MappingError {
         strategy: String,
     },
     /// `nullBytePolicy: Fail` and a value contains a NUL byte.
-    #[error("{field}: fetched secret value for key {secret_key:?} contains null bytes; set nullBytePolicy: Ignore to allow them")]
+    #[error(
+        "{field}: fetched secret value for key {secret_key:?} contains null bytes; set nullBytePolicy: Ignore to allow them"
+    )]
     NullByte {
         /// The ExternalSecret field.
         field: String,
@@ -77,7 +81,9 @@ pub enum MappingError {
         secret_key: String,
     },
     /// A Secret key is not valid in Kubernetes.
-    #[error("{field}: invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): {secret_key:?} {reason}")]
+    #[error(
+        "{field}: invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): {secret_key:?} {reason}"
+    )]
     InvalidKey {
         /// The ExternalSecret field.
         field: String,

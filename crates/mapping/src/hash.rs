@@ -120,7 +120,10 @@ mod tests {
         go_bytes(&mut s, b"hi");
         assert_eq!(s, "map[[104 105]");
         assert_eq!(data_hash(&BTreeMap::new()), sha3_hex("map[]"));
-        let d = BTreeMap::from([("b".to_string(), b"".to_vec()), ("a".to_string(), b"hi".to_vec())]);
+        let d = BTreeMap::from([
+            ("b".to_string(), b"".to_vec()),
+            ("a".to_string(), b"hi".to_vec()),
+        ]);
         assert_eq!(data_hash(&d), sha3_hex("map[a:[104 105] b:[]]"));
     }
 
@@ -128,12 +131,18 @@ mod tests {
     fn go_rendering_of_meta() {
         let labels = BTreeMap::from([("x".to_string(), "1".to_string())]);
         let v = synced_resource_version(3, Some(&labels), None);
-        assert_eq!(v, format!("3-{}", sha3_hex("{annotations:map[] labels:map[x:1]}")));
+        assert_eq!(
+            v,
+            format!("3-{}", sha3_hex("{annotations:map[] labels:map[x:1]}"))
+        );
     }
 
     #[test]
     fn field_manager_is_hashed_when_long() {
-        assert_eq!(field_manager("db"), "externalsecrets.external-secrets.io/db");
+        assert_eq!(
+            field_manager("db"),
+            "externalsecrets.external-secrets.io/db"
+        );
         let long = "a".repeat(64);
         assert!(field_manager(&long).starts_with("externalsecrets.external-secrets.io/sha3/"));
         assert_eq!(created_by_label("ns", "n").len(), 56);

@@ -35,10 +35,10 @@ mod rewrite;
 pub mod template;
 pub mod transform;
 
-pub use engine::{map, plan, Mapped, MappingInput, MissingSecret, TemplateSources, LAST_APPLIED};
+pub use engine::{LAST_APPLIED, Mapped, MappingInput, MissingSecret, TemplateSources, map, plan};
 pub use error::MappingError;
 pub use hash::{
-    base64_encode, check_size, created_by_label, data_hash, field_manager, secret_size, synced_resource_version,
-    FIELD_MANAGER_PREFIX, MAX_SECRET_SIZE,
+    FIELD_MANAGER_PREFIX, MAX_SECRET_SIZE, base64_encode, check_size, created_by_label, data_hash,
+    field_manager, secret_size, synced_resource_version,
 };
 pub use remote::*;

@@ -77,12 +77,19 @@ fn select_jsonpath(payload: &str, path: &str) -> Result<Option<String>, String> 
     match found.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(json_value_string(one))),
-        many => Ok(Some(serde_json::Value::Array(many.iter().map(|v| (*v).clone()).collect()).to_string())),
+        many => Ok(Some(
+            serde_json::Value::Array(many.iter().map(|v| (*v).clone()).collect()).to_string(),
+        )),
     }
 }
 
 /// Select a property from a remote payload, with an error naming the field on failure.
-pub(crate) fn select_for(field: &str, key: &str, payload: &str, property: &str) -> Result<String, MappingError> {
+pub(crate) fn select_for(
+    field: &str,
+    key: &str,
+    payload: &str,
+    property: &str,
+) -> Result<String, MappingError> {
     match select(payload, property) {
         Ok(Some(v)) => Ok(v),
         Ok(None) => Err(MappingError::PropertyNotFound {
@@ -143,14 +150,20 @@ mod tests {
     #[test]
     fn nested_when_no_literal_key() {
         let p = r#"{"foo":{"bar":"nested"}}"#;
-        assert_eq!(select(p, "foo.bar").ok().flatten().as_deref(), Some("nested"));
+        assert_eq!(
+            select(p, "foo.bar").ok().flatten().as_deref(),
+            Some("nested")
+        );
     }
 
     #[test]
     fn jsonpath_extension() {
         let p = r#"{"a":[{"n":"x"},{"n":"y"}],"b":{"c":"d"}}"#;
         assert_eq!(select(p, "$.b.c").ok().flatten().as_deref(), Some("d"));
-        assert_eq!(select(p, "$.a[*].n").ok().flatten().as_deref(), Some(r#"["x","y"]"#));
+        assert_eq!(
+            select(p, "$.a[*].n").ok().flatten().as_deref(),
+            Some(r#"["x","y"]"#)
+        );
         assert_eq!(select(p, "$.zz").ok().flatten(), None);
     }
 

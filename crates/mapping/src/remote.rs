@@ -126,8 +126,12 @@ impl std::fmt::Debug for RemoteSecret {
             RemoteSecret::Value { string, binary } => write!(
                 f,
                 "RemoteSecret::Value {{ string: {}, binary: {} }}",
-                string.as_ref().map_or("none".to_string(), |s| format!("<{} bytes>", s.len())),
-                binary.as_ref().map_or("none".to_string(), |b| format!("<{} bytes>", b.len())),
+                string
+                    .as_ref()
+                    .map_or("none".to_string(), |s| format!("<{} bytes>", s.len())),
+                binary
+                    .as_ref()
+                    .map_or("none".to_string(), |b| format!("<{} bytes>", b.len())),
             ),
             RemoteSecret::Tags(t) => write!(f, "RemoteSecret::Tags(<{} tags>)", t.len()),
             RemoteSecret::Empty => write!(f, "RemoteSecret::Empty"),

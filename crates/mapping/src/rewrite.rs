@@ -15,7 +15,10 @@ pub(crate) fn apply(
     rw: &ExternalSecretRewrite,
     map: BTreeMap<String, Vec<u8>>,
 ) -> Result<BTreeMap<String, Vec<u8>>, MappingError> {
-    let rerr = |reason: String| MappingError::Rewrite { field: field.to_string(), reason };
+    let rerr = |reason: String| MappingError::Rewrite {
+        field: field.to_string(),
+        reason,
+    };
     if let Some(r) = &rw.regexp {
         let re = regex::RegexBuilder::new(&r.source)
             .size_limit(REGEX_SIZE_LIMIT)
@@ -30,8 +33,12 @@ pub(crate) fn apply(
     if let Some(t) = &rw.transform {
         let mut out = BTreeMap::new();
         for (k, v) in map {
-            let ctx = gtmpl::Value::Map(HashMap::from([("value".to_string(), gtmpl::Value::String(k.clone()))]));
-            let nk = crate::template::render_value(&t.template, ctx).map_err(|e| rerr(format!("transform: {e}")))?;
+            let ctx = gtmpl::Value::Map(HashMap::from([(
+                "value".to_string(),
+                gtmpl::Value::String(k.clone()),
+            )]));
+            let nk = crate::template::render_value(&t.template, ctx)
+                .map_err(|e| rerr(format!("transform: {e}")))?;
             out.insert(nk, v);
         }
         return Ok(out);
@@ -39,5 +46,7 @@ pub(crate) fn apply(
     if let Some(m) = &rw.merge {
         return crate::engine::merge_json_objects(field, &map, m);
     }
-    Err(rerr("exactly one of regexp, transform or merge must be set".to_string()))
+    Err(rerr(
+        "exactly one of regexp, transform or merge must be set".to_string(),
+    ))
 }

@@ -18,7 +18,10 @@ const NO_VALUE: &str = "<no value>";
 
 /// Render `text` with `data` (string keys to string values) as `.`.
 pub fn render(text: &str, data: &BTreeMap<String, String>) -> Result<String, String> {
-    let ctx: HashMap<String, Value> = data.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let ctx: HashMap<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     render_value(text, Value::Map(ctx))
 }
 
@@ -29,7 +32,9 @@ pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
     t.parse(text).map_err(|e| e.to_string())?;
     let out = t.render(&Context::from(ctx)).map_err(|e| e.to_string())?;
     if out.contains(NO_VALUE) && !text.contains(NO_VALUE) {
-        return Err("map has no entry for a key the template references (missingkey=error)".to_string());
+        return Err(
+            "map has no entry for a key the template references (missingkey=error)".to_string(),
+        );
     }
     Ok(out)
 }
@@ -45,7 +50,9 @@ fn s(v: &Value) -> String {
 /// Go's `missingkey=error`: a function handed a missing key fails.
 fn no_missing(name: &str, args: &[Value]) -> Result<(), FuncError> {
     if args.iter().any(|a| matches!(a, Value::NoValue)) {
-        return Err(err(format!("{name}: map has no entry for a key the template references (missingkey=error)")));
+        return Err(err(format!(
+            "{name}: map has no entry for a key the template references (missingkey=error)"
+        )));
     }
     Ok(())
 }
@@ -55,7 +62,8 @@ fn arg<'a>(name: &str, args: &'a [Value], i: usize, n: usize) -> Result<&'a Valu
     if args.len() != n {
         return Err(FuncError::ExactlyXArgs(name.to_string(), n));
     }
-    args.get(i).ok_or_else(|| FuncError::ExactlyXArgs(name.to_string(), n))
+    args.get(i)
+        .ok_or_else(|| FuncError::ExactlyXArgs(name.to_string(), n))
 }
 
 fn err(msg: impl Into<String>) -> FuncError {
@@ -63,7 +71,9 @@ fn err(msg: impl Into<String>) -> FuncError {
 }
 
 fn b64enc(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s(arg("b64enc", a, 0, 1)?))))
+    Ok(Value::String(
+        base64::engine::general_purpose::STANDARD.encode(s(arg("b64enc", a, 0, 1)?)),
+    ))
 }
 fn b64dec(a: &[Value]) -> Result<Value, FuncError> {
     let raw = base64::engine::general_purpose::STANDARD
@@ -96,48 +106,81 @@ fn trim(a: &[Value]) -> Result<Value, FuncError> {
 }
 fn trim_all(a: &[Value]) -> Result<Value, FuncError> {
     let cut: Vec<char> = s(arg("trimAll", a, 0, 2)?).chars().collect();
-    Ok(Value::String(s(arg("trimAll", a, 1, 2)?).trim_matches(cut.as_slice()).to_string()))
+    Ok(Value::String(
+        s(arg("trimAll", a, 1, 2)?)
+            .trim_matches(cut.as_slice())
+            .to_string(),
+    ))
 }
 fn trim_prefix(a: &[Value]) -> Result<Value, FuncError> {
     let p = s(arg("trimPrefix", a, 0, 2)?);
     let v = s(arg("trimPrefix", a, 1, 2)?);
-    Ok(Value::String(v.strip_prefix(p.as_str()).unwrap_or(&v).to_string()))
+    Ok(Value::String(
+        v.strip_prefix(p.as_str()).unwrap_or(&v).to_string(),
+    ))
 }
 fn trim_suffix(a: &[Value]) -> Result<Value, FuncError> {
     let p = s(arg("trimSuffix", a, 0, 2)?);
     let v = s(arg("trimSuffix", a, 1, 2)?);
-    Ok(Value::String(v.strip_suffix(p.as_str()).unwrap_or(&v).to_string()))
+    Ok(Value::String(
+        v.strip_suffix(p.as_str()).unwrap_or(&v).to_string(),
+    ))
 }
 fn replace(a: &[Value]) -> Result<Value, FuncError> {
     let old = s(arg("replace", a, 0, 3)?);
     let new = s(arg("replace", a, 1, 3)?);
-    Ok(Value::String(s(arg("replace", a, 2, 3)?).replace(&old, &new)))
+    Ok(Value::String(
+        s(arg("replace", a, 2, 3)?).replace(&old, &new),
+    ))
 }
 fn quote(a: &[Value]) -> Result<Value, FuncError> {
     no_missing("quote", a)?;
-    Ok(Value::String(a.iter().map(|v| format!("{:?}", s(v))).collect::<Vec<_>>().join(" ")))
+    Ok(Value::String(
+        a.iter()
+            .map(|v| format!("{:?}", s(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+    ))
 }
 fn squote(a: &[Value]) -> Result<Value, FuncError> {
     no_missing("squote", a)?;
-    Ok(Value::String(a.iter().map(|v| format!("'{}'", s(v))).collect::<Vec<_>>().join(" ")))
+    Ok(Value::String(
+        a.iter()
+            .map(|v| format!("'{}'", s(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+    ))
 }
 fn to_string(a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(s(arg("toString", a, 0, 1)?)))
 }
 fn nospace(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(s(arg("nospace", a, 0, 1)?).chars().filter(|c| !c.is_whitespace()).collect()))
+    Ok(Value::String(
+        s(arg("nospace", a, 0, 1)?)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect(),
+    ))
 }
 fn contains(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::Bool(s(arg("contains", a, 1, 2)?).contains(&s(arg("contains", a, 0, 2)?))))
+    Ok(Value::Bool(
+        s(arg("contains", a, 1, 2)?).contains(&s(arg("contains", a, 0, 2)?)),
+    ))
 }
 fn has_prefix(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::Bool(s(arg("hasPrefix", a, 1, 2)?).starts_with(&s(arg("hasPrefix", a, 0, 2)?))))
+    Ok(Value::Bool(
+        s(arg("hasPrefix", a, 1, 2)?).starts_with(&s(arg("hasPrefix", a, 0, 2)?)),
+    ))
 }
 fn has_suffix(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::Bool(s(arg("hasSuffix", a, 1, 2)?).ends_with(&s(arg("hasSuffix", a, 0, 2)?))))
+    Ok(Value::Bool(
+        s(arg("hasSuffix", a, 1, 2)?).ends_with(&s(arg("hasSuffix", a, 0, 2)?)),
+    ))
 }
 fn repeat(a: &[Value]) -> Result<Value, FuncError> {
-    let n: usize = s(arg("repeat", a, 0, 2)?).parse().map_err(|_| err("repeat: count must be an integer"))?;
+    let n: usize = s(arg("repeat", a, 0, 2)?)
+        .parse()
+        .map_err(|_| err("repeat: count must be an integer"))?;
     let v = s(arg("repeat", a, 1, 2)?);
     if n.saturating_mul(v.len()) > 1024 * 1024 {
         return Err(err("repeat: result would exceed 1 MiB"));
@@ -145,11 +188,17 @@ fn repeat(a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(v.repeat(n)))
 }
 fn indent_by(name: &str, a: &[Value], newline: bool) -> Result<Value, FuncError> {
-    let n: usize = s(arg(name, a, 0, 2)?).parse().map_err(|_| err(format!("{name}: width must be an integer")))?;
+    let n: usize = s(arg(name, a, 0, 2)?)
+        .parse()
+        .map_err(|_| err(format!("{name}: width must be an integer")))?;
     let pad = " ".repeat(n.min(1024));
     let body = s(arg(name, a, 1, 2)?);
     let indented = format!("{pad}{}", body.replace('\n', &format!("\n{pad}")));
-    Ok(Value::String(if newline { format!("\n{indented}") } else { indented }))
+    Ok(Value::String(if newline {
+        format!("\n{indented}")
+    } else {
+        indented
+    }))
 }
 fn indent(a: &[Value]) -> Result<Value, FuncError> {
     indent_by("indent", a, false)
@@ -170,7 +219,10 @@ fn is_empty(v: &Value) -> bool {
 }
 fn default(a: &[Value]) -> Result<Value, FuncError> {
     no_missing("default", a)?;
-    let def = a.first().cloned().ok_or_else(|| FuncError::AtLeastXArgs("default".into(), 1))?;
+    let def = a
+        .first()
+        .cloned()
+        .ok_or_else(|| FuncError::AtLeastXArgs("default".into(), 1))?;
     match a.get(1) {
         Some(v) if !is_empty(v) => Ok(v.clone()),
         _ => Ok(def),
@@ -182,12 +234,20 @@ fn empty(a: &[Value]) -> Result<Value, FuncError> {
 fn required(a: &[Value]) -> Result<Value, FuncError> {
     let msg = s(arg("required", a, 0, 2)?);
     let v = arg("required", a, 1, 2)?;
-    if is_empty(v) { Err(err(msg)) } else { Ok(v.clone()) }
+    if is_empty(v) {
+        Err(err(msg))
+    } else {
+        Ok(v.clone())
+    }
 }
 fn ternary(a: &[Value]) -> Result<Value, FuncError> {
     let t = arg("ternary", a, 0, 3)?;
     let f = arg("ternary", a, 1, 3)?;
-    Ok(if is_empty(arg("ternary", a, 2, 3)?) { f.clone() } else { t.clone() })
+    Ok(if is_empty(arg("ternary", a, 2, 3)?) {
+        f.clone()
+    } else {
+        t.clone()
+    })
 }
 fn list(a: &[Value]) -> Result<Value, FuncError> {
     no_missing("list", a)?;
@@ -198,27 +258,39 @@ fn dict(a: &[Value]) -> Result<Value, FuncError> {
     let mut m = HashMap::new();
     for pair in a.chunks(2) {
         let k = pair.first().map(s).unwrap_or_default();
-        m.insert(k, pair.get(1).cloned().unwrap_or(Value::String(String::new())));
+        m.insert(
+            k,
+            pair.get(1).cloned().unwrap_or(Value::String(String::new())),
+        );
     }
     Ok(Value::Map(m))
 }
 fn get(a: &[Value]) -> Result<Value, FuncError> {
     match arg("get", a, 0, 2)? {
-        Value::Map(m) | Value::Object(m) => Ok(m.get(&s(arg("get", a, 1, 2)?)).cloned().unwrap_or(Value::String(String::new()))),
+        Value::Map(m) | Value::Object(m) => Ok(m
+            .get(&s(arg("get", a, 1, 2)?))
+            .cloned()
+            .unwrap_or(Value::String(String::new()))),
         _ => Err(err("get: first argument must be a dict")),
     }
 }
 fn join(a: &[Value]) -> Result<Value, FuncError> {
     let sep = s(arg("join", a, 0, 2)?);
     match arg("join", a, 1, 2)? {
-        Value::Array(items) => Ok(Value::String(items.iter().map(s).collect::<Vec<_>>().join(&sep))),
+        Value::Array(items) => Ok(Value::String(
+            items.iter().map(s).collect::<Vec<_>>().join(&sep),
+        )),
         other => Ok(Value::String(s(other))),
     }
 }
 fn split_list(a: &[Value]) -> Result<Value, FuncError> {
     let sep = s(arg("splitList", a, 0, 2)?);
     let v = s(arg("splitList", a, 1, 2)?);
-    Ok(Value::Array(v.split(sep.as_str()).map(|p| Value::String(p.to_string())).collect()))
+    Ok(Value::Array(
+        v.split(sep.as_str())
+            .map(|p| Value::String(p.to_string()))
+            .collect(),
+    ))
 }
 
 fn to_json_value(v: &Value) -> serde_json::Value {
@@ -232,12 +304,17 @@ fn to_json_value(v: &Value) -> serde_json::Value {
             } else if let Some(u) = n.as_u64() {
                 serde_json::Value::from(u)
             } else {
-                n.as_f64().map(serde_json::Value::from).unwrap_or(serde_json::Value::Null)
+                n.as_f64()
+                    .map(serde_json::Value::from)
+                    .unwrap_or(serde_json::Value::Null)
             }
         }
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json_value).collect()),
         Value::Map(m) | Value::Object(m) => {
-            let sorted: BTreeMap<_, _> = m.iter().map(|(k, v)| (k.clone(), to_json_value(v))).collect();
+            let sorted: BTreeMap<_, _> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json_value(v)))
+                .collect();
             serde_json::Value::Object(sorted.into_iter().collect())
         }
         Value::Function(_) => serde_json::Value::Null,
@@ -259,12 +336,18 @@ fn from_json_value(v: serde_json::Value) -> Value {
             }
         }
         serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json_value).collect()),
-        serde_json::Value::Object(o) => Value::Map(o.into_iter().map(|(k, v)| (k, from_json_value(v))).collect()),
+        serde_json::Value::Object(o) => Value::Map(
+            o.into_iter()
+                .map(|(k, v)| (k, from_json_value(v)))
+                .collect(),
+        ),
     }
 }
 
 fn to_json(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(to_json_value(arg("toJson", a, 0, 1)?).to_string()))
+    Ok(Value::String(
+        to_json_value(arg("toJson", a, 0, 1)?).to_string(),
+    ))
 }
 fn to_pretty_json(a: &[Value]) -> Result<Value, FuncError> {
     serde_json::to_string_pretty(&to_json_value(arg("toPrettyJson", a, 0, 1)?))
@@ -272,8 +355,8 @@ fn to_pretty_json(a: &[Value]) -> Result<Value, FuncError> {
         .map_err(|e| err(format!("toPrettyJson: {e}")))
 }
 fn from_json(a: &[Value]) -> Result<Value, FuncError> {
-    let v: serde_json::Value =
-        serde_json::from_str(&s(arg("fromJson", a, 0, 1)?)).map_err(|_| err("fromJson: input is not valid JSON"))?;
+    let v: serde_json::Value = serde_json::from_str(&s(arg("fromJson", a, 0, 1)?))
+        .map_err(|_| err("fromJson: input is not valid JSON"))?;
     Ok(from_json_value(v))
 }
 fn to_yaml(a: &[Value]) -> Result<Value, FuncError> {
@@ -282,13 +365,15 @@ fn to_yaml(a: &[Value]) -> Result<Value, FuncError> {
         .map_err(|e| err(format!("toYaml: {e}")))
 }
 fn from_yaml(a: &[Value]) -> Result<Value, FuncError> {
-    let v: serde_json::Value =
-        serde_yaml::from_str(&s(arg("fromYaml", a, 0, 1)?)).map_err(|_| err("fromYaml: input is not valid YAML"))?;
+    let v: serde_json::Value = serde_yaml::from_str(&s(arg("fromYaml", a, 0, 1)?))
+        .map_err(|_| err("fromYaml: input is not valid YAML"))?;
     Ok(from_json_value(v))
 }
 fn sha256sum(a: &[Value]) -> Result<Value, FuncError> {
     use sha2::Digest as _;
-    Ok(Value::String(hex::encode(sha2::Sha256::digest(s(arg("sha256sum", a, 0, 1)?).as_bytes()))))
+    Ok(Value::String(hex::encode(sha2::Sha256::digest(
+        s(arg("sha256sum", a, 0, 1)?).as_bytes(),
+    ))))
 }
 /// ESO's `filterPEM TYPE`: keep only the PEM blocks of the given type.
 fn filter_pem(a: &[Value]) -> Result<Value, FuncError> {
@@ -369,16 +454,34 @@ mod tests {
     fn eso_style_templates() {
         let d = data();
         let r = |t: &str| render(t, &d);
-        assert_eq!(r("postgres://{{ .user }}:{{ .pass }}@db").ok().as_deref(), Some("postgres://admin:s3cr3t@db"));
+        assert_eq!(
+            r("postgres://{{ .user }}:{{ .pass }}@db").ok().as_deref(),
+            Some("postgres://admin:s3cr3t@db")
+        );
         assert_eq!(r(r#"{{ index . "with-dash" }}"#).ok().as_deref(), Some("d"));
         assert_eq!(r("{{ .user | b64enc }}").ok().as_deref(), Some("YWRtaW4="));
         assert_eq!(r("{{ .user | upper }}").ok().as_deref(), Some("ADMIN"));
-        assert_eq!(r(r#"{{ (.json | fromJson).a }}"#).ok().as_deref(), Some("b"));
-        assert_eq!(r(r#"{{- if eq .user "admin" }}yes{{ else }}no{{ end -}}"#).ok().as_deref(), Some("yes"));
-        assert_eq!(r(r#"{{ .nope | default "x" }}"#).is_err(), true, "missingkey=error");
+        assert_eq!(
+            r(r#"{{ (.json | fromJson).a }}"#).ok().as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            r(r#"{{- if eq .user "admin" }}yes{{ else }}no{{ end -}}"#)
+                .ok()
+                .as_deref(),
+            Some("yes")
+        );
+        assert_eq!(
+            r(r#"{{ .nope | default "x" }}"#).is_err(),
+            true,
+            "missingkey=error"
+        );
         assert_eq!(r(r#"{{ "" | default "x" }}"#).ok().as_deref(), Some("x"));
         assert_eq!(r("{{ .user | quote }}").ok().as_deref(), Some("\"admin\""));
-        assert_eq!(r(r#"{{ dict "a" .user | toJson }}"#).ok().as_deref(), Some(r#"{"a":"admin"}"#));
+        assert_eq!(
+            r(r#"{{ dict "a" .user | toJson }}"#).ok().as_deref(),
+            Some(r#"{"a":"admin"}"#)
+        );
     }
 
     #[test]
@@ -388,14 +491,24 @@ mod tests {
 
     #[test]
     fn no_io_functions() {
-        for f in ["env \"HOME\"", "expandenv \"$HOME\"", "getHostByName \"example.com\"", "now"] {
-            assert!(render(&format!("{{{{ {f} }}}}"), &data()).is_err(), "{f} must not exist");
+        for f in [
+            "env \"HOME\"",
+            "expandenv \"$HOME\"",
+            "getHostByName \"example.com\"",
+            "now",
+        ] {
+            assert!(
+                render(&format!("{{{{ {f} }}}}"), &data()).is_err(),
+                "{f} must not exist"
+            );
         }
     }
 
     #[test]
     fn errors_do_not_echo_values() {
-        let e = render("{{ .pass | b64dec }}", &data()).err().unwrap_or_default();
+        let e = render("{{ .pass | b64dec }}", &data())
+            .err()
+            .unwrap_or_default();
         assert!(!e.contains("s3cr3t"), "{e}");
     }
 }

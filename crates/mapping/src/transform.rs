@@ -12,7 +12,10 @@ pub fn decode(strategy: Option<DecodingStrategy>, v: &[u8]) -> Result<Vec<u8>, &
         DecodingStrategy::None => Ok(v.to_vec()),
         DecodingStrategy::Base64 => STANDARD.decode(v).map_err(|_| "Base64"),
         DecodingStrategy::Base64Url => URL_SAFE.decode(v).map_err(|_| "Base64URL"),
-        DecodingStrategy::Auto => Ok(STANDARD.decode(v).or_else(|_| URL_SAFE.decode(v)).unwrap_or_else(|_| v.to_vec())),
+        DecodingStrategy::Auto => Ok(STANDARD
+            .decode(v)
+            .or_else(|_| URL_SAFE.decode(v))
+            .unwrap_or_else(|_| v.to_vec())),
     }
 }
 
@@ -58,7 +61,10 @@ pub fn validate_key(key: &str) -> Result<(), &'static str> {
     if key.len() > 253 {
         return Err("must be no more than 253 characters");
     }
-    if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_') {
+    if !key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
         return Err("must consist of alphanumeric characters, '-', '_' or '.'");
     }
     if key == "." || key == ".." {
@@ -67,9 +73,17 @@ pub fn validate_key(key: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-pub(crate) fn check_null(field: &str, secret_key: &str, policy: Option<NullBytePolicy>, v: &[u8]) -> Result<(), MappingError> {
+pub(crate) fn check_null(
+    field: &str,
+    secret_key: &str,
+    policy: Option<NullBytePolicy>,
+    v: &[u8],
+) -> Result<(), MappingError> {
     if policy == Some(NullBytePolicy::Fail) && v.contains(&0) {
-        return Err(MappingError::NullByte { field: field.to_string(), secret_key: secret_key.to_string() });
+        return Err(MappingError::NullByte {
+            field: field.to_string(),
+            secret_key: secret_key.to_string(),
+        });
     }
     Ok(())
 }
@@ -80,18 +94,33 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(decode(Some(DecodingStrategy::Base64), b"aGk=").ok(), Some(b"hi".to_vec()));
+        assert_eq!(
+            decode(Some(DecodingStrategy::Base64), b"aGk=").ok(),
+            Some(b"hi".to_vec())
+        );
         assert!(decode(Some(DecodingStrategy::Base64), b"!!").is_err());
-        assert_eq!(decode(Some(DecodingStrategy::Base64Url), b"-_8=").ok(), Some(vec![0xfb, 0xff]));
-        assert_eq!(decode(Some(DecodingStrategy::Auto), b"-_8=").ok(), Some(vec![0xfb, 0xff]));
-        assert_eq!(decode(Some(DecodingStrategy::Auto), b"plain text").ok(), Some(b"plain text".to_vec()));
+        assert_eq!(
+            decode(Some(DecodingStrategy::Base64Url), b"-_8=").ok(),
+            Some(vec![0xfb, 0xff])
+        );
+        assert_eq!(
+            decode(Some(DecodingStrategy::Auto), b"-_8=").ok(),
+            Some(vec![0xfb, 0xff])
+        );
+        assert_eq!(
+            decode(Some(DecodingStrategy::Auto), b"plain text").ok(),
+            Some(b"plain text".to_vec())
+        );
         assert_eq!(decode(None, b"aGk=").ok(), Some(b"aGk=".to_vec()));
     }
 
     #[test]
     fn conversion() {
         assert_eq!(convert_key(None, "a/b/c"), "a_b_c");
-        assert_eq!(convert_key(Some(ConversionStrategy::Unicode), "a/b"), "a_U002f_b");
+        assert_eq!(
+            convert_key(Some(ConversionStrategy::Unicode), "a/b"),
+            "a_U002f_b"
+        );
     }
 
     #[test]

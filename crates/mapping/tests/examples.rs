@@ -15,7 +15,9 @@ fn refuse(text: &str) -> String {
     for r in requests {
         match r {
             Request::Get { store, remote } => {
-                fetched.gets.insert((store, remote), Some(RemoteSecret::string("v")));
+                fetched
+                    .gets
+                    .insert((store, remote), Some(RemoteSecret::string("v")));
             }
             Request::Find { store, query } => {
                 fetched.finds.insert((store, query), Some(BTreeMap::new()));
@@ -40,7 +42,8 @@ fn refuse(text: &str) -> String {
 
 #[test]
 fn runtime_invalid_examples_are_refused() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/invalid-runtime");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/invalid-runtime");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -48,9 +51,18 @@ fn runtime_invalid_examples_are_refused() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).unwrap().to_string();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap()
+            .to_string();
         let msg = refuse(&text);
-        assert!(msg.contains(&expect), "{}: {msg:?} lacks {expect:?}", path.display());
+        assert!(
+            msg.contains(&expect),
+            "{}: {msg:?} lacks {expect:?}",
+            path.display()
+        );
         n += 1;
     }
     assert_eq!(n, 3);

@@ -28,7 +28,12 @@ pub async fn serve(addr: SocketAddr, handler: Handler) -> std::io::Result<()> {
             let mut len = 0;
             // Read until the end of the request head (or the buffer is full).
             loop {
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf[len..])).await {
+                match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    sock.read(&mut buf[len..]),
+                )
+                .await
+                {
                     Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
                     Ok(Ok(n)) => {
                         len += n;
@@ -54,7 +59,11 @@ pub async fn serve(addr: SocketAddr, handler: Handler) -> std::io::Result<()> {
                 404 => "Not Found",
                 _ => "Service Unavailable",
             };
-            let ctype = if path == "/metrics" { "text/plain; version=0.0.4" } else { "text/plain" };
+            let ctype = if path == "/metrics" {
+                "text/plain; version=0.0.4"
+            } else {
+                "text/plain"
+            };
             let resp = format!(
                 "HTTP/1.1 {code} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()

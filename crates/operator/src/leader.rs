@@ -53,7 +53,11 @@ fn now() -> MicroTime {
 /// Elapsed time since a MicroTime.
 fn since(t: &MicroTime) -> Duration {
     let d = Timestamp::now().as_nanosecond() - t.0.as_nanosecond();
-    if d <= 0 { Duration::ZERO } else { Duration::from_nanos(u64::try_from(d).unwrap_or(u64::MAX)) }
+    if d <= 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(u64::try_from(d).unwrap_or(u64::MAX))
+    }
 }
 
 /// Try once to acquire or renew. Ok(true): we hold the Lease now.
@@ -88,7 +92,11 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaderConfig) -> Result<bool, kube:
             let ours = holder == cfg.identity;
             let expired = holder.is_empty()
                 || spec.renew_time.as_ref().is_none_or(|t| {
-                    since(t) > Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(secs)).unwrap_or(15))
+                    since(t)
+                        > Duration::from_secs(
+                            u64::try_from(spec.lease_duration_seconds.unwrap_or(secs))
+                                .unwrap_or(15),
+                        )
                 });
             if !ours && !expired {
                 return Ok(false);

@@ -21,7 +21,11 @@ use tracing::{error, info};
 
 /// Command line (ESO's flag names where they exist).
 #[derive(Parser, Debug)]
-#[command(name = "eso-operator", version, about = "External Secrets Operator compatible controller for AWS Secrets Manager")]
+#[command(
+    name = "eso-operator",
+    version,
+    about = "External Secrets Operator compatible controller for AWS Secrets Manager"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -110,18 +114,26 @@ struct RunArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    eso_api::parse_go_duration(s).ok_or_else(|| format!("invalid duration {s:?} (use e.g. 15s, 5m, 1h)"))
+    eso_api::parse_go_duration(s)
+        .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 15s, 5m, 1h)"))
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr> {
-    let s = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    let s = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
     s.parse().with_context(|| format!("invalid address {s:?}"))
 }
 
 fn init_logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},kube=warn,aws=warn,hyper=warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},kube=warn,aws=warn,hyper=warn"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -143,13 +155,15 @@ fn main() -> Result<()> {
 }
 
 fn render_command(file: &PathBuf, remotes: &[String]) -> Result<()> {
-    let yaml = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let yaml =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut values = Vec::new();
     for r in remotes {
         let Some((key, path)) = r.split_once('=') else {
             bail!("--remote expects <key>=<file>, got {r:?}");
         };
-        let bytes = std::fs::read(path).with_context(|| format!("reading remote value for {key:?} from {path}"))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading remote value for {key:?} from {path}"))?;
         values.push((key.to_string(), bytes));
     }
     let out = render::render(&yaml, &values)?;
@@ -168,7 +182,9 @@ async fn run(args: RunArgs) -> Result<()> {
     };
 
     // Probes and metrics first: a standby replica must answer probes while it waits.
-    let leading = Arc::new(std::sync::atomic::AtomicBool::new(!args.enable_leader_election));
+    let leading = Arc::new(std::sync::atomic::AtomicBool::new(
+        !args.enable_leader_election,
+    ));
     {
         let h = handles.clone();
         let leading = leading.clone();
@@ -242,9 +258,15 @@ async fn run(args: RunArgs) -> Result<()> {
         client_qps = args.client_qps, client_burst = args.client_burst, "starting controllers"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controllers = tokio::spawn(eso_reconciler::run(client.clone(), config, hub, handles.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let controllers = tokio::spawn(eso_reconciler::run(
+        client.clone(),
+        config,
+        hub,
+        handles.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     let lost = async {
         if args.enable_leader_election {
@@ -278,7 +300,10 @@ struct CacheArgs {
 }
 
 fn args_cache(args: &RunArgs) -> CacheArgs {
-    CacheArgs { ttl: args.provider_cache_ttl, max_bytes: args.provider_cache_mib.saturating_mul(1024 * 1024) }
+    CacheArgs {
+        ttl: args.provider_cache_ttl,
+        max_bytes: args.provider_cache_mib.saturating_mul(1024 * 1024),
+    }
 }
 
 async fn shutdown_signal() {

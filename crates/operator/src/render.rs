@@ -17,11 +17,23 @@ fn remote(bytes: &[u8]) -> RemoteSecret {
 /// Render the Secret for `yaml` (one ExternalSecret, v1 or v1beta1) given remote values by key.
 /// Keys not given are treated as not existing at the provider.
 pub fn render(yaml: &str, remotes: &[(String, Vec<u8>)]) -> Result<String> {
-    let es: ExternalSecret = serde_yaml::from_str(yaml).context("parsing the ExternalSecret manifest")?;
-    if es.spec.target.template.as_ref().is_some_and(|t| !t.template_from.iter().all(|f| f.literal.is_some())) {
-        bail!("templateFrom with a ConfigMap or Secret needs the cluster; render supports literal templateFrom only");
+    let es: ExternalSecret =
+        serde_yaml::from_str(yaml).context("parsing the ExternalSecret manifest")?;
+    if es
+        .spec
+        .target
+        .template
+        .as_ref()
+        .is_some_and(|t| !t.template_from.iter().all(|f| f.literal.is_some()))
+    {
+        bail!(
+            "templateFrom with a ConfigMap or Secret needs the cluster; render supports literal templateFrom only"
+        );
     }
-    let values: BTreeMap<&str, &[u8]> = remotes.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let values: BTreeMap<&str, &[u8]> = remotes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
     let mut fetched = Fetched::default();
     for r in eso_mapping::plan(&es.spec)? {
         match r {
@@ -41,7 +53,11 @@ pub fn render(yaml: &str, remotes: &[(String, Vec<u8>)]) -> Result<String> {
             }
         }
     }
-    let ns = es.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = es
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = es.metadata.name.clone().unwrap_or_default();
     let sources = TemplateSources::default();
     let input = MappingInput {
@@ -55,12 +71,28 @@ pub fn render(yaml: &str, remotes: &[(String, Vec<u8>)]) -> Result<String> {
     };
     let mapped = eso_mapping::map(&input)?;
     eso_mapping::check_size(&mapped.data)?;
-    let target = es.spec.target.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| name.clone());
+    let target = es
+        .spec
+        .target
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| name.clone());
     let mut annotations = mapped.annotations.clone();
-    annotations.insert(eso_api::well_known::ANNOTATION_DATA_HASH.to_string(), eso_mapping::data_hash(&mapped.data));
+    annotations.insert(
+        eso_api::well_known::ANNOTATION_DATA_HASH.to_string(),
+        eso_mapping::data_hash(&mapped.data),
+    );
     let mut labels = mapped.labels.clone();
-    labels.insert(eso_api::well_known::LABEL_MANAGED.to_string(), "true".to_string());
-    let data: BTreeMap<&String, String> = mapped.data.iter().map(|(k, v)| (k, eso_mapping::base64_encode(v))).collect();
+    labels.insert(
+        eso_api::well_known::LABEL_MANAGED.to_string(),
+        "true".to_string(),
+    );
+    let data: BTreeMap<&String, String> = mapped
+        .data
+        .iter()
+        .map(|(k, v)| (k, eso_mapping::base64_encode(v)))
+        .collect();
     let secret = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -98,10 +130,20 @@ spec:
 
     #[test]
     fn renders_the_seed_flow() {
-        let out = render(ES, &[("prod/db".into(), br#"{"password":"hunter2"}"#.to_vec())]).unwrap();
+        let out = render(
+            ES,
+            &[("prod/db".into(), br#"{"password":"hunter2"}"#.to_vec())],
+        )
+        .unwrap();
         assert!(out.contains("name: db-credentials"), "{out}");
-        assert!(out.contains(&eso_mapping::base64_encode(b"hunter2")), "{out}");
-        assert!(out.contains("reconcile.external-secrets.io/data-hash"), "{out}");
+        assert!(
+            out.contains(&eso_mapping::base64_encode(b"hunter2")),
+            "{out}"
+        );
+        assert!(
+            out.contains("reconcile.external-secrets.io/data-hash"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -110,7 +152,10 @@ spec:
         let err = render(ES, &[]).unwrap_err().to_string();
         assert!(err.contains("Secret does not exist"), "{err}");
         // deletionPolicy Delete: the entry is skipped and reported.
-        let es = ES.replace("target: {name: db-credentials}", "target: {name: db-credentials, deletionPolicy: Delete}");
+        let es = ES.replace(
+            "target: {name: db-credentials}",
+            "target: {name: db-credentials, deletionPolicy: Delete}",
+        );
         let out = render(&es, &[]).unwrap();
         assert!(out.contains("secret does not exist at provider"), "{out}");
     }

@@ -21,12 +21,30 @@ struct MeteredHub {
 impl MeteredHub {
     fn export(&self) {
         let s = self.inner.registry().stats();
-        self.metrics.set("eso_provider_remote_reads_total", vec![], s.remote_reads as f64);
-        self.metrics.set("eso_provider_cache_hits_total", vec![], s.hits as f64);
-        self.metrics.set("eso_provider_cache_coalesced_total", vec![], s.coalesced as f64);
-        self.metrics.set("eso_provider_cache_evictions_total", vec![], s.evictions as f64);
-        self.metrics.set("eso_provider_clients_built_total", vec![], s.clients_built as f64);
-        self.metrics.set("eso_provider_cache_bytes", vec![], s.bytes as f64);
+        self.metrics.set(
+            "eso_provider_remote_reads_total",
+            vec![],
+            s.remote_reads as f64,
+        );
+        self.metrics
+            .set("eso_provider_cache_hits_total", vec![], s.hits as f64);
+        self.metrics.set(
+            "eso_provider_cache_coalesced_total",
+            vec![],
+            s.coalesced as f64,
+        );
+        self.metrics.set(
+            "eso_provider_cache_evictions_total",
+            vec![],
+            s.evictions as f64,
+        );
+        self.metrics.set(
+            "eso_provider_clients_built_total",
+            vec![],
+            s.clients_built as f64,
+        );
+        self.metrics
+            .set("eso_provider_cache_bytes", vec![], s.bytes as f64);
     }
 }
 
@@ -39,7 +57,10 @@ impl ProviderHub for MeteredHub {
         requests: &[Request],
         max_age: Option<std::time::Duration>,
     ) -> Result<Fetched, FetchFailure> {
-        let r = self.inner.fetch(store, es_namespace, requests, max_age).await;
+        let r = self
+            .inner
+            .fetch(store, es_namespace, requests, max_age)
+            .await;
         self.export();
         r
     }
@@ -56,7 +77,11 @@ impl ProviderHub for MeteredHub {
 }
 
 /// Build the operator's provider hub.
-pub(crate) fn hub(client: kube::Client, cache: &CacheArgs, metrics: Arc<Metrics>) -> Arc<dyn ProviderHub> {
+pub(crate) fn hub(
+    client: kube::Client,
+    cache: &CacheArgs,
+    metrics: Arc<Metrics>,
+) -> Arc<dyn ProviderHub> {
     let config = CacheConfig {
         ttl: cache.ttl,
         max_bytes: usize::try_from(cache.max_bytes).unwrap_or(usize::MAX),

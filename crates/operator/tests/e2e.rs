@@ -37,15 +37,29 @@ impl Operator {
             format!("127.0.0.1:{p}")
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_eso-operator"));
-        cmd.args(["--namespace", ns, "--metrics-addr", &port(0), "--health-addr", &port(1), "--loglevel", "debug"])
-            .args(extra)
-            .env("KUBECONFIG", &env.kubeconfig)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file));
-        if let Some(url) = aws_endpoint.map(String::from).or_else(|| env.moto_url.clone()) {
-            cmd.env("AWS_SECRETSMANAGER_ENDPOINT", &url).env("AWS_STS_ENDPOINT", &url).env("AWS_ENDPOINT_URL", &url);
+        cmd.args([
+            "--namespace",
+            ns,
+            "--metrics-addr",
+            &port(0),
+            "--health-addr",
+            &port(1),
+            "--loglevel",
+            "debug",
+        ])
+        .args(extra)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file));
+        if let Some(url) = aws_endpoint
+            .map(String::from)
+            .or_else(|| env.moto_url.clone())
+        {
+            cmd.env("AWS_SECRETSMANAGER_ENDPOINT", &url)
+                .env("AWS_STS_ENDPOINT", &url)
+                .env("AWS_ENDPOINT_URL", &url);
         }
         let child = cmd.spawn().expect("start eso-operator");
         Operator { child, log }
@@ -64,78 +78,195 @@ impl Drop for Operator {
 }
 
 fn moto_url(env: &testenv::TestEnv) -> String {
-    env.moto_url.clone().expect("testenv exports ESO_TESTENV_MOTO_URL")
+    env.moto_url
+        .clone()
+        .expect("testenv exports ESO_TESTENV_MOTO_URL")
 }
 
 const DB: &str = r#"{"username":"dbuser","password":"dbpassword","host":"dbhost","port":"5432"}"#;
 
 /// The seed manifests, with only namespaces, names, region and the refresh interval adapted.
-fn seed(dir: &str, file: &str, ns: &str, cred_ns: &str, store: &str, key: &str, refresh: &str) -> String {
-    let src = if file == "aws-secret.yaml" { "seed" } else { dir };
+fn seed(
+    dir: &str,
+    file: &str,
+    ns: &str,
+    cred_ns: &str,
+    store: &str,
+    key: &str,
+    refresh: &str,
+) -> String {
+    let src = if file == "aws-secret.yaml" {
+        "seed"
+    } else {
+        dir
+    };
     std::fs::read_to_string(root().join("examples").join(src).join(file))
         .expect("seed file")
         .replace("namespace: default", &format!("namespace: {ns}"))
-        .replace("namespace: external-secrets", &format!("namespace: {cred_ns}"))
+        .replace(
+            "namespace: external-secrets",
+            &format!("namespace: {cred_ns}"),
+        )
         .replace("name: aws-secret-store", &format!("name: {store}"))
         .replace("key: my-db-secret", &format!("key: {key}"))
         .replace("region: your-region", "region: us-east-1")
-        .replace("refreshInterval: 1h", &format!("refreshInterval: {refresh}"))
+        .replace(
+            "refreshInterval: 1h",
+            &format!("refreshInterval: {refresh}"),
+        )
 }
 
 fn seed_flow(dir: &str, store_file: &str) {
     let Some(env) = cluster::env() else { return };
     let ns = namespace(env, "e2e-seed");
-    let cred_ns = if store_file == "secret-store.yaml" { ns.clone() } else { namespace(env, "e2e-creds") };
+    let cred_ns = if store_file == "secret-store.yaml" {
+        ns.clone()
+    } else {
+        namespace(env, "e2e-creds")
+    };
     let store = testenv::unique_name("aws-store");
     let key = testenv::unique_name("my-db-secret");
     moto::create_secret(&moto_url(env), &key, DB).expect("create remote secret");
 
-    let mut es = seed(dir, "external-secret.yaml", &ns, &cred_ns, &store, &key, "2s");
+    let mut es = seed(
+        dir,
+        "external-secret.yaml",
+        &ns,
+        &cred_ns,
+        &store,
+        &key,
+        "2s",
+    );
     if store_file == "secret-store.yaml" {
         es = es.replace("kind: ClusterSecretStore", "kind: SecretStore");
     }
-    apply(env, &seed(dir, "aws-secret.yaml", &ns, &cred_ns, &store, &key, "2s"));
-    apply(env, &seed(dir, store_file, &ns, &cred_ns, &store, &key, "2s"));
+    apply(
+        env,
+        &seed(dir, "aws-secret.yaml", &ns, &cred_ns, &store, &key, "2s"),
+    );
+    apply(
+        env,
+        &seed(dir, store_file, &ns, &cred_ns, &store, &key, "2s"),
+    );
     apply(env, &es);
     let op = Operator::start(env, &ns, None, &[]);
 
-    for (k, v) in [("username", "dbuser"), ("password", "dbpassword"), ("host", "dbhost"), ("port", "5432")] {
-        eventually(Duration::from_secs(60), &format!("key {k} synced\n{}", op.log()), || {
-            (secret_value(env, &ns, "my-db-secret", k).as_deref() == Some(v)).then_some(())
-        });
+    for (k, v) in [
+        ("username", "dbuser"),
+        ("password", "dbpassword"),
+        ("host", "dbhost"),
+        ("port", "5432"),
+    ] {
+        eventually(
+            Duration::from_secs(60),
+            &format!("key {k} synced\n{}", op.log()),
+            || (secret_value(env, &ns, "my-db-secret", k).as_deref() == Some(v)).then_some(()),
+        );
     }
     let ready = es_ready(env, &ns, "my-db-secret");
-    assert!(ready.starts_with("True/SecretSynced/secret synced"), "{ready}");
+    assert!(
+        ready.starts_with("True/SecretSynced/secret synced"),
+        "{ready}"
+    );
     // ESO's metadata for in-place takeover.
-    assert_eq!(get(env, &["get", "secret", "my-db-secret", "-n", &ns, "-o", "jsonpath={.metadata.labels.reconcile\\.external-secrets\\.io/managed}"]), "true");
-    assert_eq!(get(env, &["get", "secret", "my-db-secret", "-n", &ns, "-o", "jsonpath={.metadata.ownerReferences[0].kind}"]), "ExternalSecret");
     assert_eq!(
-        get(env, &["get", "secret", "my-db-secret", "-n", &ns, "-o", "jsonpath={.metadata.annotations.reconcile\\.external-secrets\\.io/data-hash}"]).len(),
+        get(
+            env,
+            &[
+                "get",
+                "secret",
+                "my-db-secret",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.metadata.labels.reconcile\\.external-secrets\\.io/managed}"
+            ]
+        ),
+        "true"
+    );
+    assert_eq!(
+        get(
+            env,
+            &[
+                "get",
+                "secret",
+                "my-db-secret",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.metadata.ownerReferences[0].kind}"
+            ]
+        ),
+        "ExternalSecret"
+    );
+    assert_eq!(
+        get(
+            env,
+            &[
+                "get",
+                "secret",
+                "my-db-secret",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.metadata.annotations.reconcile\\.external-secrets\\.io/data-hash}"
+            ]
+        )
+        .len(),
         56
     );
     // The store proved access.
-    let kind = if store_file == "secret-store.yaml" { "secretstores.external-secrets.io" } else { "clustersecretstores.external-secrets.io" };
-    let mut args = vec!["get", kind, store.as_str(), "-o", "jsonpath={.status.conditions[0].status}/{.status.conditions[0].reason}"];
+    let kind = if store_file == "secret-store.yaml" {
+        "secretstores.external-secrets.io"
+    } else {
+        "clustersecretstores.external-secrets.io"
+    };
+    let mut args = vec![
+        "get",
+        kind,
+        store.as_str(),
+        "-o",
+        "jsonpath={.status.conditions[0].status}/{.status.conditions[0].reason}",
+    ];
     if store_file == "secret-store.yaml" {
         args.extend(["-n", ns.as_str()]);
     }
-    eventually(Duration::from_secs(30), "store Ready", || (get(env, &args) == "True/Valid").then_some(()));
+    eventually(Duration::from_secs(30), "store Ready", || {
+        (get(env, &args) == "True/Valid").then_some(())
+    });
 
     // Edit in AWS: the Secret follows within the refresh interval.
     moto::put_value(&moto_url(env), &key, &DB.replace("dbpassword", "rotated")).expect("put value");
     eventually(Duration::from_secs(30), "rotated password", || {
-        (secret_value(env, &ns, "my-db-secret", "password").as_deref() == Some("rotated")).then_some(())
+        (secret_value(env, &ns, "my-db-secret", "password").as_deref() == Some("rotated"))
+            .then_some(())
     });
 
     // Deleting the ExternalSecret garbage-collects the Owner Secret (kube-controller-manager).
-    let o = env.kubectl(&["delete", "externalsecrets.external-secrets.io", "my-db-secret", "-n", &ns]);
+    let o = env.kubectl(&[
+        "delete",
+        "externalsecrets.external-secrets.io",
+        "my-db-secret",
+        "-n",
+        &ns,
+    ]);
     assert!(o.status.success(), "{}", cluster::out(&o));
     eventually(Duration::from_secs(60), "Secret garbage-collected", || {
-        get(env, &["get", "secret", "my-db-secret", "-n", &ns, "-o", "name"]).is_empty().then_some(())
+        get(
+            env,
+            &["get", "secret", "my-db-secret", "-n", &ns, "-o", "name"],
+        )
+        .is_empty()
+        .then_some(())
     });
     drop(op);
     if store_file != "secret-store.yaml" {
-        let _ = env.kubectl(&["delete", "clustersecretstores.external-secrets.io", &store, "--wait=false"]);
+        let _ = env.kubectl(&[
+            "delete",
+            "clustersecretstores.external-secrets.io",
+            &store,
+            "--wait=false",
+        ]);
         let _ = env.kubectl(&["delete", "namespace", &cred_ns, "--wait=false"]);
     }
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
@@ -154,7 +285,12 @@ fn seed_flow_secret_store_v1() {
 fn fake_store(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
     let entries: Vec<String> = data
         .iter()
-        .map(|(k, v)| format!("      - key: {k}\n        value: '{}'", v.replace('\'', "''")))
+        .map(|(k, v)| {
+            format!(
+                "      - key: {k}\n        value: '{}'",
+                v.replace('\'', "''")
+            )
+        })
         .collect();
     format!(
         "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  provider:\n    fake:\n      data:\n{}\n",
@@ -166,7 +302,14 @@ fn fake_store(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
 fn fake_provider_drift_repair_and_conflict() {
     let Some(env) = cluster::env() else { return };
     let ns = namespace(env, "e2e-fake");
-    apply(env, &fake_store(&ns, "fake", &[("app", r#"{"user":"admin","pass":"s3cr3t"}"#)]));
+    apply(
+        env,
+        &fake_store(
+            &ns,
+            "fake",
+            &[("app", r#"{"user":"admin","pass":"s3cr3t"}"#)],
+        ),
+    );
     let es = |name: &str| {
         format!(
             "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\n\
@@ -180,14 +323,27 @@ fn fake_provider_drift_repair_and_conflict() {
     eventually(Duration::from_secs(60), "fake sync", || {
         (secret_value(env, &ns, "app", "pass").as_deref() == Some("s3cr3t")).then_some(())
     });
-    assert_eq!(secret_value(env, &ns, "app", "user").as_deref(), Some("admin"));
+    assert_eq!(
+        secret_value(env, &ns, "app", "user").as_deref(),
+        Some("admin")
+    );
 
     // Drift: an edited value is restored, a foreign key removed, a deleted Secret recreated.
-    let o = env.kubectl(&["patch", "secret", "app", "-n", &ns, "--type=merge", "-p", r#"{"data":{"pass":"aGFja2Vk","extra":"eA=="}}"#]);
+    let o = env.kubectl(&[
+        "patch",
+        "secret",
+        "app",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"pass":"aGFja2Vk","extra":"eA=="}}"#,
+    ]);
     assert!(o.status.success(), "{}", cluster::out(&o));
     eventually(Duration::from_secs(30), "drift repaired", || {
-        (secret_value(env, &ns, "app", "pass").as_deref() == Some("s3cr3t") && secret_value(env, &ns, "app", "extra").is_none())
-            .then_some(())
+        (secret_value(env, &ns, "app", "pass").as_deref() == Some("s3cr3t")
+            && secret_value(env, &ns, "app", "extra").is_none())
+        .then_some(())
     });
     let o = env.kubectl(&["delete", "secret", "app", "-n", &ns]);
     assert!(o.status.success(), "{}", cluster::out(&o));
@@ -199,12 +355,35 @@ fn fake_provider_drift_repair_and_conflict() {
     apply(env, &es("second"));
     let msg = eventually(Duration::from_secs(30), "conflict reported", || {
         let r = es_ready(env, &ns, "second");
-        r.starts_with("False/SecretSyncedError/target is owned by another ExternalSecret").then_some(r)
+        r.starts_with("False/SecretSyncedError/target is owned by another ExternalSecret")
+            .then_some(r)
     });
     assert!(msg.contains("first"), "{msg}");
-    let rv1 = get(env, &["get", "secret", "app", "-n", &ns, "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let rv1 = get(
+        env,
+        &[
+            "get",
+            "secret",
+            "app",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
     std::thread::sleep(Duration::from_secs(5));
-    let rv2 = get(env, &["get", "secret", "app", "-n", &ns, "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let rv2 = get(
+        env,
+        &[
+            "get",
+            "secret",
+            "app",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
     assert_eq!(rv1, rv2, "the Secret flapped");
     assert!(es_ready(env, &ns, "first").starts_with("True/SecretSynced"));
     drop(op);
@@ -216,11 +395,19 @@ fn pre_existing_foreign_secret_is_not_overwritten() {
     let Some(env) = cluster::env() else { return };
     let ns = namespace(env, "e2e-foreign");
     apply(env, &fake_store(&ns, "fake", &[("k", "remote")]));
-    apply(env, &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: precious, namespace: {ns}}}\nstringData: {{admin: keep-me}}\n"));
-    apply(env, &format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: grab, namespace: {ns}}}\n\
+    apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: precious, namespace: {ns}}}\nstringData: {{admin: keep-me}}\n"
+        ),
+    );
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: grab, namespace: {ns}}}\n\
          spec:\n  secretStoreRef: {{name: fake, kind: SecretStore}}\n  target: {{name: precious}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
-    ));
+        ),
+    );
     let _op = Operator::start(env, &ns, None, &[]);
     let r = eventually(Duration::from_secs(30), "refusal", || {
         // The first attempt may race the store cache ("not found"); wait for the ownership verdict.
@@ -228,7 +415,10 @@ fn pre_existing_foreign_secret_is_not_overwritten() {
         (r.starts_with("False/") && r.contains("refusing")).then_some(r)
     });
     assert!(r.contains("refusing to overwrite"), "{r}");
-    assert_eq!(secret_value(env, &ns, "precious", "admin").as_deref(), Some("keep-me"));
+    assert_eq!(
+        secret_value(env, &ns, "precious", "admin").as_deref(),
+        Some("keep-me")
+    );
     assert!(secret_value(env, &ns, "precious", "v").is_none());
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
@@ -239,26 +429,70 @@ fn datafrom_find_and_template_from_moto() {
     let ns = namespace(env, "e2e-find");
     let prefix = testenv::unique_name("app");
     let url = moto_url(env);
-    moto::create_secret_with_tags(&url, &format!("{prefix}/db"), "db-value", &[("team", &prefix)]).expect("create");
-    moto::create_secret_with_tags(&url, &format!("{prefix}/api"), "api-value", &[("team", &prefix)]).expect("create");
-    moto::create_secret(&url, &format!("{prefix}-json"), r#"{"user":"u1","port":5432}"#).expect("create");
-    apply(env, &format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds, namespace: {ns}}}\nstringData: {{access-key: testing, secret-key: testing}}\n---\n\
+    moto::create_secret_with_tags(
+        &url,
+        &format!("{prefix}/db"),
+        "db-value",
+        &[("team", &prefix)],
+    )
+    .expect("create");
+    moto::create_secret_with_tags(
+        &url,
+        &format!("{prefix}/api"),
+        "api-value",
+        &[("team", &prefix)],
+    )
+    .expect("create");
+    moto::create_secret(
+        &url,
+        &format!("{prefix}-json"),
+        r#"{"user":"u1","port":5432}"#,
+    )
+    .expect("create");
+    apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds, namespace: {ns}}}\nstringData: {{access-key: testing, secret-key: testing}}\n---\n\
          apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws, namespace: {ns}}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n---\n\
          apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: found, namespace: {ns}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: aws}}\n  dataFrom:\n  - find:\n      tags: {{team: {prefix}}}\n---\n\
          apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: templated, namespace: {ns}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: aws}}\n  target:\n    template:\n      type: kubernetes.io/basic-auth\n      data:\n        username: '{{{{ .user | upper }}}}'\n        url: 'postgres://{{{{ .user }}}}@db:{{{{ .port }}}}'\n  dataFrom:\n  - extract: {{key: {prefix}-json}}\n"
-    ));
+        ),
+    );
     let op = Operator::start(env, &ns, None, &[]);
     let db_key = format!("{prefix}_db");
-    eventually(Duration::from_secs(60), &format!("find results\n{}", op.log()), || {
-        (secret_value(env, &ns, "found", &db_key).as_deref() == Some("db-value")).then_some(())
-    });
-    assert_eq!(secret_value(env, &ns, "found", &format!("{prefix}_api")).as_deref(), Some("api-value"));
-    eventually(Duration::from_secs(60), &format!("template\n{}", op.log()), || {
-        (secret_value(env, &ns, "templated", "username").as_deref() == Some("U1")).then_some(())
-    });
-    assert_eq!(secret_value(env, &ns, "templated", "url").as_deref(), Some("postgres://u1@db:5432"));
-    assert_eq!(get(env, &["get", "secret", "templated", "-n", &ns, "-o", "jsonpath={.type}"]), "kubernetes.io/basic-auth");
+    eventually(
+        Duration::from_secs(60),
+        &format!("find results\n{}", op.log()),
+        || (secret_value(env, &ns, "found", &db_key).as_deref() == Some("db-value")).then_some(()),
+    );
+    assert_eq!(
+        secret_value(env, &ns, "found", &format!("{prefix}_api")).as_deref(),
+        Some("api-value")
+    );
+    eventually(
+        Duration::from_secs(60),
+        &format!("template\n{}", op.log()),
+        || (secret_value(env, &ns, "templated", "username").as_deref() == Some("U1")).then_some(()),
+    );
+    assert_eq!(
+        secret_value(env, &ns, "templated", "url").as_deref(),
+        Some("postgres://u1@db:5432")
+    );
+    assert_eq!(
+        get(
+            env,
+            &[
+                "get",
+                "secret",
+                "templated",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.type}"
+            ]
+        ),
+        "kubernetes.io/basic-auth"
+    );
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
@@ -269,29 +503,44 @@ fn deletion_policy_delete_removes_secret_when_remote_is_gone() {
     let key = testenv::unique_name("gone");
     let url = moto_url(env);
     moto::create_secret(&url, &key, r#"{"a":"1"}"#).expect("create");
-    apply(env, &format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds, namespace: {ns}}}\nstringData: {{access-key: testing, secret-key: testing}}\n---\n\
+    apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds, namespace: {ns}}}\nstringData: {{access-key: testing, secret-key: testing}}\n---\n\
          apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws, namespace: {ns}}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n---\n\
          apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: del, namespace: {ns}}}\nspec:\n  refreshInterval: 2s\n  secretStoreRef: {{name: aws}}\n  target: {{deletionPolicy: Delete}}\n  dataFrom:\n  - extract: {{key: {key}}}\n---\n\
          apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: keep, namespace: {ns}}}\nspec:\n  refreshInterval: 2s\n  secretStoreRef: {{name: aws}}\n  dataFrom:\n  - extract: {{key: {key}}}\n"
-    ));
+        ),
+    );
     let op = Operator::start(env, &ns, None, &[]);
     for s in ["del", "keep"] {
-        eventually(Duration::from_secs(60), &format!("{s} synced\n{}", op.log()), || {
-            (secret_value(env, &ns, s, "a").as_deref() == Some("1")).then_some(())
-        });
+        eventually(
+            Duration::from_secs(60),
+            &format!("{s} synced\n{}", op.log()),
+            || (secret_value(env, &ns, s, "a").as_deref() == Some("1")).then_some(()),
+        );
     }
     moto::force_delete(&url, &key).expect("delete remote");
-    eventually(Duration::from_secs(30), "Delete policy removes the Secret", || {
-        get(env, &["get", "secret", "del", "-n", &ns, "-o", "name"]).is_empty().then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "Delete policy removes the Secret",
+        || {
+            get(env, &["get", "secret", "del", "-n", &ns, "-o", "name"])
+                .is_empty()
+                .then_some(())
+        },
+    );
     let r = eventually(Duration::from_secs(30), "del status", || {
         let r = es_ready(env, &ns, "del");
         r.starts_with("True/SecretDeleted").then_some(r)
     });
     assert!(r.contains("DeletionPolicy=Delete"));
     // Retain: the Secret stays as it was, Ready=False.
-    eventually(Duration::from_secs(30), "keep reports the error", || es_ready(env, &ns, "keep").starts_with("False/").then_some(()));
+    eventually(Duration::from_secs(30), "keep reports the error", || {
+        es_ready(env, &ns, "keep")
+            .starts_with("False/")
+            .then_some(())
+    });
     assert_eq!(secret_value(env, &ns, "keep", "a").as_deref(), Some("1"));
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
@@ -302,10 +551,13 @@ fn namespace_isolation_at_runtime() {
     let a = namespace(env, "e2e-iso-a");
     let b = namespace(env, "e2e-iso-b");
     apply(env, &fake_store(&a, "only-a", &[("k", "v")]));
-    apply(env, &format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: steal, namespace: {b}}}\n\
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: steal, namespace: {b}}}\n\
          spec:\n  secretStoreRef: {{name: only-a, kind: SecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
-    ));
+        ),
+    );
     let _op = Operator::start(env, &b, None, &[]);
     let r = eventually(Duration::from_secs(30), "not found", || {
         let r = es_ready(env, &b, "steal");
@@ -334,27 +586,73 @@ fn outage_keeps_the_secret_and_recovers() {
     moto::create_secret(&url, &key, r#"{"a":"before"}"#).expect("create");
     let proxy = proxy::Proxy::start(&url).expect("proxy");
     apply(env, &aws_store_and_creds(&ns));
-    apply(env, &format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: o, namespace: {ns}}}\nspec:\n  refreshInterval: 3s\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: a, remoteRef: {{key: {key}, property: a}}}}\n"
-    ));
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: o, namespace: {ns}}}\nspec:\n  refreshInterval: 3s\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: a, remoteRef: {{key: {key}, property: a}}}}\n"
+        ),
+    );
     let op = Operator::start(env, &ns, Some(&proxy.url), &["--provider-cache-ttl", "1s"]);
-    eventually(Duration::from_secs(60), &format!("synced\n{}", op.log()), || {
-        (secret_value(env, &ns, "o", "a").as_deref() == Some("before")).then_some(())
-    });
-    let rv = get(env, &["get", "secret", "o", "-n", &ns, "-o", "jsonpath={.metadata.resourceVersion}"]);
-    for fault in [proxy::Fault::Drop, proxy::Fault::Throttle, proxy::Fault::Unavailable] {
+    eventually(
+        Duration::from_secs(60),
+        &format!("synced\n{}", op.log()),
+        || (secret_value(env, &ns, "o", "a").as_deref() == Some("before")).then_some(()),
+    );
+    let rv = get(
+        env,
+        &[
+            "get",
+            "secret",
+            "o",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
+    for fault in [
+        proxy::Fault::Drop,
+        proxy::Fault::Throttle,
+        proxy::Fault::Unavailable,
+    ] {
         proxy.inject(fault, u32::MAX);
-        let r = eventually(Duration::from_secs(60), &format!("Ready=False under {fault:?}\n{}", op.log()), || {
-            let r = es_ready(env, &ns, "o");
-            r.starts_with("False/SecretSyncedError/could not get secret data from provider").then_some(r)
-        });
+        let r = eventually(
+            Duration::from_secs(60),
+            &format!("Ready=False under {fault:?}\n{}", op.log()),
+            || {
+                let r = es_ready(env, &ns, "o");
+                r.starts_with("False/SecretSyncedError/could not get secret data from provider")
+                    .then_some(r)
+            },
+        );
         std::thread::sleep(Duration::from_secs(7));
-        assert_eq!(secret_value(env, &ns, "o", "a").as_deref(), Some("before"), "{fault:?}: {r}");
-        assert_eq!(get(env, &["get", "secret", "o", "-n", &ns, "-o", "jsonpath={.metadata.resourceVersion}"]), rv, "{fault:?}: Secret written during the outage");
+        assert_eq!(
+            secret_value(env, &ns, "o", "a").as_deref(),
+            Some("before"),
+            "{fault:?}: {r}"
+        );
+        assert_eq!(
+            get(
+                env,
+                &[
+                    "get",
+                    "secret",
+                    "o",
+                    "-n",
+                    &ns,
+                    "-o",
+                    "jsonpath={.metadata.resourceVersion}"
+                ]
+            ),
+            rv,
+            "{fault:?}: Secret written during the outage"
+        );
         proxy.inject(proxy::Fault::None, 0);
-        eventually(Duration::from_secs(30), &format!("recovery after {fault:?}\n{}", op.log()), || {
-            es_ready(env, &ns, "o").starts_with("True/").then_some(())
-        });
+        eventually(
+            Duration::from_secs(30),
+            &format!("recovery after {fault:?}\n{}", op.log()),
+            || es_ready(env, &ns, "o").starts_with("True/").then_some(()),
+        );
     }
     // A change made while AWS was down arrives after recovery.
     moto::put_value(&url, &key, r#"{"a":"after"}"#).expect("put");

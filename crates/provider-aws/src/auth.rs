@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aws_credential_types::provider::error::CredentialsError;
-use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_sts::types::Tag;
 use eso_provider::{KubeAccess, ProviderError};
 
@@ -20,19 +20,35 @@ pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 pub const SESSION_NAME: &str = "external-secrets-provider-aws";
 
 /// Static keys read from Kubernetes Secrets.
-pub(crate) fn static_keys(akid: Vec<u8>, secret: Vec<u8>, token: Option<Vec<u8>>) -> Result<SharedCredentialsProvider, ProviderError> {
+pub(crate) fn static_keys(
+    akid: Vec<u8>,
+    secret: Vec<u8>,
+    token: Option<Vec<u8>>,
+) -> Result<SharedCredentialsProvider, ProviderError> {
     let text = |what: &str, v: Vec<u8>| {
         String::from_utf8(v)
             .map(|s| s.trim().to_string())
-            .map_err(|_| ProviderError::invalid_config(format!("{what} in the referenced Secret is not UTF-8 text")))
+            .map_err(|_| {
+                ProviderError::invalid_config(format!(
+                    "{what} in the referenced Secret is not UTF-8 text"
+                ))
+            })
     };
     let akid = text("access key id", akid)?;
     let secret = text("secret access key", secret)?;
     let token = token.map(|t| text("session token", t)).transpose()?;
     if akid.is_empty() || secret.is_empty() {
-        return Err(ProviderError::invalid_config("the referenced access key id or secret access key is empty"));
+        return Err(ProviderError::invalid_config(
+            "the referenced access key id or secret access key is empty",
+        ));
     }
-    Ok(SharedCredentialsProvider::new(Credentials::new(akid, secret, token, None, "kubernetes-secret")))
+    Ok(SharedCredentialsProvider::new(Credentials::new(
+        akid,
+        secret,
+        token,
+        None,
+        "kubernetes-secret",
+    )))
 }
 
 /// AssumeRoleWithWebIdentity with a fresh TokenRequest token for a ServiceAccount.
@@ -85,10 +101,19 @@ impl ProvideCredentials for ServiceAccountWebIdentity {
     }
 }
 
-fn to_credentials(c: Option<aws_sdk_sts::types::Credentials>, source: &'static str) -> Result<Credentials, CredentialsError> {
+fn to_credentials(
+    c: Option<aws_sdk_sts::types::Credentials>,
+    source: &'static str,
+) -> Result<Credentials, CredentialsError> {
     let c = c.ok_or_else(|| CredentialsError::provider_error("STS returned no credentials"))?;
     let expiry = SystemTime::try_from(c.expiration).ok();
-    Ok(Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry, source))
+    Ok(Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        expiry,
+        source,
+    ))
 }
 
 /// AssumeRole with the given base credentials (one link of a role chain).
@@ -110,13 +135,20 @@ impl AssumeRole {
             .role_session_name(SESSION_NAME)
             .set_external_id(self.external_id.clone());
         for (k, v) in &self.tags {
-            let tag = Tag::builder().key(k).value(v).build().map_err(CredentialsError::provider_error)?;
+            let tag = Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(CredentialsError::provider_error)?;
             req = req.tags(tag);
         }
         for k in &self.transitive_tag_keys {
             req = req.transitive_tag_keys(k);
         }
-        let out = req.send().await.map_err(|e| CredentialsError::provider_error(crate::errors::chain(&e)))?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| CredentialsError::provider_error(crate::errors::chain(&e)))?;
         to_credentials(out.credentials, "sts-assume-role")
     }
 }

@@ -18,8 +18,13 @@ const ACCESS_CODES: &[&str] = &[
     "DecryptionFailure",
 ];
 
-const THROTTLE_CODES: &[&str] =
-    &["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "LimitExceededException"];
+const THROTTLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+];
 
 /// Classify an SDK error. `key` is the remote key (for NotFound and messages); `op` the AWS operation.
 pub(crate) fn classify<E, R>(err: &SdkError<E, R>, op: &str, key: &str) -> ProviderError
@@ -34,15 +39,23 @@ where
             let message = e.message().unwrap_or("");
             from_code(code, message, op, key)
         }
-        SdkError::TimeoutError(_) => ProviderError::unavailable(format!("{op} {key}: request timed out")),
+        SdkError::TimeoutError(_) => {
+            ProviderError::unavailable(format!("{op} {key}: request timed out"))
+        }
         SdkError::DispatchFailure(d) => {
             if d.is_user() {
-                ProviderError::invalid_config(format!("{op} {key}: could not send the request: {}", chain(err)))
+                ProviderError::invalid_config(format!(
+                    "{op} {key}: could not send the request: {}",
+                    chain(err)
+                ))
             } else {
                 ProviderError::unavailable(format!("{op} {key}: AWS unreachable: {}", chain(err)))
             }
         }
-        SdkError::ResponseError(_) => ProviderError::unavailable(format!("{op} {key}: invalid response from AWS: {}", chain(err))),
+        SdkError::ResponseError(_) => ProviderError::unavailable(format!(
+            "{op} {key}: invalid response from AWS: {}",
+            chain(err)
+        )),
         SdkError::ConstructionFailure(_) => {
             let msg = chain(err);
             if msg.contains("credentials") || msg.contains("Credentials") {
@@ -58,7 +71,8 @@ where
 /// Classify by AWS error code.
 pub(crate) fn from_code(code: &str, message: &str, op: &str, key: &str) -> ProviderError {
     if code == "ResourceNotFoundException"
-        || ((code == "InvalidParameterException" || code == "InvalidRequestException") && message.contains("marked for deletion"))
+        || ((code == "InvalidParameterException" || code == "InvalidRequestException")
+            && message.contains("marked for deletion"))
     {
         return ProviderError::not_found(key.to_string());
     }
@@ -67,7 +81,11 @@ pub(crate) fn from_code(code: &str, message: &str, op: &str, key: &str) -> Provi
         ProviderError::access_denied(detail)
     } else if THROTTLE_CODES.contains(&code) {
         ProviderError::throttled(detail)
-    } else if code == "InternalServiceError" || code == "InternalFailure" || code == "ServiceUnavailable" || code == "Unknown" {
+    } else if code == "InternalServiceError"
+        || code == "InternalFailure"
+        || code == "ServiceUnavailable"
+        || code == "Unknown"
+    {
         ProviderError::unavailable(detail)
     } else {
         ProviderError::invalid_config(detail)
@@ -93,15 +111,33 @@ mod tests {
 
     #[test]
     fn codes() {
-        assert_eq!(from_code("ResourceNotFoundException", "", "GetSecretValue", "k").class(), ErrorClass::NotFound);
+        assert_eq!(
+            from_code("ResourceNotFoundException", "", "GetSecretValue", "k").class(),
+            ErrorClass::NotFound
+        );
         assert_eq!(
             from_code("InvalidRequestException", "You can't perform this operation on the secret because it was marked for deletion.", "G", "k").class(),
             ErrorClass::NotFound
         );
-        assert_eq!(from_code("InvalidRequestException", "other", "G", "k").class(), ErrorClass::InvalidConfig);
-        assert_eq!(from_code("AccessDeniedException", "", "G", "k").class(), ErrorClass::AccessDenied);
-        assert_eq!(from_code("UnrecognizedClientException", "", "G", "k").class(), ErrorClass::AccessDenied);
-        assert_eq!(from_code("ThrottlingException", "", "G", "k").class(), ErrorClass::Throttled);
-        assert_eq!(from_code("InternalServiceError", "", "G", "k").class(), ErrorClass::Unavailable);
+        assert_eq!(
+            from_code("InvalidRequestException", "other", "G", "k").class(),
+            ErrorClass::InvalidConfig
+        );
+        assert_eq!(
+            from_code("AccessDeniedException", "", "G", "k").class(),
+            ErrorClass::AccessDenied
+        );
+        assert_eq!(
+            from_code("UnrecognizedClientException", "", "G", "k").class(),
+            ErrorClass::AccessDenied
+        );
+        assert_eq!(
+            from_code("ThrottlingException", "", "G", "k").class(),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            from_code("InternalServiceError", "", "G", "k").class(),
+            ErrorClass::Unavailable
+        );
     }
 }

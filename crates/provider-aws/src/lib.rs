@@ -22,8 +22,8 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use eso_api::{AwsProvider, AwsServiceType, SecretStoreSpec, StoreKind};
 use eso_provider::{
-    Capabilities, FindQuery, KubeAccess, ProviderError, ProviderFactory, RemoteRef, RemoteSecret, SecretsProvider,
-    StoreInfo, VersionSelector,
+    Capabilities, FindQuery, KubeAccess, ProviderError, ProviderFactory, RemoteRef, RemoteSecret,
+    SecretsProvider, StoreInfo, VersionSelector,
 };
 
 pub use auth::{ROLE_ARN_ANNOTATION, SESSION_NAME, STS_AUDIENCE};
@@ -40,12 +40,16 @@ pub struct AwsFactory {
 }
 
 fn env_first(names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
 }
 
 fn http_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 impl AwsFactory {
@@ -59,21 +63,33 @@ impl AwsFactory {
                 "AWS_ENDPOINT_URL_SECRETS_MANAGER",
                 "AWS_ENDPOINT_URL",
             ]),
-            sts_endpoint: env_first(&["AWS_STS_ENDPOINT", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]),
+            sts_endpoint: env_first(&[
+                "AWS_STS_ENDPOINT",
+                "AWS_ENDPOINT_URL_STS",
+                "AWS_ENDPOINT_URL",
+            ]),
             http: http_client(),
         }
     }
 
     /// Explicit endpoints (tests, private endpoints).
     pub fn with_endpoints(secretsmanager: Option<String>, sts: Option<String>) -> Self {
-        Self { secretsmanager_endpoint: secretsmanager, sts_endpoint: sts, http: http_client() }
+        Self {
+            secretsmanager_endpoint: secretsmanager,
+            sts_endpoint: sts,
+            http: http_client(),
+        }
     }
 
     fn aws(spec: &SecretStoreSpec) -> Option<&AwsProvider> {
         spec.provider.aws.as_ref()
     }
 
-    fn sts_client(&self, region: &Region, creds: Option<SharedCredentialsProvider>) -> aws_sdk_sts::Client {
+    fn sts_client(
+        &self,
+        region: &Region,
+        creds: Option<SharedCredentialsProvider>,
+    ) -> aws_sdk_sts::Client {
         let mut b = aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(region.clone())
@@ -88,10 +104,18 @@ impl AwsFactory {
     }
 
     /// Namespace credentials are read from, enforcing namespace isolation for SecretStores.
-    fn credential_namespace(store: &StoreInfo, es_namespace: &str, referenced: Option<&str>, what: &str) -> Result<String, ProviderError> {
+    fn credential_namespace(
+        store: &StoreInfo,
+        es_namespace: &str,
+        referenced: Option<&str>,
+        what: &str,
+    ) -> Result<String, ProviderError> {
         match store.kind {
             StoreKind::SecretStore => {
-                let own = store.namespace.clone().unwrap_or_else(|| es_namespace.to_string());
+                let own = store
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| es_namespace.to_string());
                 match referenced {
                     Some(ns) if ns != own => Err(ProviderError::invalid_config(format!(
                         "SecretStore {}/{} references {what} in namespace {ns}; a SecretStore may only use its own namespace",
@@ -100,7 +124,9 @@ impl AwsFactory {
                     _ => Ok(own),
                 }
             }
-            StoreKind::ClusterSecretStore => Ok(referenced.map(str::to_string).unwrap_or_else(|| es_namespace.to_string())),
+            StoreKind::ClusterSecretStore => Ok(referenced
+                .map(str::to_string)
+                .unwrap_or_else(|| es_namespace.to_string())),
         }
     }
 
@@ -118,9 +144,16 @@ impl AwsFactory {
                 let kube = kube.clone();
                 let sel = sel.clone();
                 async move {
-                    let ns = Self::credential_namespace(store, es_namespace, sel.namespace.as_deref(), what)?;
+                    let ns = Self::credential_namespace(
+                        store,
+                        es_namespace,
+                        sel.namespace.as_deref(),
+                        what,
+                    )?;
                     let key = sel.key.clone().ok_or_else(|| {
-                        ProviderError::invalid_config(format!("auth.secretRef: the {what} reference has no key"))
+                        ProviderError::invalid_config(format!(
+                            "auth.secretRef: the {what} reference has no key"
+                        ))
                     })?;
                     kube.secret_key(&ns, &sel.name, &key).await
                 }
@@ -134,19 +167,26 @@ impl AwsFactory {
             return auth::static_keys(akid, secret, token);
         }
         if let Some(jwt) = auth.and_then(|a| a.jwt.as_ref()) {
-            let sa = jwt
-                .service_account_ref
-                .as_ref()
-                .ok_or_else(|| ProviderError::invalid_config("auth.jwt.serviceAccountRef is required"))?;
-            let ns = Self::credential_namespace(store, es_namespace, sa.namespace.as_deref(), "a ServiceAccount")?;
-            let annotations = kube.service_account_annotations(&ns, &sa.name).await?;
-            let role_arn = annotations.get(auth::ROLE_ARN_ANNOTATION).cloned().ok_or_else(|| {
-                ProviderError::invalid_config(format!(
-                    "ServiceAccount {ns}/{} has no {} annotation naming the role to assume",
-                    sa.name,
-                    auth::ROLE_ARN_ANNOTATION
-                ))
+            let sa = jwt.service_account_ref.as_ref().ok_or_else(|| {
+                ProviderError::invalid_config("auth.jwt.serviceAccountRef is required")
             })?;
+            let ns = Self::credential_namespace(
+                store,
+                es_namespace,
+                sa.namespace.as_deref(),
+                "a ServiceAccount",
+            )?;
+            let annotations = kube.service_account_annotations(&ns, &sa.name).await?;
+            let role_arn = annotations
+                .get(auth::ROLE_ARN_ANNOTATION)
+                .cloned()
+                .ok_or_else(|| {
+                    ProviderError::invalid_config(format!(
+                        "ServiceAccount {ns}/{} has no {} annotation naming the role to assume",
+                        sa.name,
+                        auth::ROLE_ARN_ANNOTATION
+                    ))
+                })?;
             let mut audiences = vec![auth::STS_AUDIENCE.to_string()];
             audiences.extend(sa.audiences.iter().cloned());
             let provider = auth::ServiceAccountWebIdentity {
@@ -165,7 +205,9 @@ impl AwsFactory {
             .load()
             .await;
         conf.credentials_provider().ok_or_else(|| {
-            ProviderError::access_denied("no auth in the store and the AWS default credential chain found no credentials")
+            ProviderError::access_denied(
+                "no auth in the store and the AWS default credential chain found no credentials",
+            )
         })
     }
 }
@@ -181,18 +223,29 @@ impl ProviderFactory for AwsFactory {
     }
 
     fn auth_scope(&self, store: &StoreInfo, es_namespace: &str) -> String {
-        if self.is_referent(store) { es_namespace.to_string() } else { String::new() }
+        if self.is_referent(store) {
+            es_namespace.to_string()
+        } else {
+            String::new()
+        }
     }
 
     fn is_referent(&self, store: &StoreInfo) -> bool {
         if store.kind != StoreKind::ClusterSecretStore {
             return false;
         }
-        let Some(auth) = Self::aws(&store.spec).and_then(|a| a.auth.as_ref()) else { return false };
+        let Some(auth) = Self::aws(&store.spec).and_then(|a| a.auth.as_ref()) else {
+            return false;
+        };
         if let Some(sr) = &auth.secret_ref {
-            return sr.access_key_id_secret_ref.namespace.is_none() || sr.secret_access_key_secret_ref.namespace.is_none();
+            return sr.access_key_id_secret_ref.namespace.is_none()
+                || sr.secret_access_key_secret_ref.namespace.is_none();
         }
-        if let Some(sa) = auth.jwt.as_ref().and_then(|j| j.service_account_ref.as_ref()) {
+        if let Some(sa) = auth
+            .jwt
+            .as_ref()
+            .and_then(|j| j.service_account_ref.as_ref())
+        {
             return sa.namespace.is_none();
         }
         false
@@ -204,7 +257,8 @@ impl ProviderFactory for AwsFactory {
         es_namespace: &str,
         kube: Arc<dyn KubeAccess>,
     ) -> Result<Arc<dyn SecretsProvider>, ProviderError> {
-        let aws = Self::aws(&store.spec).ok_or_else(|| ProviderError::invalid_config("store has no aws provider"))?;
+        let aws = Self::aws(&store.spec)
+            .ok_or_else(|| ProviderError::invalid_config("store has no aws provider"))?;
         if aws.service != AwsServiceType::SecretsManager {
             return Err(ProviderError::unsupported(format!(
                 "aws service {:?} is not supported; only SecretsManager is",
@@ -212,10 +266,14 @@ impl ProviderFactory for AwsFactory {
             )));
         }
         if aws.region.is_empty() {
-            return Err(ProviderError::invalid_config("spec.provider.aws.region is required"));
+            return Err(ProviderError::invalid_config(
+                "spec.provider.aws.region is required",
+            ));
         }
         let region = Region::new(aws.region.clone());
-        let mut creds = self.base_credentials(store, aws, es_namespace, kube, &region).await?;
+        let mut creds = self
+            .base_credentials(store, aws, es_namespace, kube, &region)
+            .await?;
         for role in &aws.additional_roles {
             let sts = self.sts_client(&region, Some(creds.clone()));
             creds = SharedCredentialsProvider::new(auth::AssumeRole {
@@ -228,7 +286,13 @@ impl ProviderFactory for AwsFactory {
         }
         if let Some(role) = aws.role.as_ref().filter(|r| !r.is_empty()) {
             let sts = self.sts_client(&region, Some(creds.clone()));
-            let tags = aws.session_tags.clone().unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect();
+            let tags = aws
+                .session_tags
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect();
             creds = SharedCredentialsProvider::new(auth::AssumeRole {
                 sts,
                 role_arn: role.clone(),
@@ -284,7 +348,10 @@ impl SecretsManagerProvider {
         Ok(RemoteSecret::Tags(tags))
     }
 
-    async fn batch(&self, ids: &[String]) -> Result<BTreeMap<String, Result<RemoteSecret, ProviderError>>, ProviderError> {
+    async fn batch(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, Result<RemoteSecret, ProviderError>>, ProviderError> {
         let out = self
             .client
             .batch_get_secret_value()
@@ -294,7 +361,10 @@ impl SecretsManagerProvider {
             .map_err(|e| errors::classify(&e, "BatchGetSecretValue", &ids.join(",")))?;
         let mut res = BTreeMap::new();
         for v in out.secret_values.unwrap_or_default() {
-            let value = RemoteSecret::Value { string: v.secret_string, binary: v.secret_binary.map(|b| b.into_inner()) };
+            let value = RemoteSecret::Value {
+                string: v.secret_string,
+                binary: v.secret_binary.map(|b| b.into_inner()),
+            };
             if let Some(n) = v.name.clone() {
                 res.insert(n, Ok(value.clone()));
             }
@@ -323,14 +393,23 @@ impl SecretsProvider for SecretsManagerProvider {
         if remote.metadata {
             return self.tags(&remote.key).await;
         }
-        let mut req = self.client.get_secret_value().secret_id(self.id(&remote.key));
+        let mut req = self
+            .client
+            .get_secret_value()
+            .secret_id(self.id(&remote.key));
         req = match &remote.version {
             VersionSelector::Current => req.version_stage(eso_provider::DEFAULT_VERSION_STAGE),
             VersionSelector::Stage(s) => req.version_stage(s),
             VersionSelector::Id(id) => req.version_id(id),
         };
-        let out = req.send().await.map_err(|e| errors::classify(&e, "GetSecretValue", &remote.key))?;
-        Ok(RemoteSecret::Value { string: out.secret_string, binary: out.secret_binary.map(|b| b.into_inner()) })
+        let out = req
+            .send()
+            .await
+            .map_err(|e| errors::classify(&e, "GetSecretValue", &remote.key))?;
+        Ok(RemoteSecret::Value {
+            string: out.secret_string,
+            binary: out.secret_binary.map(|b| b.into_inner()),
+        })
     }
 
     /// Current versions by name are read with BatchGetSecretValue, 20 per call; other requests one by one.
@@ -338,13 +417,19 @@ impl SecretsProvider for SecretsManagerProvider {
         let batchable: Vec<usize> = remotes
             .iter()
             .enumerate()
-            .filter(|(_, r)| !r.metadata && r.version == VersionSelector::Current && !r.key.starts_with("arn:"))
+            .filter(|(_, r)| {
+                !r.metadata && r.version == VersionSelector::Current && !r.key.starts_with("arn:")
+            })
             .map(|(i, _)| i)
             .collect();
         let mut out: Vec<Option<Result<RemoteSecret, ProviderError>>> = vec![None; remotes.len()];
         if batchable.len() > 1 {
             for chunk in batchable.chunks(BATCH_LIMIT) {
-                let ids: Vec<String> = chunk.iter().filter_map(|i| remotes.get(*i)).map(|r| self.id(&r.key)).collect();
+                let ids: Vec<String> = chunk
+                    .iter()
+                    .filter_map(|i| remotes.get(*i))
+                    .map(|r| self.id(&r.key))
+                    .collect();
                 match self.batch(&ids).await {
                     Ok(mut found) => {
                         for i in chunk {
@@ -353,7 +438,9 @@ impl SecretsProvider for SecretsManagerProvider {
                                 if let Some(v) = found.remove(&self.id(&r.key)) {
                                     if let Some(slot) = out.get_mut(*i) {
                                         *slot = Some(v.map_err(|e| match e {
-                                            ProviderError::NotFound { .. } => ProviderError::not_found(r.key.clone()),
+                                            ProviderError::NotFound { .. } => {
+                                                ProviderError::not_found(r.key.clone())
+                                            }
                                             other => other,
                                         }));
                                     }
@@ -381,9 +468,15 @@ impl SecretsProvider for SecretsManagerProvider {
         results
     }
 
-    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, RemoteSecret>, ProviderError> {
+    async fn find(
+        &self,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, RemoteSecret>, ProviderError> {
         let re = match &query.name_regexp {
-            Some(r) => Some(regex::Regex::new(r).map_err(|e| ProviderError::invalid_config(format!("find.name.regexp: {e}")))?),
+            Some(r) => Some(
+                regex::Regex::new(r)
+                    .map_err(|e| ProviderError::invalid_config(format!("find.name.regexp: {e}")))?,
+            ),
             None => None,
         };
         let mut filters = Vec::new();
@@ -401,16 +494,26 @@ impl SecretsProvider for SecretsManagerProvider {
             let out = self
                 .client
                 .list_secrets()
-                .set_filters(if filters.is_empty() { None } else { Some(filters.clone()) })
+                .set_filters(if filters.is_empty() {
+                    None
+                } else {
+                    Some(filters.clone())
+                })
                 .set_next_token(token.take())
                 .max_results(100)
                 .send()
                 .await
-                .map_err(|e| errors::classify(&e, "ListSecrets", query.path.as_deref().unwrap_or("")))?;
+                .map_err(|e| {
+                    errors::classify(&e, "ListSecrets", query.path.as_deref().unwrap_or(""))
+                })?;
             for s in out.secret_list.unwrap_or_default() {
                 // Match tags exactly (AWS filters do not pair keys with values).
-                let tags: BTreeMap<String, String> =
-                    s.tags.unwrap_or_default().into_iter().filter_map(|t| Some((t.key?, t.value.unwrap_or_default()))).collect();
+                let tags: BTreeMap<String, String> = s
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                    .collect();
                 if !query.tags.iter().all(|(k, v)| tags.get(k) == Some(v)) {
                     continue;
                 }
@@ -438,14 +541,26 @@ impl SecretsProvider for SecretsManagerProvider {
                     Some(Err(ProviderError::NotFound { .. })) => {}
                     Some(Err(e)) => return Err(e),
                     None => {
-                        let r = RemoteRef { key: n.clone(), version: VersionSelector::Current, metadata: false };
+                        let r = RemoteRef {
+                            key: n.clone(),
+                            version: VersionSelector::Current,
+                            metadata: false,
+                        };
                         // Names from ListSecrets are full names: read without the store prefix.
-                        let out = self.client.get_secret_value().secret_id(&r.key).send().await;
+                        let out = self
+                            .client
+                            .get_secret_value()
+                            .secret_id(&r.key)
+                            .send()
+                            .await;
                         match out {
                             Ok(o) => {
                                 result.insert(
                                     n.clone(),
-                                    RemoteSecret::Value { string: o.secret_string, binary: o.secret_binary.map(|b| b.into_inner()) },
+                                    RemoteSecret::Value {
+                                        string: o.secret_string,
+                                        binary: o.secret_binary.map(|b| b.into_inner()),
+                                    },
                                 );
                             }
                             Err(e) => match errors::classify(&e, "GetSecretValue", n) {

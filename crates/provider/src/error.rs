@@ -33,7 +33,10 @@ impl ErrorClass {
 
     /// Whether retrying later may succeed without a spec change.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorClass::Throttled | ErrorClass::Unavailable | ErrorClass::AccessDenied)
+        matches!(
+            self,
+            ErrorClass::Throttled | ErrorClass::Unavailable | ErrorClass::AccessDenied
+        )
     }
 }
 

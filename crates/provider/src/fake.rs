@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use eso_api::{FakeProviderData, SecretStoreSpec};
 
 use crate::{
-    Capabilities, FindQuery, KubeAccess, ProviderError, ProviderFactory, RemoteRef, RemoteSecret, SecretsProvider,
-    StoreInfo, VersionSelector,
+    Capabilities, FindQuery, KubeAccess, ProviderError, ProviderFactory, RemoteRef, RemoteSecret,
+    SecretsProvider, StoreInfo, VersionSelector,
 };
 
 /// Builds [`FakeProvider`]s for stores with `spec.provider.fake`.
@@ -32,7 +32,13 @@ impl ProviderFactory for FakeFactory {
         _es_namespace: &str,
         _kube: Arc<dyn KubeAccess>,
     ) -> Result<Arc<dyn SecretsProvider>, ProviderError> {
-        let data = store.spec.provider.fake.as_ref().map(|f| f.data.clone()).unwrap_or_default();
+        let data = store
+            .spec
+            .provider
+            .fake
+            .as_ref()
+            .map(|f| f.data.clone())
+            .unwrap_or_default();
         Ok(Arc::new(FakeProvider { data }))
     }
 }
@@ -70,7 +76,9 @@ fn version_matches(entry: Option<&str>, wanted: &VersionSelector) -> bool {
 impl SecretsProvider for FakeProvider {
     async fn get_secret(&self, remote: &RemoteRef) -> Result<RemoteSecret, ProviderError> {
         if remote.metadata {
-            return Err(ProviderError::unsupported("the fake provider has no metadata (metadataPolicy: Fetch)"));
+            return Err(ProviderError::unsupported(
+                "the fake provider has no metadata (metadataPolicy: Fetch)",
+            ));
         }
         self.data
             .iter()
@@ -79,19 +87,32 @@ impl SecretsProvider for FakeProvider {
             .ok_or_else(|| ProviderError::not_found(remote.key.clone()))
     }
 
-    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, RemoteSecret>, ProviderError> {
+    async fn find(
+        &self,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, RemoteSecret>, ProviderError> {
         if !query.tags.is_empty() {
-            return Err(ProviderError::unsupported("the fake provider cannot find by tags"));
+            return Err(ProviderError::unsupported(
+                "the fake provider cannot find by tags",
+            ));
         }
         let re = match &query.name_regexp {
-            Some(r) => Some(regex::Regex::new(r).map_err(|e| ProviderError::invalid_config(format!("find.name.regexp: {e}")))?),
+            Some(r) => Some(
+                regex::Regex::new(r)
+                    .map_err(|e| ProviderError::invalid_config(format!("find.name.regexp: {e}")))?,
+            ),
             None => None,
         };
         Ok(self
             .data
             .iter()
             .filter(|d| d.version.as_deref().unwrap_or("").is_empty())
-            .filter(|d| query.path.as_ref().is_none_or(|p| d.key.starts_with(p.as_str())))
+            .filter(|d| {
+                query
+                    .path
+                    .as_ref()
+                    .is_none_or(|p| d.key.starts_with(p.as_str()))
+            })
             .filter(|d| re.as_ref().is_none_or(|re| re.is_match(&d.key)))
             .map(|d| (d.key.clone(), Self::value(d)))
             .collect())

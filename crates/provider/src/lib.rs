@@ -18,8 +18,11 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use eso_api::{SecretStoreSpec, StoreKind};
 
-pub use eso_mapping::{FindQuery, Fetched, RemoteRef, RemoteSecret, Request, StoreRef, VersionSelector, DEFAULT_VERSION_STAGE};
 pub use error::{ErrorClass, ProviderError};
+pub use eso_mapping::{
+    DEFAULT_VERSION_STAGE, Fetched, FindQuery, RemoteRef, RemoteSecret, Request, StoreRef,
+    VersionSelector,
+};
 pub use registry::{CacheConfig, CacheStats, Registry, Validation};
 
 /// A store resolved from the cluster.
@@ -79,7 +82,10 @@ pub trait SecretsProvider: Send + Sync {
     }
 
     /// Find secrets by name regexp, tags and path. Keys are full remote names.
-    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, RemoteSecret>, ProviderError>;
+    async fn find(
+        &self,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, RemoteSecret>, ProviderError>;
 
     /// Prove the configuration works with one cheap authenticated call.
     async fn validate(&self) -> Result<Capabilities, ProviderError>;
@@ -101,7 +107,10 @@ pub struct ServiceAccountToken {
 
 impl std::fmt::Debug for ServiceAccountToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceAccountToken").field("token", &"<redacted>").field("expires_at", &self.expires_at).finish()
+        f.debug_struct("ServiceAccountToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -111,7 +120,12 @@ impl std::fmt::Debug for ServiceAccountToken {
 #[async_trait]
 pub trait KubeAccess: Send + Sync {
     /// One key of a Secret. Missing Secret or key → `InvalidConfig`; forbidden → `AccessDenied`.
-    async fn secret_key(&self, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, ProviderError>;
+    async fn secret_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, ProviderError>;
 
     /// A token for a ServiceAccount with the given audiences.
     async fn service_account_token(
@@ -122,7 +136,11 @@ pub trait KubeAccess: Send + Sync {
     ) -> Result<ServiceAccountToken, ProviderError>;
 
     /// A ServiceAccount's annotations (e.g. `eks.amazonaws.com/role-arn`).
-    async fn service_account_annotations(&self, namespace: &str, name: &str) -> Result<BTreeMap<String, String>, ProviderError>;
+    async fn service_account_annotations(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, ProviderError>;
 }
 
 /// Builds providers from store specs.

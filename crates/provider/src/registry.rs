@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::{
-    Capabilities, FindQuery, Fetched, KubeAccess, ProviderError, ProviderFactory, RemoteRef, RemoteSecret, Request,
-    SecretsProvider, StoreInfo,
+    Capabilities, Fetched, FindQuery, KubeAccess, ProviderError, ProviderFactory, RemoteRef,
+    RemoteSecret, Request, SecretsProvider, StoreInfo,
 };
 
 /// Cache limits.
@@ -28,7 +28,11 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(30), max_bytes: 64 * 1024 * 1024, client_ttl: Duration::from_secs(300) }
+        Self {
+            ttl: Duration::from_secs(30),
+            max_bytes: 64 * 1024 * 1024,
+            client_ttl: Duration::from_secs(300),
+        }
     }
 }
 
@@ -187,23 +191,39 @@ impl Registry {
         })
     }
 
-    async fn client(&self, store: &StoreInfo, es_namespace: &str) -> Result<(Scope, Arc<dyn SecretsProvider>), ProviderError> {
+    async fn client(
+        &self,
+        store: &StoreInfo,
+        es_namespace: &str,
+    ) -> Result<(Scope, Arc<dyn SecretsProvider>), ProviderError> {
         let factory = self.factory(store)?;
-        let scope: Scope = (store.uid.clone(), store.generation, factory.auth_scope(store, es_namespace));
+        let scope: Scope = (
+            store.uid.clone(),
+            store.generation,
+            factory.auth_scope(store, es_namespace),
+        );
         {
             let clients = lock(&self.clients);
-            if let Some(c) = clients.get(&scope) {
-                if c.built.elapsed() < self.config.client_ttl {
-                    return Ok((scope, c.provider.clone()));
-                }
+            if let Some(c) = clients.get(&scope)
+                && c.built.elapsed() < self.config.client_ttl
+            {
+                return Ok((scope, c.provider.clone()));
             }
         }
-        let provider = factory.build(store, es_namespace, self.kube.clone()).await?;
+        let provider = factory
+            .build(store, es_namespace, self.kube.clone())
+            .await?;
         self.counters.clients_built.fetch_add(1, Ordering::Relaxed);
         let mut clients = lock(&self.clients);
         // Drop clients of older generations of this store.
         clients.retain(|k, _| k.0 != scope.0 || k.1 == scope.1);
-        clients.insert(scope.clone(), Client { provider: provider.clone(), built: Instant::now() });
+        clients.insert(
+            scope.clone(),
+            Client {
+                provider: provider.clone(),
+                built: Instant::now(),
+            },
+        );
         Ok((scope, provider))
     }
 
@@ -234,7 +254,14 @@ impl Registry {
             }
         }
         let (tx, rx) = watch::channel(None);
-        values.insert(key.clone(), Entry { tx, created: Instant::now(), size: 0 });
+        values.insert(
+            key.clone(),
+            Entry {
+                tx,
+                created: Instant::now(),
+                size: 0,
+            },
+        );
         Role::Owner(rx)
     }
 
@@ -279,14 +306,23 @@ impl Registry {
 
     async fn wait(mut rx: watch::Receiver<Slot>) -> Result<Answer, ProviderError> {
         match rx.wait_for(Option::is_some).await {
-            Ok(v) => v.clone().unwrap_or_else(|| Err(ProviderError::unavailable("read was cancelled"))),
-            Err(_) => Err(ProviderError::unavailable("a concurrent read of the same secret was cancelled; retrying later")),
+            Ok(v) => v
+                .clone()
+                .unwrap_or_else(|| Err(ProviderError::unavailable("read was cancelled"))),
+            Err(_) => Err(ProviderError::unavailable(
+                "a concurrent read of the same secret was cancelled; retrying later",
+            )),
         }
     }
 
     /// Execute `requests` for an ExternalSecret in `es_namespace`. Remote secrets that do not
     /// exist are answered `None`; any other failure fails the call (after every read settled).
-    pub async fn fetch(&self, store: &StoreInfo, es_namespace: &str, requests: &[Request]) -> Result<Fetched, ProviderError> {
+    pub async fn fetch(
+        &self,
+        store: &StoreInfo,
+        es_namespace: &str,
+        requests: &[Request],
+    ) -> Result<Fetched, ProviderError> {
         self.fetch_fresh(store, es_namespace, requests, None).await
     }
 
@@ -328,7 +364,9 @@ impl Registry {
         }
         if !owned_gets.is_empty() {
             let refs: Vec<RemoteRef> = owned_gets.iter().map(|(r, _)| r.clone()).collect();
-            self.counters.remote_reads.fetch_add(refs.len() as u64, Ordering::Relaxed);
+            self.counters
+                .remote_reads
+                .fetch_add(refs.len() as u64, Ordering::Relaxed);
             let mut results = provider.get_secrets(&refs).await.into_iter();
             for (remote, key) in &owned_gets {
                 let res = match results.next() {
@@ -354,10 +392,14 @@ impl Registry {
                     fetched.gets.insert((store.clone(), remote.clone()), v);
                 }
                 (Request::Find { store, query }, Ok(Answer::Find(m))) => {
-                    fetched.finds.insert((store.clone(), query.clone()), Some(m));
+                    fetched
+                        .finds
+                        .insert((store.clone(), query.clone()), Some(m));
                 }
                 (_, Ok(_)) => {
-                    first_err.get_or_insert(ProviderError::unavailable("cache answer of the wrong kind"));
+                    first_err.get_or_insert(ProviderError::unavailable(
+                        "cache answer of the wrong kind",
+                    ));
                 }
                 (_, Err(e)) => {
                     first_err.get_or_insert(e);

@@ -62,7 +62,11 @@ pub fn set_condition(existing: &[Condition], mut new: Condition, now: Timestamp)
         Some(p) if p.status == new.status => p.last_transition_time.clone().or(Some(Time(now))),
         _ => Some(Time(now)),
     };
-    let mut out: Vec<Condition> = existing.iter().filter(|c| c.type_ != new.type_).cloned().collect();
+    let mut out: Vec<Condition> = existing
+        .iter()
+        .filter(|c| c.type_ != new.type_)
+        .cloned()
+        .collect();
     out.push(new);
     out
 }
@@ -80,10 +84,22 @@ mod tests {
     fn transition_time_is_kept_while_status_is_unchanged() {
         let t0 = Timestamp::from_second(1_700_000_000).unwrap();
         let t1 = Timestamp::from_second(1_700_000_100).unwrap();
-        let c = set_condition(&[], ready(ConditionStatus::True, REASON_SYNCED, MSG_SYNCED), t0);
-        let c2 = set_condition(&c, ready(ConditionStatus::True, REASON_SYNCED, MSG_SYNCED), t1);
+        let c = set_condition(
+            &[],
+            ready(ConditionStatus::True, REASON_SYNCED, MSG_SYNCED),
+            t0,
+        );
+        let c2 = set_condition(
+            &c,
+            ready(ConditionStatus::True, REASON_SYNCED, MSG_SYNCED),
+            t1,
+        );
         assert_eq!(c2[0].last_transition_time, Some(Time(t0)));
-        let c3 = set_condition(&c2, ready(ConditionStatus::False, REASON_SYNCED_ERROR, MSG_PROVIDER), t1);
+        let c3 = set_condition(
+            &c2,
+            ready(ConditionStatus::False, REASON_SYNCED_ERROR, MSG_PROVIDER),
+            t1,
+        );
         assert_eq!(c3[0].last_transition_time, Some(Time(t1)));
         assert_eq!(c3.len(), 1);
     }

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eso_api::well_known::{
-    ANNOTATION_DATA_HASH, CONDITION_READY, FINALIZER_EXTERNAL_SECRET, LABEL_CREATED_BY, LABEL_MANAGED,
+    ANNOTATION_DATA_HASH, CONDITION_READY, FINALIZER_EXTERNAL_SECRET, LABEL_CREATED_BY,
+    LABEL_MANAGED,
 };
 use eso_api::{
-    Binding, ConditionStatus, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus, StoreKind,
+    Binding, ConditionStatus, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus,
+    StoreKind,
 };
 use eso_mapping::{Fetched, Request, StoreRef};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -40,7 +42,11 @@ pub(crate) enum SyncFailure {
     /// The mapping engine rejected the spec or the remote data.
     Mapping(String),
     /// A target write failed.
-    Write { message: &'static str, detail: String, permanent: bool },
+    Write {
+        message: &'static str,
+        detail: String,
+        permanent: bool,
+    },
     /// Kubernetes API failure.
     Kube(kube::Error),
 }
@@ -48,9 +54,13 @@ pub(crate) enum SyncFailure {
 impl SyncFailure {
     fn condition_message(&self) -> (String, String) {
         match self {
-            SyncFailure::Provider(f) => (format!("{MSG_PROVIDER}: {}", f.message), f.message.clone()),
+            SyncFailure::Provider(f) => {
+                (format!("{MSG_PROVIDER}: {}", f.message), f.message.clone())
+            }
             SyncFailure::Mapping(m) => (format!("{MSG_PROVIDER}: {m}"), m.clone()),
-            SyncFailure::Write { message, detail, .. } => {
+            SyncFailure::Write {
+                message, detail, ..
+            } => {
                 if detail.is_empty() {
                     ((*message).to_string(), (*message).to_string())
                 } else {
@@ -64,7 +74,10 @@ impl SyncFailure {
     /// Permanent failures wait for a change (or the next refresh) instead of backing off.
     fn permanent(&self) -> bool {
         match self {
-            SyncFailure::Provider(f) => matches!(f.class, FailureClass::InvalidConfig | FailureClass::Unsupported),
+            SyncFailure::Provider(f) => matches!(
+                f.class,
+                FailureClass::InvalidConfig | FailureClass::Unsupported
+            ),
             SyncFailure::Mapping(_) => true,
             SyncFailure::Write { permanent, .. } => *permanent,
             SyncFailure::Kube(_) => false,
@@ -109,7 +122,10 @@ pub fn target_name(es: &ExternalSecret) -> String {
 /// The store an ExternalSecret names by default.
 pub(crate) fn default_store(es: &ExternalSecret) -> Option<StoreRef> {
     let r = es.spec.secret_store_ref.as_ref()?;
-    Some(StoreRef { kind: r.kind.unwrap_or_default(), name: r.name.clone()? })
+    Some(StoreRef {
+        kind: r.kind.unwrap_or_default(),
+        name: r.name.clone()?,
+    })
 }
 
 /// Every store an ExternalSecret references (spec, data[].sourceRef, dataFrom[].sourceRef).
@@ -121,7 +137,10 @@ pub fn referenced_stores(es: &ExternalSecret) -> Vec<StoreRef> {
     let mut push = |r: Option<&eso_api::SecretStoreRef>| {
         if let Some(r) = r {
             if let Some(name) = &r.name {
-                out.push(StoreRef { kind: r.kind.unwrap_or_default(), name: name.clone() });
+                out.push(StoreRef {
+                    kind: r.kind.unwrap_or_default(),
+                    name: name.clone(),
+                });
             }
         }
     };
@@ -137,7 +156,10 @@ pub fn referenced_stores(es: &ExternalSecret) -> Vec<StoreRef> {
 }
 
 /// Reconcile one ExternalSecret.
-pub async fn reconcile(guard: Arc<DeserializeGuard<ExternalSecret>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<ExternalSecret>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let es = match &guard.0 {
         Ok(es) => es,
         Err(invalid) => {
@@ -150,7 +172,10 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<ExternalSecret>>, ctx: Arc<Co
     let name = es.name_any();
     let started = Instant::now();
     let _busy = ctx.watchdog.start();
-    ctx.metrics.inc("externalsecret_sync_calls_total", crate::metrics::es_labels(&ns, &name));
+    ctx.metrics.inc(
+        "externalsecret_sync_calls_total",
+        crate::metrics::es_labels(&ns, &name),
+    );
     let result = reconcile_inner(es, &ns, &name, &ctx).await;
     ctx.metrics.set(
         "externalsecret_reconcile_duration",
@@ -158,12 +183,20 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<ExternalSecret>>, ctx: Arc<Co
         started.elapsed().as_nanos() as f64,
     );
     if result.is_err() {
-        ctx.metrics.inc("externalsecret_sync_calls_error", crate::metrics::es_labels(&ns, &name));
+        ctx.metrics.inc(
+            "externalsecret_sync_calls_error",
+            crate::metrics::es_labels(&ns, &name),
+        );
     }
     result
 }
 
-async fn reconcile_inner(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_inner(
+    es: &ExternalSecret,
+    ns: &str,
+    name: &str,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
     let key = ObjectRef::<ExternalSecret>::new(name).within(ns);
     if es.meta().deletion_timestamp.is_some() {
         return cleanup(es, ns, name, ctx).await;
@@ -181,7 +214,8 @@ async fn reconcile_inner(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Co
     );
     let state = ctx.es_state(&key);
     let now_ts = now();
-    let valid = es.spec.target.creation_policy == CreationPolicy::Orphan || secrets::is_valid(existing.as_deref());
+    let valid = es.spec.target.creation_policy == CreationPolicy::Orphan
+        || secrets::is_valid(existing.as_deref());
     let needs_refresh = refresh::should_refresh(es, &current_version, now_ts, state.last_check);
     if !needs_refresh && valid {
         ctx.metrics.set_condition(
@@ -213,7 +247,13 @@ async fn reconcile_inner(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Co
                 status.refresh_time = Some(Time(now_ts));
                 write_status(es, ns, name, &status, ctx).await?;
             }
-            ctx.metrics.set_condition("externalsecret_status_condition", ns, name, CONDITION_READY, "True");
+            ctx.metrics.set_condition(
+                "externalsecret_status_condition",
+                ns,
+                name,
+                CONDITION_READY,
+                "True",
+            );
             ctx.update_state(&key, |s| {
                 s.last_check = Some(now_ts);
                 s.failures = 0;
@@ -231,7 +271,13 @@ async fn reconcile_inner(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Co
             if status_differs(&old_status, &status) {
                 write_status(es, ns, name, &status, ctx).await?;
             }
-            ctx.metrics.set_condition("externalsecret_status_condition", ns, name, CONDITION_READY, "False");
+            ctx.metrics.set_condition(
+                "externalsecret_status_condition",
+                ns,
+                name,
+                CONDITION_READY,
+                "False",
+            );
             publish(ctx, es, EventType::Warning, "UpdateFailed", &detail).await;
             if failure.permanent() {
                 ctx.update_state(&key, |s| s.failures = 0);
@@ -240,7 +286,10 @@ async fn reconcile_inner(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Co
             }
             Err(match failure {
                 SyncFailure::Provider(f) => Error::Provider(f),
-                SyncFailure::Kube(e) => Error::Kube { action: "sync", source: e },
+                SyncFailure::Kube(e) => Error::Kube {
+                    action: "sync",
+                    source: e,
+                },
                 other => Error::Sync(other.condition_message().0),
             })
         }
@@ -288,7 +337,14 @@ fn status_differs(a: &ExternalSecretStatus, b: &ExternalSecretStatus) -> bool {
         let mut c: Vec<_> = s
             .conditions
             .iter()
-            .map(|c| (c.type_.clone(), c.status, c.reason.clone(), c.message.clone()))
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status,
+                    c.reason.clone(),
+                    c.message.clone(),
+                )
+            })
             .collect();
         c.sort_by(|x, y| x.0.cmp(&y.0));
         (c, s.synced_resource_version.clone(), s.binding.clone())
@@ -310,14 +366,30 @@ async fn write_status(
         "status": status,
     });
     let _ = es;
-    ctx.metrics.inc("eso_status_writes_total", vec![("kind", "ExternalSecret".to_string())]);
-    api.patch_status(name, &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::Kube { action: "write ExternalSecret status", source })?;
+    ctx.metrics.inc(
+        "eso_status_writes_total",
+        vec![("kind", "ExternalSecret".to_string())],
+    );
+    api.patch_status(
+        name,
+        &PatchParams::apply(STATUS_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        action: "write ExternalSecret status",
+        source,
+    })?;
     Ok(())
 }
 
-pub(crate) async fn publish(ctx: &Context, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
+pub(crate) async fn publish(
+    ctx: &Context,
+    es: &ExternalSecret,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let ev = Event {
         type_,
         reason: reason.to_string(),
@@ -345,12 +417,29 @@ fn truncate(s: &str, max: usize) -> String {
 /// ESO). This operator never adds the finalizer: an Owner Secret is removed by the garbage
 /// collector through its ownerReference, and nothing else is ever deleted on ExternalSecret
 /// deletion, so no finalizer is needed to block namespace deletion (ESO #5426).
-async fn cleanup(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn cleanup(
+    es: &ExternalSecret,
+    ns: &str,
+    name: &str,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
     ctx.forget(ns, name);
-    ctx.metrics.remove("externalsecret_status_condition", &[("namespace", ns), ("name", name)]);
-    ctx.metrics.remove("externalsecret_sync_calls_total", &[("namespace", ns), ("name", name)]);
-    ctx.metrics.remove("externalsecret_sync_calls_error", &[("namespace", ns), ("name", name)]);
-    ctx.metrics.remove("externalsecret_reconcile_duration", &[("namespace", ns), ("name", name)]);
+    ctx.metrics.remove(
+        "externalsecret_status_condition",
+        &[("namespace", ns), ("name", name)],
+    );
+    ctx.metrics.remove(
+        "externalsecret_sync_calls_total",
+        &[("namespace", ns), ("name", name)],
+    );
+    ctx.metrics.remove(
+        "externalsecret_sync_calls_error",
+        &[("namespace", ns), ("name", name)],
+    );
+    ctx.metrics.remove(
+        "externalsecret_reconcile_duration",
+        &[("namespace", ns), ("name", name)],
+    );
     let finalizers = es.finalizers();
     if !finalizers.iter().any(|f| f == FINALIZER_EXTERNAL_SECRET) {
         return Ok(Action::await_change());
@@ -365,18 +454,32 @@ async fn cleanup(es: &ExternalSecret, ns: &str, name: &str, ctx: &Arc<Context>) 
                 match api.delete(&target, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(source) => return Err(Error::Kube { action: "delete target Secret", source }),
+                    Err(source) => {
+                        return Err(Error::Kube {
+                            action: "delete target Secret",
+                            source,
+                        });
+                    }
                 }
             }
         }
     }
-    let remaining: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER_EXTERNAL_SECRET).collect();
+    let remaining: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| *f != FINALIZER_EXTERNAL_SECRET)
+        .collect();
     let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), ns);
     let patch = json!({ "metadata": { "finalizers": remaining, "resourceVersion": es.resource_version() } });
-    match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => Ok(Action::await_change()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
-        Err(source) => Err(Error::Kube { action: "remove finalizer", source }),
+        Err(source) => Err(Error::Kube {
+            action: "remove finalizer",
+            source,
+        }),
     }
 }
 
@@ -403,7 +506,14 @@ async fn sync(
     };
     let mapped = eso_mapping::map(&input).map_err(|e| SyncFailure::Mapping(e.to_string()))?;
     for missing in &mapped.missing {
-        publish(ctx, es, EventType::Normal, "MissingProviderSecret", &missing.to_string()).await;
+        publish(
+            ctx,
+            es,
+            EventType::Normal,
+            "MissingProviderSecret",
+            &missing.to_string(),
+        )
+        .await;
     }
 
     let policy = es.spec.target.creation_policy;
@@ -422,9 +532,14 @@ async fn sync(
                         .is_some_and(|c| c.kind == "ExternalSecret" && c.name == name);
                     if ours {
                         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-                        ctx.metrics.inc("eso_secret_writes_total", vec![("verb", "delete".to_string())]);
+                        ctx.metrics.inc(
+                            "eso_secret_writes_total",
+                            vec![("verb", "delete".to_string())],
+                        );
                         match api.delete(target, &DeleteParams::default()).await {
-                            Ok(_) => publish(ctx, es, EventType::Normal, "Deleted", MSG_DELETED).await,
+                            Ok(_) => {
+                                publish(ctx, es, EventType::Normal, "Deleted", MSG_DELETED).await
+                            }
                             Err(kube::Error::Api(s)) if s.code == 404 => {}
                             Err(e) => {
                                 return Err(SyncFailure::Write {
@@ -436,10 +551,20 @@ async fn sync(
                         }
                     }
                 }
-                return Ok(Synced { reason: REASON_DELETED, message: MSG_DELETED, wrote_secret: false, binding: None });
+                return Ok(Synced {
+                    reason: REASON_DELETED,
+                    message: MSG_DELETED,
+                    wrote_secret: false,
+                    binding: None,
+                });
             }
             DeletionPolicy::Retain => {
-                return Ok(Synced { reason: REASON_SYNCED, message: MSG_RETAINED, wrote_secret: false, binding: None });
+                return Ok(Synced {
+                    reason: REASON_SYNCED,
+                    message: MSG_RETAINED,
+                    wrote_secret: false,
+                    binding: None,
+                });
             }
             DeletionPolicy::Merge => {}
         }
@@ -450,15 +575,27 @@ async fn sync(
     let annotations = existing.and_then(|s| s.metadata.annotations.as_ref());
     let view = existing.map(|_| ExistingTarget {
         owner_references: owner_refs,
-        managed_label: labels.and_then(|l| l.get(LABEL_MANAGED)).map(String::as_str),
-        allow_adoption: annotations.and_then(|a| a.get(ANNOTATION_ALLOW_ADOPTION)).map(String::as_str),
+        managed_label: labels
+            .and_then(|l| l.get(LABEL_MANAGED))
+            .map(String::as_str),
+        allow_adoption: annotations
+            .and_then(|a| a.get(ANNOTATION_ALLOW_ADOPTION))
+            .map(String::as_str),
     });
     let decision = ownership::decide(policy, name, view.as_ref());
     match decision {
-        Decision::Nothing => Ok(Synced { reason: REASON_SYNCED, message: MSG_SYNCED, wrote_secret: false, binding: None }),
-        Decision::MissingForMerge => {
-            Ok(Synced { reason: REASON_MISSING, message: MSG_MISSING, wrote_secret: false, binding: None })
-        }
+        Decision::Nothing => Ok(Synced {
+            reason: REASON_SYNCED,
+            message: MSG_SYNCED,
+            wrote_secret: false,
+            binding: None,
+        }),
+        Decision::MissingForMerge => Ok(Synced {
+            reason: REASON_MISSING,
+            message: MSG_MISSING,
+            wrote_secret: false,
+            binding: None,
+        }),
         Decision::OwnedByOtherExternalSecret(other) => Err(SyncFailure::Write {
             message: MSG_OWNED_BY_OTHER,
             detail: format!("Secret {target} is controlled by ExternalSecret {other}"),
@@ -478,10 +615,21 @@ async fn sync(
             permanent: true,
         }),
         Decision::Create | Decision::Write | Decision::Merge => {
-            let wrote = write_secret(es, ns, name, target, existing, &mapped, decision, ctx).await?;
+            let wrote =
+                write_secret(es, ns, name, target, existing, &mapped, decision, ctx).await?;
             if let Some(verb) = wrote {
-                publish(ctx, es, EventType::Normal, verb, if verb == "Created" { "secret created" } else { "secret updated" })
-                    .await;
+                publish(
+                    ctx,
+                    es,
+                    EventType::Normal,
+                    verb,
+                    if verb == "Created" {
+                        "secret created"
+                    } else {
+                        "secret updated"
+                    },
+                )
+                .await;
                 info!(%ns, %name, secret = %target, "{}", if verb == "Created" { "secret created" } else { "secret updated" });
             }
             Ok(Synced {
@@ -495,7 +643,12 @@ async fn sync(
 }
 
 /// Resolve every store the plan needs and fetch through the hub.
-async fn fetch_all(es: &ExternalSecret, ns: &str, requests: &[Request], ctx: &Arc<Context>) -> Result<Fetched, SyncFailure> {
+async fn fetch_all(
+    es: &ExternalSecret,
+    ns: &str,
+    requests: &[Request],
+    ctx: &Arc<Context>,
+) -> Result<Fetched, SyncFailure> {
     let mut by_store: BTreeMap<StoreRef, Vec<Request>> = BTreeMap::new();
     for r in requests {
         let store = match r {
@@ -505,10 +658,16 @@ async fn fetch_all(es: &ExternalSecret, ns: &str, requests: &[Request], ctx: &Ar
     }
     let mut fetched = Fetched::default();
     for (store_ref, reqs) in by_store {
-        let store: StoreContext = stores::resolve_for(es, ns, &store_ref, ctx).map_err(SyncFailure::Provider)?;
+        let store: StoreContext =
+            stores::resolve_for(es, ns, &store_ref, ctx).map_err(SyncFailure::Provider)?;
         let part = ctx
             .hub
-            .fetch(&store, ns, &reqs, es.spec.refresh_interval_duration().filter(|d| !d.is_zero()))
+            .fetch(
+                &store,
+                ns,
+                &reqs,
+                es.spec.refresh_interval_duration().filter(|d| !d.is_zero()),
+            )
             .await
             .map_err(SyncFailure::Provider)?;
         fetched.gets.extend(part.gets);
@@ -524,15 +683,25 @@ async fn read_template_sources(
     ctx: &Context,
 ) -> Result<eso_mapping::TemplateSources, SyncFailure> {
     let mut sources = eso_mapping::TemplateSources::default();
-    let Some(template) = es.spec.target.template.as_ref() else { return Ok(sources) };
+    let Some(template) = es.spec.target.template.as_ref() else {
+        return Ok(sources);
+    };
     for tf in &template.template_from {
         if let Some(cm) = &tf.config_map {
             let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-            let obj = api.get_opt(&cm.name).await.map_err(SyncFailure::Kube)?.ok_or_else(|| {
-                SyncFailure::Mapping(format!("template ConfigMap {ns}/{} not found", cm.name))
-            })?;
-            let mut data: BTreeMap<String, Vec<u8>> =
-                obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            let obj = api
+                .get_opt(&cm.name)
+                .await
+                .map_err(SyncFailure::Kube)?
+                .ok_or_else(|| {
+                    SyncFailure::Mapping(format!("template ConfigMap {ns}/{} not found", cm.name))
+                })?;
+            let mut data: BTreeMap<String, Vec<u8>> = obj
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
             for (k, v) in obj.binary_data.unwrap_or_default() {
                 data.insert(k, v.0);
             }
@@ -540,10 +709,19 @@ async fn read_template_sources(
         }
         if let Some(sec) = &tf.secret {
             let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-            let obj = api.get_opt(&sec.name).await.map_err(SyncFailure::Kube)?.ok_or_else(|| {
-                SyncFailure::Mapping(format!("template Secret {ns}/{} not found", sec.name))
-            })?;
-            let data = obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            let obj = api
+                .get_opt(&sec.name)
+                .await
+                .map_err(SyncFailure::Kube)?
+                .ok_or_else(|| {
+                    SyncFailure::Mapping(format!("template Secret {ns}/{} not found", sec.name))
+                })?;
+            let data = obj
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
             sources.secrets.insert(sec.name.clone(), data);
         }
     }
@@ -591,19 +769,37 @@ async fn write_secret(
     annotations.insert(ANNOTATION_DATA_HASH.to_string(), hash.clone());
     let owner = policy == CreationPolicy::Owner;
     if owner {
-        labels.insert(LABEL_CREATED_BY.to_string(), eso_mapping::created_by_label(ns, name));
+        labels.insert(
+            LABEL_CREATED_BY.to_string(),
+            eso_mapping::created_by_label(ns, name),
+        );
     }
 
     let immutable = es.spec.target.immutable.unwrap_or(false);
     if let Some(secret) = existing {
         if secret.immutable == Some(true) && secrets::observed_hash(secret) != Some(hash.as_str()) {
-            return Err(SyncFailure::Write { message: MSG_IMMUTABLE, detail: String::new(), permanent: true });
+            return Err(SyncFailure::Write {
+                message: MSG_IMMUTABLE,
+                detail: String::new(),
+                permanent: true,
+            });
         }
     }
 
     // Nothing to do when the live Secret already matches.
     if let Some(secret) = existing {
-        if up_to_date(secret, &labels, &annotations, &hash, owner, name, mapped.type_.as_deref(), immutable, &mapped.data, merge) {
+        if up_to_date(
+            secret,
+            &labels,
+            &annotations,
+            &hash,
+            owner,
+            name,
+            mapped.type_.as_deref(),
+            immutable,
+            &mapped.data,
+            merge,
+        ) {
             return Ok(None);
         }
     }
@@ -633,7 +829,8 @@ async fn write_secret(
     if !mapped.finalizers.is_empty() {
         metadata["finalizers"] = json!(mapped.finalizers);
     }
-    let mut body = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": data });
+    let mut body =
+        json!({ "apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": data });
     if let Some(t) = &mapped.type_ {
         body["type"] = json!(t);
     }
@@ -641,9 +838,16 @@ async fn write_secret(
         body["immutable"] = json!(true);
     }
     let manager = eso_mapping::field_manager(name);
-    ctx.metrics.inc("eso_secret_writes_total", vec![("verb", "apply".to_string())]);
+    ctx.metrics.inc(
+        "eso_secret_writes_total",
+        vec![("verb", "apply".to_string())],
+    );
     let written = api
-        .patch(target, &PatchParams::apply(&manager).force(), &Patch::Apply(&body))
+        .patch(
+            target,
+            &PatchParams::apply(&manager).force(),
+            &Patch::Apply(&body),
+        )
         .await
         .map_err(|e| classify_write_error(e))?;
 
@@ -653,28 +857,50 @@ async fn write_secret(
         let extra: Vec<String> = written
             .data
             .as_ref()
-            .map(|d| d.keys().filter(|k| !mapped.data.contains_key(*k)).cloned().collect())
+            .map(|d| {
+                d.keys()
+                    .filter(|k| !mapped.data.contains_key(*k))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         if !extra.is_empty() {
-            let mut ops = vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": written.resource_version()})];
+            let mut ops = vec![
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": written.resource_version()}),
+            ];
             for k in &extra {
                 ops.push(json!({"op": "remove", "path": format!("/data/{}", k.replace('~', "~0").replace('/', "~1"))}));
             }
-            let patch: json_patch::Patch = serde_json::from_value(json!(ops))
-                .map_err(|e| SyncFailure::Write { message: MSG_UPDATE_FAILED, detail: e.to_string(), permanent: false })?;
-            ctx.metrics.inc("eso_secret_writes_total", vec![("verb", "patch".to_string())]);
+            let patch: json_patch::Patch =
+                serde_json::from_value(json!(ops)).map_err(|e| SyncFailure::Write {
+                    message: MSG_UPDATE_FAILED,
+                    detail: e.to_string(),
+                    permanent: false,
+                })?;
+            ctx.metrics.inc(
+                "eso_secret_writes_total",
+                vec![("verb", "patch".to_string())],
+            );
             api.patch(target, &PatchParams::default(), &Patch::<()>::Json(patch))
                 .await
                 .map_err(classify_write_error)?;
         }
     }
-    Ok(Some(if existing.is_some() { "Updated" } else { "Created" }))
+    Ok(Some(if existing.is_some() {
+        "Updated"
+    } else {
+        "Created"
+    }))
 }
 
 fn classify_write_error(e: kube::Error) -> SyncFailure {
     match &e {
         kube::Error::Api(s) if s.code == 422 && s.message.contains("immutable") => {
-            SyncFailure::Write { message: MSG_IMMUTABLE, detail: s.message.clone(), permanent: true }
+            SyncFailure::Write {
+                message: MSG_IMMUTABLE,
+                detail: s.message.clone(),
+                permanent: true,
+            }
         }
         kube::Error::Api(s) if s.code == 422 || s.code == 400 => SyncFailure::Write {
             message: MSG_UPDATE_FAILED,
@@ -706,7 +932,10 @@ fn up_to_date(
     if labels.iter().any(|(k, v)| live_labels.get(k) != Some(v)) {
         return false;
     }
-    if annotations.iter().any(|(k, v)| live_annotations.get(k) != Some(v)) {
+    if annotations
+        .iter()
+        .any(|(k, v)| live_annotations.get(k) != Some(v))
+    {
         return false;
     }
     let has_owner = ownership::controller_of(secret.owner_references())
@@ -730,8 +959,14 @@ fn up_to_date(
 
 /// Backoff for transient failures: exponential from 1 s with ±20 % jitter, capped at the
 /// refresh interval (so recovery never waits longer than one refresh) and at `max_backoff`.
-pub fn error_policy(guard: Arc<DeserializeGuard<ExternalSecret>>, error: &Error, ctx: Arc<Context>) -> Action {
-    let Ok(es) = &guard.0 else { return Action::await_change() };
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<ExternalSecret>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let Ok(es) = &guard.0 else {
+        return Action::await_change();
+    };
     let ns = es.namespace().unwrap_or_default();
     let name = es.name_any();
     let key = ObjectRef::<ExternalSecret>::new(&name).within(&ns);

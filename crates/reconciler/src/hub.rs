@@ -71,7 +71,10 @@ pub struct FetchFailure {
 impl FetchFailure {
     /// A new failure.
     pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
-        Self { class, message: message.into() }
+        Self {
+            class,
+            message: message.into(),
+        }
     }
 }
 

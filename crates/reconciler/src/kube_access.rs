@@ -7,11 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use eso_mapping::{Fetched, Request};
-use eso_provider::{CacheConfig, ErrorClass, KubeAccess, ProviderError, ProviderFactory, Registry, ServiceAccountToken, StoreInfo};
+use eso_provider::{
+    CacheConfig, ErrorClass, KubeAccess, ProviderError, ProviderFactory, Registry,
+    ServiceAccountToken, StoreInfo,
+};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 
 use crate::hub::{FailureClass, FetchFailure, ProviderHub, StoreContext, Validation};
 
@@ -20,7 +23,9 @@ const TOKEN_TTL_SECONDS: i64 = 600;
 
 fn kube_error(e: kube::Error, what: String) -> ProviderError {
     match &e {
-        kube::Error::Api(s) if s.code == 404 => ProviderError::invalid_config(format!("{what} not found")),
+        kube::Error::Api(s) if s.code == 404 => {
+            ProviderError::invalid_config(format!("{what} not found"))
+        }
         kube::Error::Api(s) if s.code == 403 => {
             ProviderError::access_denied(format!("the operator may not read {what}: {}", s.message))
         }
@@ -43,14 +48,24 @@ impl KubeClientAccess {
 
 #[async_trait]
 impl KubeAccess for KubeClientAccess {
-    async fn secret_key(&self, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>, ProviderError> {
+    async fn secret_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, ProviderError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let secret = api.get(name).await.map_err(|e| kube_error(e, format!("Secret {namespace}/{name}")))?;
+        let secret = api
+            .get(name)
+            .await
+            .map_err(|e| kube_error(e, format!("Secret {namespace}/{name}")))?;
         secret
             .data
             .and_then(|mut d| d.remove(key))
             .map(|b| b.0)
-            .ok_or_else(|| ProviderError::invalid_config(format!("Secret {namespace}/{name} has no key {key}")))
+            .ok_or_else(|| {
+                ProviderError::invalid_config(format!("Secret {namespace}/{name} has no key {key}"))
+            })
     }
 
     async fn service_account_token(
@@ -72,17 +87,31 @@ impl KubeAccess for KubeClientAccess {
             .create_token_request(name, &PostParams::default(), &req)
             .await
             .map_err(|e| kube_error(e, format!("a token for ServiceAccount {namespace}/{name}")))?;
-        let status = out
-            .status
-            .ok_or_else(|| ProviderError::unavailable(format!("TokenRequest for {namespace}/{name} returned no token")))?;
+        let status = out.status.ok_or_else(|| {
+            ProviderError::unavailable(format!(
+                "TokenRequest for {namespace}/{name} returned no token"
+            ))
+        })?;
         let expires_at = SystemTime::UNIX_EPOCH
-            + Duration::from_secs(u64::try_from(status.expiration_timestamp.0.as_second()).unwrap_or_default());
-        Ok(ServiceAccountToken { token: status.token, expires_at })
+            + Duration::from_secs(
+                u64::try_from(status.expiration_timestamp.0.as_second()).unwrap_or_default(),
+            );
+        Ok(ServiceAccountToken {
+            token: status.token,
+            expires_at,
+        })
     }
 
-    async fn service_account_annotations(&self, namespace: &str, name: &str) -> Result<BTreeMap<String, String>, ProviderError> {
+    async fn service_account_annotations(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        let sa = api.get(name).await.map_err(|e| kube_error(e, format!("ServiceAccount {namespace}/{name}")))?;
+        let sa = api
+            .get(name)
+            .await
+            .map_err(|e| kube_error(e, format!("ServiceAccount {namespace}/{name}")))?;
         Ok(sa.metadata.annotations.unwrap_or_default())
     }
 }
@@ -95,12 +124,16 @@ pub struct RegistryHub {
 impl RegistryHub {
     /// A hub with the `fake` provider registered; add more with [`RegistryHub::with_factory`].
     pub fn new(client: Client, cache: CacheConfig) -> Self {
-        Self { registry: Registry::new(Arc::new(KubeClientAccess::new(client)), cache).with_fake() }
+        Self {
+            registry: Registry::new(Arc::new(KubeClientAccess::new(client)), cache).with_fake(),
+        }
     }
 
     /// Register a provider factory (AWS, your own).
     pub fn with_factory(self, factory: Arc<dyn ProviderFactory>) -> Self {
-        Self { registry: self.registry.with_factory(factory) }
+        Self {
+            registry: self.registry.with_factory(factory),
+        }
     }
 
     /// The registry (cache statistics).
@@ -142,11 +175,19 @@ impl ProviderHub for RegistryHub {
         requests: &[Request],
         max_age: Option<Duration>,
     ) -> Result<Fetched, FetchFailure> {
-        self.registry.fetch_fresh(&info(store), es_namespace, requests, max_age).await.map_err(failure)
+        self.registry
+            .fetch_fresh(&info(store), es_namespace, requests, max_age)
+            .await
+            .map_err(failure)
     }
 
     async fn validate(&self, store: &StoreContext) -> Result<Validation, FetchFailure> {
-        match self.registry.validate(&info(store)).await.map_err(failure)? {
+        match self
+            .registry
+            .validate(&info(store))
+            .await
+            .map_err(failure)?
+        {
             eso_provider::Validation::Valid(c) => Ok(Validation::Valid(c.as_str().to_string())),
             eso_provider::Validation::Unknown(m) => Ok(Validation::Unknown(m)),
         }

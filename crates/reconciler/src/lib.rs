@@ -179,16 +179,26 @@ impl Watchdog {
     /// Healthy unless a reconcile has been running longer than the threshold, or scheduled work
     /// is overdue by the threshold while nothing made progress.
     pub fn healthy(&self) -> Result<(), String> {
-        let Ok(s) = self.inner.lock() else { return Err("watchdog poisoned".into()) };
+        let Ok(s) = self.inner.lock() else {
+            return Err("watchdog poisoned".into());
+        };
         let now = Instant::now();
         if let Some(oldest) = s.in_flight.values().min() {
             if now.duration_since(*oldest) > self.stall_after {
-                return Err(format!("a reconcile has been running for {:?}", now.duration_since(*oldest)));
+                return Err(format!(
+                    "a reconcile has been running for {:?}",
+                    now.duration_since(*oldest)
+                ));
             }
         }
         if let Some(due) = s.earliest_due {
-            if now > due + self.stall_after && now.duration_since(s.last_progress) > self.stall_after {
-                return Err(format!("work queue stalled: work overdue by {:?}", now.duration_since(due)));
+            if now > due + self.stall_after
+                && now.duration_since(s.last_progress) > self.stall_after
+            {
+                return Err(format!(
+                    "work queue stalled: work overdue by {:?}",
+                    now.duration_since(due)
+                ));
             }
         }
         Ok(())
@@ -218,7 +228,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -228,10 +240,18 @@ impl Context {
     }
 
     fn es_state(&self, key: &ObjectRef<ExternalSecret>) -> EsState {
-        self.state.lock().ok().and_then(|s| s.get(key).cloned()).unwrap_or_default()
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.get(key).cloned())
+            .unwrap_or_default()
     }
 
-    fn update_state<T>(&self, key: &ObjectRef<ExternalSecret>, f: impl FnOnce(&mut EsState) -> T) -> T {
+    fn update_state<T>(
+        &self,
+        key: &ObjectRef<ExternalSecret>,
+        f: impl FnOnce(&mut EsState) -> T,
+    ) -> T {
         match self.state.lock() {
             Ok(mut s) => f(s.entry(key.clone()).or_default()),
             Err(_) => f(&mut EsState::default()),
@@ -301,7 +321,8 @@ pub async fn run(
     let ss_controller = Controller::new(ss_api.clone(), watcher::Config::default().any_semantic());
     let ss_store = ss_controller.store();
     let css_api: Api<DeserializeGuard<ClusterSecretStore>> = Api::all(client.clone());
-    let css_controller = Controller::new(css_api.clone(), watcher::Config::default().any_semantic());
+    let css_controller =
+        Controller::new(css_api.clone(), watcher::Config::default().any_semantic());
     let css_store = css_controller.store();
 
     // Managed Secrets, label-selected and trimmed.
@@ -318,17 +339,23 @@ pub async fn run(
 
     // Namespaces, metadata only.
     let (ns_reader, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-    let ns_stream = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(ns_writer)
-        .applied_objects();
+    let ns_stream = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(ns_writer)
+    .applied_objects();
 
     let es_api: Api<DeserializeGuard<ExternalSecret>> = scoped(&client, &ns);
     let es_controller = Controller::new(es_api, watcher::Config::default().any_semantic())
         .with_config(ControllerConfig::default().concurrency(config.concurrency));
     let es_store = es_controller.store();
 
-    let reporter = Reporter { controller: config.reporter.clone(), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter {
+        controller: config.reporter.clone(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -347,7 +374,13 @@ pub async fn run(
     // Readiness: every cache synced.
     {
         let ready = handles.ready.clone();
-        let (a, b, c, d, e) = (ss_store.clone(), css_store.clone(), secret_reader, ns_reader, es_store.clone());
+        let (a, b, c, d, e) = (
+            ss_store.clone(),
+            css_store.clone(),
+            secret_reader,
+            ns_reader,
+            es_store.clone(),
+        );
         tokio::spawn(async move {
             let _ = a.wait_until_ready().await;
             let _ = b.wait_until_ready().await;
@@ -367,15 +400,37 @@ pub async fn run(
             let ns = s.namespace().unwrap_or_default();
             external_secret::secret_to_es(&es_for_secrets, &ns, &s.name_any())
         })
-        .watches(ss_api, watcher::Config::default().any_semantic(), move |s: DeserializeGuard<SecretStore>| {
-            let ns = s.namespace();
-            external_secret::stores_to_es(&es_for_ss, eso_api::StoreKind::SecretStore, ns, s.name_any())
-        })
-        .watches(css_api, watcher::Config::default().any_semantic(), move |s: DeserializeGuard<ClusterSecretStore>| {
-            external_secret::stores_to_es(&es_for_css, eso_api::StoreKind::ClusterSecretStore, None, s.name_any())
-        })
+        .watches(
+            ss_api,
+            watcher::Config::default().any_semantic(),
+            move |s: DeserializeGuard<SecretStore>| {
+                let ns = s.namespace();
+                external_secret::stores_to_es(
+                    &es_for_ss,
+                    eso_api::StoreKind::SecretStore,
+                    ns,
+                    s.name_any(),
+                )
+            },
+        )
+        .watches(
+            css_api,
+            watcher::Config::default().any_semantic(),
+            move |s: DeserializeGuard<ClusterSecretStore>| {
+                external_secret::stores_to_es(
+                    &es_for_css,
+                    eso_api::StoreKind::ClusterSecretStore,
+                    None,
+                    s.name_any(),
+                )
+            },
+        )
         .graceful_shutdown_on(shutdown.clone())
-        .run(external_secret::reconcile, external_secret::error_policy, ctx.clone())
+        .run(
+            external_secret::reconcile,
+            external_secret::error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "ExternalSecret controller event");
@@ -383,11 +438,19 @@ pub async fn run(
         });
     let ss = ss_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(stores::reconcile_store, stores::store_error_policy, ctx.clone())
+        .run(
+            stores::reconcile_store,
+            stores::store_error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let css = css_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(stores::reconcile_cluster_store, stores::store_error_policy, ctx.clone())
+        .run(
+            stores::reconcile_cluster_store,
+            stores::store_error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let ns_task = ns_stream.for_each(|r| async move {
         if let Err(e) = r {

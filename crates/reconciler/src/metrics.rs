@@ -29,14 +29,29 @@ impl std::fmt::Debug for Metrics {
 
 fn help(name: &str) -> (&'static str, &'static str) {
     match name {
-        "externalsecret_sync_calls_total" => ("Total number of ExternalSecret reconciles", "counter"),
-        "externalsecret_sync_calls_error" => ("Total number of failed ExternalSecret reconciles", "counter"),
+        "externalsecret_sync_calls_total" => {
+            ("Total number of ExternalSecret reconciles", "counter")
+        }
+        "externalsecret_sync_calls_error" => (
+            "Total number of failed ExternalSecret reconciles",
+            "counter",
+        ),
         "externalsecret_status_condition" => ("The status condition of an ExternalSecret", "gauge"),
-        "externalsecret_reconcile_duration" => ("Duration of the last ExternalSecret reconcile in nanoseconds", "gauge"),
-        "externalsecret_provider_api_calls_count" => ("Number of API calls made to a provider", "counter"),
+        "externalsecret_reconcile_duration" => (
+            "Duration of the last ExternalSecret reconcile in nanoseconds",
+            "gauge",
+        ),
+        "externalsecret_provider_api_calls_count" => {
+            ("Number of API calls made to a provider", "counter")
+        }
         "secretstore_status_condition" => ("The status condition of a SecretStore", "gauge"),
-        "clustersecretstore_status_condition" => ("The status condition of a ClusterSecretStore", "gauge"),
-        "eso_secret_writes_total" => ("Secret create/update/delete calls made by the operator", "counter"),
+        "clustersecretstore_status_condition" => {
+            ("The status condition of a ClusterSecretStore", "gauge")
+        }
+        "eso_secret_writes_total" => (
+            "Secret create/update/delete calls made by the operator",
+            "counter",
+        ),
         "eso_status_writes_total" => ("Status writes made by the operator", "counter"),
         _ => ("", "gauge"),
     }
@@ -44,10 +59,16 @@ fn help(name: &str) -> (&'static str, &'static str) {
 
 impl Metrics {
     fn with(&self, name: &'static str, labels: Labels, f: impl FnOnce(&mut f64)) {
-        let Ok(mut fams) = self.families.lock() else { return };
+        let Ok(mut fams) = self.families.lock() else {
+            return;
+        };
         let fam = fams.entry(name).or_insert_with(|| {
             let (help, kind) = help(name);
-            Family { help, kind, values: BTreeMap::new() }
+            Family {
+                help,
+                kind,
+                values: BTreeMap::new(),
+            }
         });
         f(fam.values.entry(labels).or_insert(0.0));
     }
@@ -64,22 +85,32 @@ impl Metrics {
 
     /// Remove every series of `name` whose labels include all of `matching`.
     pub fn remove(&self, name: &'static str, matching: &[(&'static str, &str)]) {
-        let Ok(mut fams) = self.families.lock() else { return };
+        let Ok(mut fams) = self.families.lock() else {
+            return;
+        };
         if let Some(fam) = fams.get_mut(name) {
             fam.values.retain(|labels, _| {
-                !matching.iter().all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+                !matching
+                    .iter()
+                    .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
             });
         }
     }
 
     /// Read one series (tests and benchmarks).
     pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> f64 {
-        let Ok(fams) = self.families.lock() else { return 0.0 };
+        let Ok(fams) = self.families.lock() else {
+            return 0.0;
+        };
         fams.get(name)
             .map(|f| {
                 f.values
                     .iter()
-                    .filter(|(l, _)| labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+                    .filter(|(l, _)| {
+                        labels
+                            .iter()
+                            .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+                    })
                     .map(|(_, v)| *v)
                     .sum()
             })
@@ -87,7 +118,14 @@ impl Metrics {
     }
 
     /// Set a condition gauge the way ESO does: the current status 1, the other statuses 0.
-    pub fn set_condition(&self, name: &'static str, namespace: &str, object: &str, condition: &str, status: &str) {
+    pub fn set_condition(
+        &self,
+        name: &'static str,
+        namespace: &str,
+        object: &str,
+        condition: &str,
+        status: &str,
+    ) {
         for s in ["True", "False"] {
             let v = if s == status { 1.0 } else { 0.0 };
             let mut labels: Labels = Vec::new();
@@ -105,7 +143,9 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let Ok(fams) = self.families.lock() else { return out };
+        let Ok(fams) = self.families.lock() else {
+            return out;
+        };
         for (name, fam) in fams.iter() {
             if !fam.help.is_empty() {
                 let _ = writeln!(out, "# HELP {name} {}", fam.help);
@@ -114,7 +154,14 @@ impl Metrics {
             for (labels, value) in &fam.values {
                 let labels: Vec<String> = labels
                     .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}=\"{}\"",
+                            v.replace('\\', "\\\\")
+                                .replace('"', "\\\"")
+                                .replace('\n', "\\n")
+                        )
+                    })
                     .collect();
                 if labels.is_empty() {
                     let _ = writeln!(out, "{name} {value}");
@@ -129,7 +176,10 @@ impl Metrics {
 
 /// Labels for one ExternalSecret, sorted.
 pub fn es_labels(namespace: &str, name: &str) -> Labels {
-    vec![("name", name.to_string()), ("namespace", namespace.to_string())]
+    vec![
+        ("name", name.to_string()),
+        ("namespace", namespace.to_string()),
+    ]
 }
 
 #[cfg(test)]
@@ -141,13 +191,31 @@ mod tests {
         let m = Metrics::default();
         m.inc("externalsecret_sync_calls_total", es_labels("ns", "a"));
         m.inc("externalsecret_sync_calls_total", es_labels("ns", "a"));
-        m.set_condition("externalsecret_status_condition", "ns", "a", "Ready", "True");
+        m.set_condition(
+            "externalsecret_status_condition",
+            "ns",
+            "a",
+            "Ready",
+            "True",
+        );
         let text = m.render();
-        assert!(text.contains("externalsecret_sync_calls_total{name=\"a\",namespace=\"ns\"} 2"), "{text}");
+        assert!(
+            text.contains("externalsecret_sync_calls_total{name=\"a\",namespace=\"ns\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("externalsecret_status_condition{condition=\"Ready\",name=\"a\",namespace=\"ns\",status=\"True\"} 1"), "{text}");
         assert!(text.contains("status=\"False\"} 0"), "{text}");
-        assert_eq!(m.get("externalsecret_sync_calls_total", &[("name", "a")]), 2.0);
-        m.remove("externalsecret_sync_calls_total", &[("name", "a"), ("namespace", "ns")]);
-        assert_eq!(m.get("externalsecret_sync_calls_total", &[("name", "a")]), 0.0);
+        assert_eq!(
+            m.get("externalsecret_sync_calls_total", &[("name", "a")]),
+            2.0
+        );
+        m.remove(
+            "externalsecret_sync_calls_total",
+            &[("name", "a"), ("namespace", "ns")],
+        );
+        assert_eq!(
+            m.get("externalsecret_sync_calls_total", &[("name", "a")]),
+            0.0
+        );
     }
 }

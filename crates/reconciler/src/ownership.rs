@@ -60,7 +60,11 @@ fn is_external_secret_ref(r: &OwnerReference) -> bool {
 }
 
 /// Decide, given the creation policy, this ExternalSecret's name and the existing target (if any).
-pub fn decide(policy: CreationPolicy, es_name: &str, existing: Option<&ExistingTarget<'_>>) -> Decision {
+pub fn decide(
+    policy: CreationPolicy,
+    es_name: &str,
+    existing: Option<&ExistingTarget<'_>>,
+) -> Decision {
     if policy == CreationPolicy::None {
         return Decision::Nothing;
     }
@@ -123,24 +127,47 @@ mod tests {
         assert_eq!(decide(Orphan, "a", Option::None), Decision::Create);
         assert_eq!(decide(CreateOrMerge, "a", Option::None), Decision::Create);
         assert_eq!(decide(Merge, "a", Option::None), Decision::MissingForMerge);
-        assert_eq!(decide(CreationPolicy::None, "a", Option::None), Decision::Nothing);
+        assert_eq!(
+            decide(CreationPolicy::None, "a", Option::None),
+            Decision::Nothing
+        );
 
         let mine = [es_ref("a")];
-        let t = ExistingTarget { owner_references: &mine, ..Default::default() };
+        let t = ExistingTarget {
+            owner_references: &mine,
+            ..Default::default()
+        };
         assert_eq!(decide(Owner, "a", Some(&t)), Decision::Write);
         assert_eq!(decide(Merge, "a", Some(&t)), Decision::Merge);
 
         let other = [es_ref("b")];
-        let t = ExistingTarget { owner_references: &other, managed_label: Some("true"), ..Default::default() };
-        assert_eq!(decide(Owner, "a", Some(&t)), Decision::OwnedByOtherExternalSecret("b".into()));
-        assert_eq!(decide(Merge, "a", Some(&t)), Decision::OwnedByOtherExternalSecret("b".into()));
+        let t = ExistingTarget {
+            owner_references: &other,
+            managed_label: Some("true"),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(Owner, "a", Some(&t)),
+            Decision::OwnedByOtherExternalSecret("b".into())
+        );
+        assert_eq!(
+            decide(Merge, "a", Some(&t)),
+            Decision::OwnedByOtherExternalSecret("b".into())
+        );
 
         let mut dep = es_ref("web");
         dep.api_version = "apps/v1".into();
         dep.kind = "Deployment".into();
         let deps = [dep];
-        let t = ExistingTarget { owner_references: &deps, managed_label: Some("true"), ..Default::default() };
-        assert_eq!(decide(Owner, "a", Some(&t)), Decision::ControlledByOther("Deployment/web".into()));
+        let t = ExistingTarget {
+            owner_references: &deps,
+            managed_label: Some("true"),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(Owner, "a", Some(&t)),
+            Decision::ControlledByOther("Deployment/web".into())
+        );
         assert_eq!(decide(Orphan, "a", Some(&t)), Decision::Write);
     }
 
@@ -153,9 +180,15 @@ mod tests {
         assert_eq!(decide(Merge, "a", Some(&t)), Decision::Merge);
         assert_eq!(decide(CreateOrMerge, "a", Some(&t)), Decision::Merge);
         // ESO-managed (takeover) and explicitly adoptable Secrets are written.
-        let t = ExistingTarget { managed_label: Some("true"), ..Default::default() };
+        let t = ExistingTarget {
+            managed_label: Some("true"),
+            ..Default::default()
+        };
         assert_eq!(decide(Owner, "a", Some(&t)), Decision::Write);
-        let t = ExistingTarget { allow_adoption: Some("true"), ..Default::default() };
+        let t = ExistingTarget {
+            allow_adoption: Some("true"),
+            ..Default::default()
+        };
         assert_eq!(decide(Owner, "a", Some(&t)), Decision::Write);
     }
 }

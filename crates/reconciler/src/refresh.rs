@@ -36,7 +36,10 @@ pub fn should_refresh(
         Some(RefreshPolicy::CreatedOnce) => never_synced,
         Some(RefreshPolicy::OnChange) => never_synced || synced_version != current_version,
         Some(RefreshPolicy::Periodic) | None => {
-            let interval = es.spec.refresh_interval_duration().unwrap_or(Duration::ZERO);
+            let interval = es
+                .spec
+                .refresh_interval_duration()
+                .unwrap_or(Duration::ZERO);
             // QUIRK kept from ESO: with refreshInterval 0 a synced object is never refreshed,
             // not even after a spec change (only drift repair rewrites it).
             if interval.is_zero() && !synced_version.is_empty() {
@@ -136,7 +139,12 @@ mod tests {
         Timestamp::from_second(1_700_000_000 + secs).unwrap()
     }
 
-    fn es(policy: Option<RefreshPolicy>, interval: &str, synced: Option<&str>, refreshed: Option<i64>) -> ExternalSecret {
+    fn es(
+        policy: Option<RefreshPolicy>,
+        interval: &str,
+        synced: Option<&str>,
+        refreshed: Option<i64>,
+    ) -> ExternalSecret {
         let mut es = ExternalSecret::new(
             "x",
             ExternalSecretSpec {
@@ -156,44 +164,125 @@ mod tests {
     #[test]
     fn periodic_table() {
         // never synced
-        assert!(should_refresh(&es(None, "1h", None, None), "1-a", ts(0), None));
+        assert!(should_refresh(
+            &es(None, "1h", None, None),
+            "1-a",
+            ts(0),
+            None
+        ));
         // synced, fresh
-        assert!(!should_refresh(&es(None, "1h", Some("1-a"), Some(0)), "1-a", ts(10), None));
+        assert!(!should_refresh(
+            &es(None, "1h", Some("1-a"), Some(0)),
+            "1-a",
+            ts(10),
+            None
+        ));
         // synced, due
-        assert!(should_refresh(&es(None, "1h", Some("1-a"), Some(0)), "1-a", ts(3600), None));
+        assert!(should_refresh(
+            &es(None, "1h", Some("1-a"), Some(0)),
+            "1-a",
+            ts(3600),
+            None
+        ));
         // spec changed
-        assert!(should_refresh(&es(None, "1h", Some("1-a"), Some(0)), "2-a", ts(10), None));
+        assert!(should_refresh(
+            &es(None, "1h", Some("1-a"), Some(0)),
+            "2-a",
+            ts(10),
+            None
+        ));
         // refreshTime in the future
-        assert!(should_refresh(&es(None, "1h", Some("1-a"), Some(100)), "1-a", ts(10), None));
+        assert!(should_refresh(
+            &es(None, "1h", Some("1-a"), Some(100)),
+            "1-a",
+            ts(10),
+            None
+        ));
         // interval 0 and synced: never, even after a spec change (ESO quirk kept)
-        assert!(!should_refresh(&es(None, "0", Some("1-a"), Some(0)), "2-a", ts(99999), None));
+        assert!(!should_refresh(
+            &es(None, "0", Some("1-a"), Some(0)),
+            "2-a",
+            ts(99999),
+            None
+        ));
         // interval 0 and never synced: once
-        assert!(should_refresh(&es(None, "0", None, None), "1-a", ts(0), None));
+        assert!(should_refresh(
+            &es(None, "0", None, None),
+            "1-a",
+            ts(0),
+            None
+        ));
         // an in-memory check postpones the next refresh
-        assert!(!should_refresh(&es(None, "1h", Some("1-a"), Some(0)), "1-a", ts(3600), Some(ts(3000))));
-        assert!(should_refresh(&es(Some(RefreshPolicy::Periodic), "1h", Some("1-a"), Some(0)), "1-a", ts(7000), Some(ts(3000))));
+        assert!(!should_refresh(
+            &es(None, "1h", Some("1-a"), Some(0)),
+            "1-a",
+            ts(3600),
+            Some(ts(3000))
+        ));
+        assert!(should_refresh(
+            &es(Some(RefreshPolicy::Periodic), "1h", Some("1-a"), Some(0)),
+            "1-a",
+            ts(7000),
+            Some(ts(3000))
+        ));
     }
 
     #[test]
     fn created_once_and_on_change() {
         let p = Some(RefreshPolicy::CreatedOnce);
         assert!(should_refresh(&es(p, "1m", None, None), "1-a", ts(0), None));
-        assert!(!should_refresh(&es(p, "1m", Some("1-a"), Some(0)), "2-b", ts(99999), None));
+        assert!(!should_refresh(
+            &es(p, "1m", Some("1-a"), Some(0)),
+            "2-b",
+            ts(99999),
+            None
+        ));
         let p = Some(RefreshPolicy::OnChange);
         assert!(should_refresh(&es(p, "1m", None, None), "1-a", ts(0), None));
-        assert!(!should_refresh(&es(p, "1m", Some("1-a"), Some(0)), "1-a", ts(99999), None));
-        assert!(should_refresh(&es(p, "1m", Some("1-a"), Some(0)), "2-a", ts(1), None));
+        assert!(!should_refresh(
+            &es(p, "1m", Some("1-a"), Some(0)),
+            "1-a",
+            ts(99999),
+            None
+        ));
+        assert!(should_refresh(
+            &es(p, "1m", Some("1-a"), Some(0)),
+            "2-a",
+            ts(1),
+            None
+        ));
     }
 
     #[test]
     fn requeue_after_interval_minus_elapsed_plus_jitter() {
         let e = es(None, "10m", Some("1-a"), Some(0));
-        assert_eq!(next_refresh(&e, ts(60), None, 0.0, 1), Some(Duration::from_secs(540)));
-        assert_eq!(next_refresh(&e, ts(6000), None, 0.0, 1), Some(Duration::ZERO));
+        assert_eq!(
+            next_refresh(&e, ts(60), None, 0.0, 1),
+            Some(Duration::from_secs(540))
+        );
+        assert_eq!(
+            next_refresh(&e, ts(6000), None, 0.0, 1),
+            Some(Duration::ZERO)
+        );
         let j = next_refresh(&e, ts(60), None, 0.1, 7).unwrap();
-        assert!(j >= Duration::from_secs(540) && j < Duration::from_secs(600), "{j:?}");
-        assert_eq!(next_refresh(&es(None, "0", Some("1-a"), Some(0)), ts(1), None, 0.1, 1), None);
-        assert_eq!(next_refresh(&es(Some(RefreshPolicy::CreatedOnce), "1m", None, None), ts(1), None, 0.1, 1), None);
+        assert!(
+            j >= Duration::from_secs(540) && j < Duration::from_secs(600),
+            "{j:?}"
+        );
+        assert_eq!(
+            next_refresh(&es(None, "0", Some("1-a"), Some(0)), ts(1), None, 0.1, 1),
+            None
+        );
+        assert_eq!(
+            next_refresh(
+                &es(Some(RefreshPolicy::CreatedOnce), "1m", None, None),
+                ts(1),
+                None,
+                0.1,
+                1
+            ),
+            None
+        );
     }
 
     #[test]
@@ -201,7 +290,8 @@ mod tests {
         let i = Duration::from_secs(100);
         let values: Vec<_> = (0..1000).map(|s| jitter(i, 0.1, s)).collect();
         assert!(values.iter().all(|v| *v < Duration::from_secs(10)));
-        let distinct: std::collections::HashSet<_> = values.iter().map(|v| v.as_millis() / 500).collect();
+        let distinct: std::collections::HashSet<_> =
+            values.iter().map(|v| v.as_millis() / 500).collect();
         assert!(distinct.len() >= 15, "poorly spread: {}", distinct.len());
     }
 }

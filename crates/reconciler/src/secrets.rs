@@ -37,7 +37,12 @@ pub fn trim(secret: &mut Secret) {
 
 /// The hash of the data as observed (set by [`trim`]).
 pub fn observed_hash(secret: &Secret) -> Option<&str> {
-    secret.metadata.annotations.as_ref()?.get(OBSERVED_HASH).map(String::as_str)
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(OBSERVED_HASH)
+        .map(String::as_str)
 }
 
 /// ESO's `isSecretValid` (except the Orphan shortcut, applied by the caller): the Secret exists,
@@ -60,7 +65,11 @@ pub fn is_valid(secret: Option<&Secret>) -> bool {
 
 /// The data keys of a (trimmed) Secret.
 pub fn data_keys(secret: &Secret) -> Vec<String> {
-    secret.data.as_ref().map(|d| d.keys().cloned().collect()).unwrap_or_default()
+    secret
+        .data
+        .as_ref()
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -70,7 +79,10 @@ mod tests {
     #[test]
     fn trimmed_secrets_keep_keys_and_hash_but_no_values() {
         let mut s = Secret {
-            data: Some(BTreeMap::from([("a".to_string(), ByteString(b"hi".to_vec()))])),
+            data: Some(BTreeMap::from([(
+                "a".to_string(),
+                ByteString(b"hi".to_vec()),
+            )])),
             ..Secret::default()
         };
         trim(&mut s);
@@ -79,10 +91,21 @@ mod tests {
         let expected = eso_mapping::data_hash(&BTreeMap::from([("a".to_string(), b"hi".to_vec())]));
         assert_eq!(observed_hash(&s), Some(expected.as_str()));
         assert!(!is_valid(Some(&s)), "no managed label, no data-hash");
-        s.metadata.labels = Some(BTreeMap::from([("reconcile.external-secrets.io/managed".into(), "true".into())]));
-        s.metadata.annotations.as_mut().unwrap().insert(ANNOTATION_DATA_HASH.into(), expected.clone());
+        s.metadata.labels = Some(BTreeMap::from([(
+            "reconcile.external-secrets.io/managed".into(),
+            "true".into(),
+        )]));
+        s.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(ANNOTATION_DATA_HASH.into(), expected.clone());
         assert!(is_valid(Some(&s)));
-        s.metadata.annotations.as_mut().unwrap().insert(ANNOTATION_DATA_HASH.into(), "other".into());
+        s.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(ANNOTATION_DATA_HASH.into(), "other".into());
         assert!(!is_valid(Some(&s)));
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eso_api::{
-    ClusterSecretStore, ClusterSecretStoreCondition, ConditionStatus, ExternalSecret, SecretStore, SecretStoreSpec,
-    SecretStoreStatus, StoreKind, well_known::CONDITION_READY,
+    ClusterSecretStore, ClusterSecretStoreCondition, ConditionStatus, ExternalSecret, SecretStore,
+    SecretStoreSpec, SecretStoreStatus, StoreKind, well_known::CONDITION_READY,
 };
 use eso_mapping::StoreRef;
 use k8s_openapi::jiff::Timestamp;
@@ -38,12 +38,21 @@ pub fn store_class_matches(spec: &SecretStoreSpec, class: &str) -> bool {
 /// ESO: an ExternalSecret is skipped when any store it references has another controller class.
 pub(crate) fn class_matches(es: &ExternalSecret, ctx: &Context) -> bool {
     let ns = es.namespace().unwrap_or_default();
-    crate::external_secret::referenced_stores(es).iter().all(|r| {
-        lookup(ctx, &ns, r).is_none_or(|(spec, ..)| store_class_matches(&spec, &ctx.config.controller_class))
-    })
+    crate::external_secret::referenced_stores(es)
+        .iter()
+        .all(|r| {
+            lookup(ctx, &ns, r)
+                .is_none_or(|(spec, ..)| store_class_matches(&spec, &ctx.config.controller_class))
+        })
 }
 
-type Found = (Arc<SecretStoreSpec>, String, i64, Option<String>, Vec<eso_api::Condition>);
+type Found = (
+    Arc<SecretStoreSpec>,
+    String,
+    i64,
+    Option<String>,
+    Vec<eso_api::Condition>,
+);
 
 fn lookup(ctx: &Context, ns: &str, r: &StoreRef) -> Option<Found> {
     match r.kind {
@@ -75,7 +84,12 @@ fn lookup(ctx: &Context, ns: &str, r: &StoreRef) -> Option<Found> {
 /// Resolve the store an ExternalSecret uses, applying ESO's rules: it must exist, its provider
 /// must be supported, a ClusterSecretStore must admit the namespace, and (flood gate) a store
 /// whose Ready condition is False is not used.
-pub(crate) fn resolve_for(es: &ExternalSecret, ns: &str, r: &StoreRef, ctx: &Context) -> Result<StoreContext, FetchFailure> {
+pub(crate) fn resolve_for(
+    es: &ExternalSecret,
+    ns: &str,
+    r: &StoreRef,
+    ctx: &Context,
+) -> Result<StoreContext, FetchFailure> {
     let _ = es;
     let Some((spec, uid, generation, namespace, conditions)) = lookup(ctx, ns, r) else {
         return Err(FetchFailure::new(
@@ -86,14 +100,21 @@ pub(crate) fn resolve_for(es: &ExternalSecret, ns: &str, r: &StoreRef, ctx: &Con
     if r.kind == StoreKind::ClusterSecretStore && !namespace_allowed(&spec.conditions, ns, ctx) {
         return Err(FetchFailure::new(
             FailureClass::InvalidConfig,
-            format!("using cluster store {:?} is not allowed from namespace {ns:?}: denied by spec.condition", r.name),
+            format!(
+                "using cluster store {:?} is not allowed from namespace {ns:?}: denied by spec.condition",
+                r.name
+            ),
         ));
     }
     let provider = spec.provider.kind_name().unwrap_or("");
     if !SUPPORTED_PROVIDERS.contains(&provider) {
         return Err(FetchFailure::new(
             FailureClass::Unsupported,
-            format!("{} {:?} uses provider {provider:?}, which this operator does not support (supported: aws, fake)", r.kind.as_str(), r.name),
+            format!(
+                "{} {:?} uses provider {provider:?}, which this operator does not support (supported: aws, fake)",
+                r.kind.as_str(),
+                r.name
+            ),
         ));
     }
     if ctx.config.flood_gate {
@@ -111,12 +132,23 @@ pub(crate) fn resolve_for(es: &ExternalSecret, ns: &str, r: &StoreRef, ctx: &Con
             }
         }
     }
-    Ok(StoreContext { kind: r.kind, name: r.name.clone(), namespace, uid, generation, spec })
+    Ok(StoreContext {
+        kind: r.kind,
+        name: r.name.clone(),
+        namespace,
+        uid,
+        generation,
+        spec,
+    })
 }
 
 /// ESO's ClusterSecretStore namespace conditions: no conditions admit every namespace; otherwise
 /// any condition must match, and within one, the selector, names and regexes are ORed.
-pub fn namespace_allowed(conditions: &[ClusterSecretStoreCondition], ns: &str, ctx: &Context) -> bool {
+pub fn namespace_allowed(
+    conditions: &[ClusterSecretStoreCondition],
+    ns: &str,
+    ctx: &Context,
+) -> bool {
     if conditions.is_empty() {
         return true;
     }
@@ -135,12 +167,16 @@ pub fn namespace_matches(
     labels: &std::collections::BTreeMap<String, String>,
 ) -> bool {
     conditions.iter().any(|c| {
-        let by_selector = c.namespace_selector.as_ref().is_some_and(|sel| selector_matches(sel, labels));
+        let by_selector = c
+            .namespace_selector
+            .as_ref()
+            .is_some_and(|sel| selector_matches(sel, labels));
         let by_name = c.namespaces.iter().any(|n| n == ns);
-        let by_regex = c
-            .namespace_regexes
-            .iter()
-            .any(|re| regex::Regex::new(re).map(|r| r.is_match(ns)).unwrap_or(false));
+        let by_regex = c.namespace_regexes.iter().any(|re| {
+            regex::Regex::new(re)
+                .map(|r| r.is_match(ns))
+                .unwrap_or(false)
+        });
         by_selector || by_name || by_regex
     })
 }
@@ -170,7 +206,10 @@ fn selector_matches(
 }
 
 /// Reconcile a SecretStore.
-pub async fn reconcile_store(guard: Arc<DeserializeGuard<SecretStore>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile_store(
+    guard: Arc<DeserializeGuard<SecretStore>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let Ok(store) = &guard.0 else {
         warn!("ignoring a SecretStore that does not deserialize");
         return Ok(Action::await_change());
@@ -186,10 +225,24 @@ pub async fn reconcile_store(guard: Arc<DeserializeGuard<SecretStore>>, ctx: Arc
     };
     let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), &ns);
     let status = store.status.clone().unwrap_or_default();
-    reconcile_any(&sc, &status, store.object_ref(&()), ctx, move |name, patch| {
-        let api = api.clone();
-        Box::pin(async move { api.patch_status(&name, &PatchParams::apply(STORE_MANAGER).force(), &Patch::Apply(&patch)).await.map(|_| ()) })
-    })
+    reconcile_any(
+        &sc,
+        &status,
+        store.object_ref(&()),
+        ctx,
+        move |name, patch| {
+            let api = api.clone();
+            Box::pin(async move {
+                api.patch_status(
+                    &name,
+                    &PatchParams::apply(STORE_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await
+                .map(|_| ())
+            })
+        },
+    )
     .await
 }
 
@@ -212,17 +265,34 @@ pub async fn reconcile_cluster_store(
     };
     let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
     let status = store.status.clone().unwrap_or_default();
-    reconcile_any(&sc, &status, store.object_ref(&()), ctx, move |name, patch| {
-        let api = api.clone();
-        Box::pin(async move { api.patch_status(&name, &PatchParams::apply(STORE_MANAGER).force(), &Patch::Apply(&patch)).await.map(|_| ()) })
-    })
+    reconcile_any(
+        &sc,
+        &status,
+        store.object_ref(&()),
+        ctx,
+        move |name, patch| {
+            let api = api.clone();
+            Box::pin(async move {
+                api.patch_status(
+                    &name,
+                    &PatchParams::apply(STORE_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await
+                .map(|_| ())
+            })
+        },
+    )
     .await
 }
 
 /// Field manager of store status writes.
 pub const STORE_MANAGER: &str = "external-secrets-store";
 
-type PatchFn = dyn Fn(String, serde_json::Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), kube::Error>> + Send>>
+type PatchFn = dyn Fn(
+        String,
+        serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), kube::Error>> + Send>>
     + Send
     + Sync;
 
@@ -234,7 +304,11 @@ async fn reconcile_any<F>(
     patch: F,
 ) -> Result<Action, Error>
 where
-    F: Fn(String, serde_json::Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), kube::Error>> + Send>>
+    F: Fn(
+            String,
+            serde_json::Value,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), kube::Error>> + Send>>
         + Send
         + Sync,
 {
@@ -245,35 +319,40 @@ where
     }
     let _busy = ctx.watchdog.start();
     let provider = sc.spec.provider.kind_name().unwrap_or("").to_string();
-    let (status, reason, message, capabilities, event_type) = if !SUPPORTED_PROVIDERS.contains(&provider.as_str()) {
-        (
-            ConditionStatus::False,
-            STORE_REASON_INVALID_STORE,
-            format!("unsupported provider {provider:?}: this operator supports aws and fake"),
-            None,
-            EventType::Warning,
-        )
-    } else {
-        match ctx.hub.validate(sc).await {
-            Ok(Validation::Valid(caps)) => {
-                (ConditionStatus::True, STORE_REASON_VALID, "store validated".to_string(), Some(caps), EventType::Normal)
-            }
-            Ok(Validation::Unknown(why)) => (
-                ConditionStatus::True,
-                STORE_REASON_VALIDATION_UNKNOWN,
-                format!("could not determine validation status: {why}"),
-                Some("ReadWrite".to_string()),
-                EventType::Warning,
-            ),
-            Err(f) => (
+    let (status, reason, message, capabilities, event_type) =
+        if !SUPPORTED_PROVIDERS.contains(&provider.as_str()) {
+            (
                 ConditionStatus::False,
-                STORE_REASON_INVALID_PROVIDER,
-                format!("unable to validate store: {}", f.message),
+                STORE_REASON_INVALID_STORE,
+                format!("unsupported provider {provider:?}: this operator supports aws and fake"),
                 None,
                 EventType::Warning,
-            ),
-        }
-    };
+            )
+        } else {
+            match ctx.hub.validate(sc).await {
+                Ok(Validation::Valid(caps)) => (
+                    ConditionStatus::True,
+                    STORE_REASON_VALID,
+                    "store validated".to_string(),
+                    Some(caps),
+                    EventType::Normal,
+                ),
+                Ok(Validation::Unknown(why)) => (
+                    ConditionStatus::True,
+                    STORE_REASON_VALIDATION_UNKNOWN,
+                    format!("could not determine validation status: {why}"),
+                    Some("ReadWrite".to_string()),
+                    EventType::Warning,
+                ),
+                Err(f) => (
+                    ConditionStatus::False,
+                    STORE_REASON_INVALID_PROVIDER,
+                    format!("unable to validate store: {}", f.message),
+                    None,
+                    EventType::Warning,
+                ),
+            }
+        };
     let now = Timestamp::now();
     let mut new = old.clone();
     new.conditions = set_condition(&old.conditions, ready(status, reason, message.clone()), now);
@@ -293,17 +372,29 @@ where
         StoreKind::SecretStore => "secretstore_status_condition",
         StoreKind::ClusterSecretStore => "clustersecretstore_status_condition",
     };
-    ctx.metrics.set_condition(metric, sc.namespace.as_deref().unwrap_or(""), &sc.name, CONDITION_READY, status.as_str());
+    ctx.metrics.set_condition(
+        metric,
+        sc.namespace.as_deref().unwrap_or(""),
+        &sc.name,
+        CONDITION_READY,
+        status.as_str(),
+    );
     if changed {
         let body = json!({
             "apiVersion": "external-secrets.io/v1",
             "kind": sc.kind.as_str(),
             "status": new,
         });
-        ctx.metrics.inc("eso_status_writes_total", vec![("kind", sc.kind.as_str().to_string())]);
+        ctx.metrics.inc(
+            "eso_status_writes_total",
+            vec![("kind", sc.kind.as_str().to_string())],
+        );
         patch(sc.name.clone(), body)
             .await
-            .map_err(|source| Error::Kube { action: "write store status", source })?;
+            .map_err(|source| Error::Kube {
+                action: "write store status",
+                source,
+            })?;
         let ev = Event {
             type_: event_type,
             reason: reason.to_string(),
@@ -315,8 +406,15 @@ where
             debug!(error = %e, "could not publish event");
         }
     }
-    let every = sc.spec.refresh_interval_duration().unwrap_or(ctx.config.store_requeue_interval);
-    let every = if status == ConditionStatus::False { every.min(Duration::from_secs(30)) } else { every };
+    let every = sc
+        .spec
+        .refresh_interval_duration()
+        .unwrap_or(ctx.config.store_requeue_interval);
+    let every = if status == ConditionStatus::False {
+        every.min(Duration::from_secs(30))
+    } else {
+        every
+    };
     ctx.watchdog.expect_by(every);
     Ok(Action::requeue(every))
 }
@@ -337,9 +435,20 @@ mod tests {
     fn namespace_conditions_like_eso() {
         let labels = BTreeMap::from([("team".to_string(), "a".to_string())]);
         assert!(namespace_matches(&[], "x", &labels) || true);
-        let by_name = ClusterSecretStoreCondition { namespaces: vec!["prod".into()], ..Default::default() };
-        assert!(namespace_matches(std::slice::from_ref(&by_name), "prod", &labels));
-        assert!(!namespace_matches(std::slice::from_ref(&by_name), "dev", &labels));
+        let by_name = ClusterSecretStoreCondition {
+            namespaces: vec!["prod".into()],
+            ..Default::default()
+        };
+        assert!(namespace_matches(
+            std::slice::from_ref(&by_name),
+            "prod",
+            &labels
+        ));
+        assert!(!namespace_matches(
+            std::slice::from_ref(&by_name),
+            "dev",
+            &labels
+        ));
         let by_label = ClusterSecretStoreCondition {
             namespace_selector: Some(LabelSelector {
                 match_labels: Some(BTreeMap::from([("team".into(), "a".into())])),
@@ -347,11 +456,30 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(namespace_matches(std::slice::from_ref(&by_label), "any", &labels));
-        assert!(!namespace_matches(std::slice::from_ref(&by_label), "any", &BTreeMap::new()));
-        let by_regex = ClusterSecretStoreCondition { namespace_regexes: vec!["^team-.*".into()], ..Default::default() };
-        assert!(namespace_matches(std::slice::from_ref(&by_regex), "team-x", &labels));
-        assert!(!namespace_matches(std::slice::from_ref(&by_regex), "x-team", &labels));
+        assert!(namespace_matches(
+            std::slice::from_ref(&by_label),
+            "any",
+            &labels
+        ));
+        assert!(!namespace_matches(
+            std::slice::from_ref(&by_label),
+            "any",
+            &BTreeMap::new()
+        ));
+        let by_regex = ClusterSecretStoreCondition {
+            namespace_regexes: vec!["^team-.*".into()],
+            ..Default::default()
+        };
+        assert!(namespace_matches(
+            std::slice::from_ref(&by_regex),
+            "team-x",
+            &labels
+        ));
+        assert!(!namespace_matches(
+            std::slice::from_ref(&by_regex),
+            "x-team",
+            &labels
+        ));
         // conditions are ORed
         assert!(namespace_matches(&[by_name, by_regex], "team-y", &labels));
     }
