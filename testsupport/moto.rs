@@ -1,6 +1,13 @@
 //! A tiny std-only client for moto's AWS Secrets Manager JSON API (tests create, update and
 //! delete remote secrets with it). moto does not check signatures, so requests are unsigned; the
 //! region is taken from the Authorization header's credential scope, which we set to us-east-1.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::while_let_loop,
+    clippy::never_loop
+)]
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

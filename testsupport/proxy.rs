@@ -2,6 +2,13 @@
 //! the demo. Each client request is forwarded on a fresh upstream connection; the response is
 //! relayed with `Connection: close`. Requests are counted by `X-Amz-Target` (or `Action=` for
 //! STS query calls). Used by `cargo xtask bench` and by end-to-end tests (`#[path]` include).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::while_let_loop,
+    clippy::never_loop
+)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

@@ -127,7 +127,7 @@ fn create_es(
              spec:\n  refreshInterval: {interval}s\n  secretStoreRef: {{name: aws}}\n  data:\n  - secretKey: password\n    remoteRef: {{key: {prefix}-{}, property: password}}\n---\n",
             i % distinct
         ));
-        if (i + 1 - from) % 500 == 0 || i + 1 == to {
+        if (i + 1 - from).is_multiple_of(500) || i + 1 == to {
             k.run(&["apply", "--server-side", "-f", "-"], Some(&batch))?;
             batch.clear();
         }

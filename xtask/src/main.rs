@@ -4,6 +4,7 @@
 //! - `cargo xtask testenv up|down|env|status`: a real control plane (etcd, kube-apiserver,
 //!   kube-controller-manager) and a moto server on loopback.
 //! - `cargo xtask ci`: everything CI runs.
+#![allow(clippy::duplicate_mod)] // testsupport/moto.rs is shared by the demo and bench modules
 
 mod bench;
 mod ci;

@@ -1,4 +1,5 @@
 //! The types accept ESO YAML unchanged and keep what they do not implement.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use eso_api::*;
 use std::path::Path;

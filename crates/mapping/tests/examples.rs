@@ -1,4 +1,5 @@
 //! Every manifest in examples/invalid-runtime is refused by the engine with the expected message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 

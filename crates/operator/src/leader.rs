@@ -162,17 +162,16 @@ pub async fn hold(api: &Api<Lease>, cfg: &LeaderConfig) -> LeaderError {
 
 /// Release the Lease (graceful shutdown) so a standby takes over at once.
 pub async fn release(api: &Api<Lease>, cfg: &LeaderConfig) {
-    if let Ok(Some(mut lease)) = api.get_opt(&cfg.name).await {
-        if let Some(spec) = lease.spec.as_mut() {
-            if spec.holder_identity.as_deref() == Some(&cfg.identity) {
-                spec.holder_identity = None;
-                spec.renew_time = None;
-                if let Err(e) = api.replace(&cfg.name, &PostParams::default(), &lease).await {
-                    warn!(error = %e, "could not release the Lease");
-                } else {
-                    info!(lease = %cfg.name, "released leadership");
-                }
-            }
+    if let Ok(Some(mut lease)) = api.get_opt(&cfg.name).await
+        && let Some(spec) = lease.spec.as_mut()
+        && spec.holder_identity.as_deref() == Some(&cfg.identity)
+    {
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        if let Err(e) = api.replace(&cfg.name, &PostParams::default(), &lease).await {
+            warn!(error = %e, "could not release the Lease");
+        } else {
+            info!(lease = %cfg.name, "released leadership");
         }
     }
 }

@@ -435,15 +435,15 @@ impl SecretsProvider for SecretsManagerProvider {
                         for i in chunk {
                             if let Some(r) = remotes.get(*i) {
                                 // Not in the answer at all: read it singly rather than drop it.
-                                if let Some(v) = found.remove(&self.id(&r.key)) {
-                                    if let Some(slot) = out.get_mut(*i) {
-                                        *slot = Some(v.map_err(|e| match e {
-                                            ProviderError::NotFound { .. } => {
-                                                ProviderError::not_found(r.key.clone())
-                                            }
-                                            other => other,
-                                        }));
-                                    }
+                                if let Some(v) = found.remove(&self.id(&r.key))
+                                    && let Some(slot) = out.get_mut(*i)
+                                {
+                                    *slot = Some(v.map_err(|e| match e {
+                                        ProviderError::NotFound { .. } => {
+                                            ProviderError::not_found(r.key.clone())
+                                        }
+                                        other => other,
+                                    }));
                                 }
                             }
                         }
@@ -517,10 +517,10 @@ impl SecretsProvider for SecretsManagerProvider {
                 if !query.tags.iter().all(|(k, v)| tags.get(k) == Some(v)) {
                     continue;
                 }
-                if let Some(n) = s.name {
-                    if re.as_ref().is_none_or(|re| re.is_match(&n)) {
-                        names.push(n);
-                    }
+                if let Some(n) = s.name
+                    && re.as_ref().is_none_or(|re| re.is_match(&n))
+                {
+                    names.push(n);
                 }
             }
             token = out.next_token;

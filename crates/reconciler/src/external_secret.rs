@@ -135,13 +135,13 @@ pub fn referenced_stores(es: &ExternalSecret) -> Vec<StoreRef> {
         out.push(s);
     }
     let mut push = |r: Option<&eso_api::SecretStoreRef>| {
-        if let Some(r) = r {
-            if let Some(name) = &r.name {
-                out.push(StoreRef {
-                    kind: r.kind.unwrap_or_default(),
-                    name: name.clone(),
-                });
-            }
+        if let Some(r) = r
+            && let Some(name) = &r.name
+        {
+            out.push(StoreRef {
+                kind: r.kind.unwrap_or_default(),
+                name: name.clone(),
+            });
         }
     };
     for d in &es.spec.data {
@@ -776,19 +776,20 @@ async fn write_secret(
     }
 
     let immutable = es.spec.target.immutable.unwrap_or(false);
-    if let Some(secret) = existing {
-        if secret.immutable == Some(true) && secrets::observed_hash(secret) != Some(hash.as_str()) {
-            return Err(SyncFailure::Write {
-                message: MSG_IMMUTABLE,
-                detail: String::new(),
-                permanent: true,
-            });
-        }
+    if let Some(secret) = existing
+        && secret.immutable == Some(true)
+        && secrets::observed_hash(secret) != Some(hash.as_str())
+    {
+        return Err(SyncFailure::Write {
+            message: MSG_IMMUTABLE,
+            detail: String::new(),
+            permanent: true,
+        });
     }
 
     // Nothing to do when the live Secret already matches.
-    if let Some(secret) = existing {
-        if up_to_date(
+    if let Some(secret) = existing
+        && up_to_date(
             secret,
             &labels,
             &annotations,
@@ -799,9 +800,9 @@ async fn write_secret(
             immutable,
             &mapped.data,
             merge,
-        ) {
-            return Ok(None);
-        }
+        )
+    {
+        return Ok(None);
     }
 
     let data: BTreeMap<String, String> = mapped
@@ -849,7 +850,7 @@ async fn write_secret(
             &Patch::Apply(&body),
         )
         .await
-        .map_err(|e| classify_write_error(e))?;
+        .map_err(classify_write_error)?;
 
     // Owner/Orphan: the Secret holds exactly our data. Keys written by someone else (server-side
     // apply never removes fields it does not own) are removed explicitly.
@@ -943,10 +944,10 @@ fn up_to_date(
     if owner != has_owner {
         return false;
     }
-    if let Some(t) = type_ {
-        if secret.type_.as_deref() != Some(t) {
-            return false;
-        }
+    if let Some(t) = type_
+        && secret.type_.as_deref() != Some(t)
+    {
+        return false;
     }
     if immutable && secret.immutable != Some(true) {
         return false;
@@ -975,10 +976,10 @@ pub fn error_policy(
         s.failures
     });
     let mut cap = ctx.config.max_backoff;
-    if let Some(i) = es.spec.refresh_interval_duration() {
-        if !i.is_zero() {
-            cap = cap.min(i);
-        }
+    if let Some(i) = es.spec.refresh_interval_duration()
+        && !i.is_zero()
+    {
+        cap = cap.min(i);
     }
     let base = Duration::from_secs(1).saturating_mul(1u32 << failures.min(16).saturating_sub(1));
     let d = base.min(cap);
@@ -1001,10 +1002,10 @@ pub(crate) fn stores_to_es(
         .into_iter()
         .filter_map(|g| {
             let es = g.0.as_ref().ok()?;
-            if let Some(ns) = &namespace {
-                if es.namespace().as_deref() != Some(ns.as_str()) {
-                    return None;
-                }
+            if let Some(ns) = &namespace
+                && es.namespace().as_deref() != Some(ns.as_str())
+            {
+                return None;
             }
             referenced_stores(es)
                 .iter()

@@ -183,23 +183,22 @@ impl Watchdog {
             return Err("watchdog poisoned".into());
         };
         let now = Instant::now();
-        if let Some(oldest) = s.in_flight.values().min() {
-            if now.duration_since(*oldest) > self.stall_after {
-                return Err(format!(
-                    "a reconcile has been running for {:?}",
-                    now.duration_since(*oldest)
-                ));
-            }
+        if let Some(oldest) = s.in_flight.values().min()
+            && now.duration_since(*oldest) > self.stall_after
+        {
+            return Err(format!(
+                "a reconcile has been running for {:?}",
+                now.duration_since(*oldest)
+            ));
         }
-        if let Some(due) = s.earliest_due {
-            if now > due + self.stall_after
-                && now.duration_since(s.last_progress) > self.stall_after
-            {
-                return Err(format!(
-                    "work queue stalled: work overdue by {:?}",
-                    now.duration_since(due)
-                ));
-            }
+        if let Some(due) = s.earliest_due
+            && now > due + self.stall_after
+            && now.duration_since(s.last_progress) > self.stall_after
+        {
+            return Err(format!(
+                "work queue stalled: work overdue by {:?}",
+                now.duration_since(due)
+            ));
         }
         Ok(())
     }
