@@ -217,7 +217,10 @@ fn invalid_objects_are_rejected_naming_the_field() {
             .unwrap_or_else(|| panic!("{} has no '# expect:' line", path.display()))
             .to_string();
         // Cluster-scoped objects get a unique name so parallel runs never collide.
-        let text = text.replace("name: ", &format!("name: {}-", testenv::unique_name("x")));
+        let text = text.replace(
+            "metadata: {name: ",
+            &format!("metadata: {{name: {}-", testenv::unique_name("x")),
+        );
         let o = env.kubectl_stdin(&["create", "-n", &ns, "-f", "-"], &text);
         let msg = out(&o);
         if o.status.success() {

@@ -570,6 +570,19 @@ async fn sync(
         }
     }
 
+    // The cache only holds Secrets labelled as managed. A Secret absent from it may still exist
+    // (created by someone else): read it before deciding, so a foreign Secret is never
+    // overwritten by a blind create (ESO #2416 wiped argocd-secret that way).
+    let live;
+    let existing = match existing {
+        Some(s) => Some(s),
+        None if policy != CreationPolicy::None => {
+            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            live = api.get_opt(target).await.map_err(SyncFailure::Kube)?;
+            live.as_ref()
+        }
+        None => None,
+    };
     let owner_refs = existing.map(|s| s.owner_references()).unwrap_or(&[]);
     let labels = existing.and_then(|s| s.metadata.labels.as_ref());
     let annotations = existing.and_then(|s| s.metadata.annotations.as_ref());
