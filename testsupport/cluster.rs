@@ -1,7 +1,12 @@
 //! Cluster helpers for integration tests: install the CRDs once, make namespaces, wait for things.
 //! Include after `testenv.rs`:
 //! `#[path = "../../../testsupport/cluster.rs"] mod cluster;`
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

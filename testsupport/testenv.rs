@@ -4,7 +4,12 @@
 //! The environment is found through `ESO_TESTENV_KUBECONFIG` (set by `cargo xtask ci` and
 //! `eval "$(cargo xtask testenv env)"`) or, failing that, `target/testenv/env.json`. When there
 //! is none, tests skip — unless `ESO_REQUIRE_TESTENV=1`, then they fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

@@ -1,7 +1,12 @@
 //! The generated CRDs against a real kube-apiserver (from `cargo xtask testenv up`).
 //!
 //! Skips when no testenv is configured, fails when `ESO_REQUIRE_TESTENV=1` (as in `cargo xtask ci`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 #[path = "../../../testsupport/testenv.rs"]
 mod testenv;

@@ -1,5 +1,10 @@
 //! The types accept ESO YAML unchanged and keep what they do not implement.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use eso_api::*;
 use std::path::Path;

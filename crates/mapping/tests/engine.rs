@@ -1,5 +1,10 @@
 //! The engine end to end on specs as users write them (ESO semantics, eso-behaviour.md §2.6–2.7).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,12 @@
 //! Hashes checked against values computed with Go 1.26, exactly as ESO computes them:
 //! `fmt.Sprintf("%x", sha3.Sum224([]byte(fmt.Sprintf("%+v", x))))`.
 //! (The Go program is in docs/ARCHITECTURE.md, "ESO hash compatibility".)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,12 @@
 //! End to end: the real `eso-operator` binary against a real kube-apiserver + etcd +
 //! kube-controller-manager and moto (from `cargo xtask testenv up`). Each test runs in its own
 //! namespace with its own operator process scoped to it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 #[path = "../../../testsupport/testenv.rs"]
 mod testenv;

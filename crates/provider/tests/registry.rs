@@ -1,5 +1,10 @@
 //! The shared caches: single-flight, TTL, size cap, NotFound handling, error classes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,7 +1,12 @@
 //! One TLS crypto backend on purpose: building a real HTTPS kube client must not panic with
 //! "Could not automatically determine the process-level CryptoProvider" (which happens when both
 //! ring and aws-lc-rs are compiled into rustls, e.g. via default features of kube and the AWS SDK).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::unwrap_in_result,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 #[path = "../../../testsupport/testenv.rs"]
 mod testenv;
