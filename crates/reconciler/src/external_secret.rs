@@ -655,6 +655,30 @@ async fn sync(
     }
 }
 
+/// How old a shared cached answer may be for this ExternalSecret: never older than its refresh
+/// interval, nor than its own last check (so a forced or spec-triggered refresh always sees a
+/// value read after the previous sync, while many ExternalSecrets refreshing in the same window
+/// still share one read).
+fn cache_max_age(es: &ExternalSecret, ns: &str, ctx: &Context) -> Option<Duration> {
+    let interval = es.spec.refresh_interval_duration().filter(|d| !d.is_zero());
+    let name = es.name_any();
+    let last_check = ctx.es_state(&ObjectRef::new(&name).within(ns)).last_check;
+    let refreshed = es
+        .status
+        .as_ref()
+        .and_then(|s| s.refresh_time.as_ref())
+        .map(|t| t.0);
+    let anchor = match (last_check, refreshed) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let since = anchor.and_then(|t| Duration::try_from(now().duration_since(t)).ok());
+    match (interval, since) {
+        (Some(i), Some(s)) => Some(i.min(s)),
+        (i, s) => i.or(s),
+    }
+}
+
 /// Resolve every store the plan needs and fetch through the hub.
 async fn fetch_all(
     es: &ExternalSecret,
@@ -675,12 +699,7 @@ async fn fetch_all(
             stores::resolve_for(es, ns, &store_ref, ctx).map_err(SyncFailure::Provider)?;
         let part = ctx
             .hub
-            .fetch(
-                &store,
-                ns,
-                &reqs,
-                es.spec.refresh_interval_duration().filter(|d| !d.is_zero()),
-            )
+            .fetch(&store, ns, &reqs, cache_max_age(es, ns, ctx))
             .await
             .map_err(SyncFailure::Provider)?;
         fetched.gets.extend(part.gets);
