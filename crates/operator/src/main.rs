@@ -105,6 +105,11 @@ struct RunArgs {
     /// How long provider answers are shared between ExternalSecrets (single-flight cache TTL).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     provider_cache_ttl: Duration,
+    /// How often each store in use is asked which remote secrets changed (AWS: one ListSecrets
+    /// call per 100 secrets, no value read), so an edit in AWS reaches the Secret within this
+    /// interval even with a long refreshInterval. 0 disables it (ESO behaviour).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    remote_change_poll_interval: Duration,
     /// Upper bound of the provider value cache, in MiB.
     #[arg(long, default_value_t = 64)]
     provider_cache_mib: u64,
@@ -250,6 +255,7 @@ async fn run(args: RunArgs) -> Result<()> {
         flood_gate: args.enable_flood_gate,
         store_requeue_interval: args.store_requeue_interval,
         enable_cluster_stores: args.enable_cluster_store_reconciler,
+        remote_change_poll: Some(args.remote_change_poll_interval).filter(|d| !d.is_zero()),
         ..eso_reconciler::Config::default()
     };
     let hub = wiring::hub(client.clone(), &args_cache(&args), handles.metrics.clone());

@@ -71,6 +71,17 @@ impl ProviderHub for MeteredHub {
         r
     }
 
+    async fn remote_changes(
+        &self,
+        store: &StoreContext,
+        es_namespace: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, std::time::SystemTime>>, FetchFailure>
+    {
+        let r = self.inner.remote_changes(store, es_namespace).await;
+        self.export();
+        r
+    }
+
     fn forget_store(&self, store_uid: &str) {
         self.inner.forget_store(store_uid);
     }

@@ -575,6 +575,57 @@ impl SecretsProvider for SecretsManagerProvider {
         Ok(result)
     }
 
+    /// ListSecrets, paginated (100 per call): name and ARN → LastChangedDate, prefix stripped.
+    async fn last_changed(
+        &self,
+    ) -> Result<Option<BTreeMap<String, std::time::SystemTime>>, ProviderError> {
+        let mut out = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_secrets()
+                .set_filters(if self.prefix.is_empty() {
+                    None
+                } else {
+                    Some(vec![
+                        Filter::builder()
+                            .key(FilterNameStringType::Name)
+                            .values(&self.prefix)
+                            .build(),
+                    ])
+                })
+                .set_next_token(token.take())
+                .max_results(100)
+                .send()
+                .await
+                .map_err(|e| errors::classify(&e, "ListSecrets", &self.prefix))?;
+            for s in page.secret_list.unwrap_or_default() {
+                let Some(changed) = s
+                    .last_changed_date
+                    .and_then(|d| std::time::SystemTime::try_from(d).ok())
+                else {
+                    continue;
+                };
+                if let Some(name) = s
+                    .name
+                    .as_deref()
+                    .and_then(|n| n.strip_prefix(self.prefix.as_str()))
+                {
+                    out.insert(name.to_string(), changed);
+                }
+                if let Some(arn) = s.arn {
+                    out.insert(arn, changed);
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(Some(out))
+    }
+
     async fn validate(&self) -> Result<Capabilities, ProviderError> {
         self.sts
             .get_caller_identity()

@@ -90,6 +90,13 @@ pub trait SecretsProvider: Send + Sync {
     /// Prove the configuration works with one cheap authenticated call.
     async fn validate(&self) -> Result<Capabilities, ProviderError>;
 
+    /// When each remote secret visible to this store last changed (keys as ExternalSecrets name
+    /// them, i.e. without the store's prefix). `Ok(None)`: the backend cannot tell cheaply; then
+    /// changes are only seen at each ExternalSecret's refresh interval.
+    async fn last_changed(&self) -> Result<Option<BTreeMap<String, SystemTime>>, ProviderError> {
+        Ok(None)
+    }
+
     /// What the store can do.
     fn capabilities(&self) -> Capabilities {
         Capabilities::ReadOnly

@@ -415,6 +415,24 @@ impl Registry {
         Ok(fetched)
     }
 
+    /// When each remote secret of a store last changed, if the provider can tell cheaply
+    /// (AWS: ListSecrets, one call per 100 secrets). Counted as one remote read per call.
+    pub async fn last_changed(
+        &self,
+        store: &StoreInfo,
+        es_namespace: &str,
+    ) -> Result<Option<BTreeMap<String, std::time::SystemTime>>, ProviderError> {
+        let (scope, provider) = self.client(store, es_namespace).await?;
+        self.counters.remote_reads.fetch_add(1, Ordering::Relaxed);
+        let r = provider.last_changed().await;
+        if r.as_ref()
+            .is_err_and(|e| e.class() == crate::ErrorClass::AccessDenied)
+        {
+            self.evict_client(&scope);
+        }
+        r
+    }
+
     /// Prove access to a store with one cheap authenticated call.
     pub async fn validate(&self, store: &StoreInfo) -> Result<Validation, ProviderError> {
         let factory = self.factory(store)?;

@@ -216,7 +216,11 @@ async fn reconcile_inner(
     let now_ts = now();
     let valid = es.spec.target.creation_policy == CreationPolicy::Orphan
         || secrets::is_valid(existing.as_deref());
-    let needs_refresh = refresh::should_refresh(es, &current_version, now_ts, state.last_check);
+    // A remote change seen by the change watcher forces a read newer than the change.
+    let forced = ctx.take_forced(&key);
+    let needs_refresh =
+        forced.is_some() || refresh::should_refresh(es, &current_version, now_ts, state.last_check);
+    debug!(%ns, %name, needs_refresh, valid, "reconcile");
     if !needs_refresh && valid {
         ctx.metrics.set_condition(
             "externalsecret_status_condition",
@@ -228,7 +232,7 @@ async fn reconcile_inner(
         return Ok(requeue(es, ns, name, ctx, now_ts, state.last_check, true));
     }
 
-    let outcome = sync(es, ns, name, &target, existing.as_deref(), ctx).await;
+    let outcome = sync(es, ns, name, &target, existing.as_deref(), forced, ctx).await;
     let old_status = es.status.clone().unwrap_or_default();
     match outcome {
         Ok(done) => {
@@ -490,10 +494,11 @@ async fn sync(
     name: &str,
     target: &str,
     existing: Option<&Secret>,
+    forced: Option<std::time::SystemTime>,
     ctx: &Arc<Context>,
 ) -> Result<Synced, SyncFailure> {
     let requests = eso_mapping::plan(&es.spec).map_err(|e| SyncFailure::Mapping(e.to_string()))?;
-    let fetched = fetch_all(es, ns, &requests, ctx).await?;
+    let fetched = fetch_all(es, ns, &requests, forced, ctx).await?;
     let template_sources = read_template_sources(es, ns, ctx).await?;
     let input = eso_mapping::MappingInput {
         namespace: ns,
@@ -659,7 +664,18 @@ async fn sync(
 /// interval, nor than its own last check (so a forced or spec-triggered refresh always sees a
 /// value read after the previous sync, while many ExternalSecrets refreshing in the same window
 /// still share one read).
-fn cache_max_age(es: &ExternalSecret, ns: &str, ctx: &Context) -> Option<Duration> {
+fn cache_max_age(
+    es: &ExternalSecret,
+    ns: &str,
+    forced: Option<std::time::SystemTime>,
+    ctx: &Context,
+) -> Option<Duration> {
+    // After a remote change at `changed` (one-second resolution), only values read after it count.
+    let after_change = forced.map(|changed| {
+        std::time::SystemTime::now()
+            .duration_since(changed + Duration::from_secs(1))
+            .unwrap_or(Duration::ZERO)
+    });
     let interval = es.spec.refresh_interval_duration().filter(|d| !d.is_zero());
     let name = es.name_any();
     let last_check = ctx.es_state(&ObjectRef::new(&name).within(ns)).last_check;
@@ -673,10 +689,7 @@ fn cache_max_age(es: &ExternalSecret, ns: &str, ctx: &Context) -> Option<Duratio
         (a, b) => a.or(b),
     };
     let since = anchor.and_then(|t| Duration::try_from(now().duration_since(t)).ok());
-    match (interval, since) {
-        (Some(i), Some(s)) => Some(i.min(s)),
-        (i, s) => i.or(s),
-    }
+    [interval, since, after_change].into_iter().flatten().min()
 }
 
 /// Resolve every store the plan needs and fetch through the hub.
@@ -684,6 +697,7 @@ async fn fetch_all(
     es: &ExternalSecret,
     ns: &str,
     requests: &[Request],
+    forced: Option<std::time::SystemTime>,
     ctx: &Arc<Context>,
 ) -> Result<Fetched, SyncFailure> {
     let mut by_store: BTreeMap<StoreRef, Vec<Request>> = BTreeMap::new();
@@ -699,7 +713,7 @@ async fn fetch_all(
             stores::resolve_for(es, ns, &store_ref, ctx).map_err(SyncFailure::Provider)?;
         let part = ctx
             .hub
-            .fetch(&store, ns, &reqs, cache_max_age(es, ns, ctx))
+            .fetch(&store, ns, &reqs, cache_max_age(es, ns, forced, ctx))
             .await
             .map_err(SyncFailure::Provider)?;
         fetched.gets.extend(part.gets);

@@ -105,6 +105,17 @@ pub trait ProviderHub: Send + Sync + 'static {
     /// Prove access with one cheap authenticated call.
     async fn validate(&self, store: &StoreContext) -> Result<Validation, FetchFailure>;
 
+    /// When each remote secret of the store last changed, if the provider can tell cheaply.
+    /// The default (`Ok(None)`) disables remote change detection for this hub.
+    async fn remote_changes(
+        &self,
+        _store: &StoreContext,
+        _es_namespace: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, std::time::SystemTime>>, FetchFailure>
+    {
+        Ok(None)
+    }
+
     /// Forget cached values and clients of a store (e.g. it was deleted or changed).
     fn forget_store(&self, _store_uid: &str) {}
 }

@@ -193,6 +193,17 @@ impl ProviderHub for RegistryHub {
         }
     }
 
+    async fn remote_changes(
+        &self,
+        store: &StoreContext,
+        es_namespace: &str,
+    ) -> Result<Option<BTreeMap<String, SystemTime>>, FetchFailure> {
+        self.registry
+            .last_changed(&info(store), es_namespace)
+            .await
+            .map_err(failure)
+    }
+
     fn forget_store(&self, store_uid: &str) {
         self.registry.forget_store(store_uid);
     }

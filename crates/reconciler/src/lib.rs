@@ -12,6 +12,7 @@
 //! - Namespaces, metadata only (ClusterSecretStore namespace conditions).
 #![warn(missing_docs)]
 
+pub mod changes;
 pub mod conditions;
 pub mod external_secret;
 pub mod hub;
@@ -69,6 +70,10 @@ pub struct Config {
     pub enable_cluster_stores: bool,
     /// Events reporter name.
     pub reporter: String,
+    /// How often stores are asked which remote secrets changed (one cheap call per store), so
+    /// an edit is seen within this interval even with a long `refreshInterval`. `None` disables
+    /// it (ESO behaviour: changes are seen at each ExternalSecret's interval).
+    pub remote_change_poll: Option<Duration>,
 }
 
 impl Default for Config {
@@ -84,6 +89,7 @@ impl Default for Config {
             store_requeue_interval: Duration::from_secs(300),
             enable_cluster_stores: true,
             reporter: "external-secrets".to_string(),
+            remote_change_poll: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -223,6 +229,7 @@ pub struct Context {
     cluster_stores: Store<DeserializeGuard<ClusterSecretStore>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     state: Mutex<HashMap<ObjectRef<ExternalSecret>, EsState>>,
+    forced: Mutex<HashMap<ObjectRef<ExternalSecret>, std::time::SystemTime>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -255,6 +262,19 @@ impl Context {
             Ok(mut s) => f(s.entry(key.clone()).or_default()),
             Err(_) => f(&mut EsState::default()),
         }
+    }
+
+    /// Mark an ExternalSecret for a provider read at its next reconcile (a remote change was seen).
+    /// `changed_at` is when the remote secret changed: cached values older than that are not used.
+    fn force_refresh(&self, key: &ObjectRef<ExternalSecret>, changed_at: std::time::SystemTime) {
+        if let Ok(mut f) = self.forced.lock() {
+            let e = f.entry(key.clone()).or_insert(changed_at);
+            *e = (*e).max(changed_at);
+        }
+    }
+
+    fn take_forced(&self, key: &ObjectRef<ExternalSecret>) -> Option<std::time::SystemTime> {
+        self.forced.lock().ok().and_then(|mut f| f.remove(key))
     }
 
     fn forget(&self, ns: &str, name: &str) {
@@ -368,7 +388,19 @@ pub async fn run(
         cluster_stores: css_store.clone(),
         namespaces: ns_reader.clone(),
         state: Mutex::new(HashMap::new()),
+        forced: Mutex::new(HashMap::new()),
     });
+    let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+    if let Some(poll) = config.remote_change_poll.filter(|p| !p.is_zero()) {
+        tokio::spawn(changes::watch(
+            ctx.clone(),
+            es_store.clone(),
+            poll,
+            trigger_tx,
+        ));
+    } else {
+        drop(trigger_tx);
+    }
 
     // Readiness: every cache synced.
     {
@@ -424,6 +456,7 @@ pub async fn run(
                 )
             },
         )
+        .reconcile_on(trigger_rx)
         .graceful_shutdown_on(shutdown.clone())
         .run(
             external_secret::reconcile,
