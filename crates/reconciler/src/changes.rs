@@ -91,7 +91,7 @@ fn anchor(es: &ExternalSecret, ctx: &Context) -> Option<SystemTime> {
         (Some(a), Some(b)) => a.max(b),
         (a, b) => a.or(b)?,
     };
-    SystemTime::try_from(t).ok()
+    Some(SystemTime::from(t))
 }
 
 /// Run until the channel closes: every `poll`, find changed remote secrets and send the
