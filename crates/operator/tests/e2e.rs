@@ -733,3 +733,213 @@ fn seed_flow_as_written_follows_aws_edits_within_the_poll_interval() {
     );
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+fn helm(env: &testenv::TestEnv, args: &[&str]) -> std::process::Output {
+    let bin = env.helm.clone().expect("testenv exports ESO_TESTENV_HELM");
+    Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(args)
+        .output()
+        .expect("run helm")
+}
+
+/// A kubeconfig that authenticates as a ServiceAccount (TokenRequest), same server and CA.
+fn service_account_kubeconfig(env: &testenv::TestEnv, ns: &str, sa: &str) -> std::path::PathBuf {
+    let o = env.kubectl(&["create", "token", sa, "-n", ns, "--duration=1h"]);
+    assert!(o.status.success(), "{}", cluster::out(&o));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let server = get(
+        env,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+    );
+    let ca = get(
+        env,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ],
+    );
+    let path = env.dir.join(format!("kubeconfig-{ns}-{sa}"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: '{server}', certificate-authority-data: '{ca}'}}}}]\n\
+             users: [{{name: sa, user: {{token: '{token}'}}}}]\ncontexts: [{{name: sa, context: {{cluster: t, user: sa}}}}]\ncurrent-context: sa\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    path
+}
+
+/// The Helm chart: lint, server-side strict validation of what it renders, install, the seed
+/// flow run with the chart ServiceAccount's own identity (its RBAC is enough), requests outside
+/// that RBAC refused, and `helm uninstall` leaving synced Secrets and the CRDs in place.
+#[test]
+fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
+    let Some(env) = cluster::env() else { return };
+    let chart = root().join("deploy/charts/eso-rs");
+    let chart = chart.to_str().unwrap();
+    let o = helm(env, &["lint", chart]);
+    assert!(o.status.success(), "helm lint: {}", cluster::out(&o));
+
+    let release_ns = namespace(env, "e2e-helm");
+    let release = testenv::unique_name("rel");
+    let o = helm(
+        env,
+        &[
+            "template",
+            &release,
+            chart,
+            "-n",
+            &release_ns,
+            "--set",
+            "installCRDs=false",
+        ],
+    );
+    assert!(o.status.success(), "helm template: {}", cluster::out(&o));
+    let rendered = String::from_utf8_lossy(&o.stdout).to_string();
+    let o = env.kubectl_stdin(
+        &[
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-n",
+            &release_ns,
+            "-f",
+            "-",
+        ],
+        &rendered,
+    );
+    assert!(
+        o.status.success(),
+        "rendered chart fails strict server-side validation: {}",
+        cluster::out(&o)
+    );
+    // With CRDs: they validate too and carry the keep policy.
+    let o = helm(env, &["template", &release, chart, "-n", &release_ns]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("helm.sh/resource-policy: keep"));
+
+    let o = helm(
+        env,
+        &[
+            "install",
+            &release,
+            chart,
+            "-n",
+            &release_ns,
+            "--set",
+            "installCRDs=false",
+        ],
+    );
+    assert!(o.status.success(), "helm install: {}", cluster::out(&o));
+    let sa = get(
+        env,
+        &[
+            "get",
+            "sa",
+            "-n",
+            &release_ns,
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    assert!(!sa.is_empty(), "chart created no ServiceAccount");
+
+    // Least privilege: outside the chart's rules, requests are refused.
+    let who = format!("system:serviceaccount:{release_ns}:{sa}");
+    for (verb, resource) in [
+        ("list", "pods"),
+        ("delete", "clustersecretstores.external-secrets.io"),
+        ("create", "serviceaccounts/token"),
+        ("create", "deployments.apps"),
+    ] {
+        let o = env.kubectl(&["auth", "can-i", verb, resource, "--as", &who, "-A"]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "no",
+            "{who} may {verb} {resource}"
+        );
+    }
+
+    // The seed flow, with the operator authenticated as the chart's ServiceAccount.
+    let ns = namespace(env, "e2e-helm-app");
+    let cred_ns = namespace(env, "e2e-creds");
+    let store = testenv::unique_name("aws-store");
+    let key = testenv::unique_name("my-db-secret");
+    moto::create_secret(&moto_url(env), &key, DB).expect("create remote secret");
+    apply(
+        env,
+        &seed("seed", "aws-secret.yaml", &ns, &cred_ns, &store, &key, "1h"),
+    );
+    apply(
+        env,
+        &seed(
+            "seed",
+            "cluster-secret-store.yaml",
+            &ns,
+            &cred_ns,
+            &store,
+            &key,
+            "1h",
+        ),
+    );
+    apply(
+        env,
+        &seed(
+            "seed",
+            "external-secret.yaml",
+            &ns,
+            &cred_ns,
+            &store,
+            &key,
+            "1h",
+        ),
+    );
+    let as_sa = testenv::TestEnv {
+        kubeconfig: service_account_kubeconfig(env, &release_ns, &sa),
+        ..env.clone()
+    };
+    let op = Operator::start(&as_sa, &ns, None, &[]);
+    eventually(
+        Duration::from_secs(60),
+        &format!("seed flow as the chart ServiceAccount\n{}", op.log()),
+        || {
+            (secret_value(env, &ns, "my-db-secret", "password").as_deref() == Some("dbpassword"))
+                .then_some(())
+        },
+    );
+    let ready = es_ready(env, &ns, "my-db-secret");
+    assert!(ready.starts_with("True/SecretSynced"), "{ready}");
+    drop(op);
+
+    // helm uninstall keeps every synced Secret (and the CRDs).
+    let o = helm(env, &["uninstall", &release, "-n", &release_ns, "--wait"]);
+    assert!(o.status.success(), "helm uninstall: {}", cluster::out(&o));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        secret_value(env, &ns, "my-db-secret", "password").as_deref(),
+        Some("dbpassword")
+    );
+    assert!(
+        env.kubectl(&["get", "crd", "externalsecrets.external-secrets.io"])
+            .status
+            .success()
+    );
+    for n in [&ns, &cred_ns, &release_ns] {
+        let _ = env.kubectl(&["delete", "namespace", n, "--wait=false"]);
+    }
+}
