@@ -760,7 +760,7 @@ fn service_account_kubeconfig(env: &testenv::TestEnv, ns: &str, sa: &str) -> std
             "jsonpath={.clusters[0].cluster.server}",
         ],
     );
-    let ca = get(
+    let ca_data = get(
         env,
         &[
             "config",
@@ -771,11 +771,27 @@ fn service_account_kubeconfig(env: &testenv::TestEnv, ns: &str, sa: &str) -> std
             "jsonpath={.clusters[0].cluster.certificate-authority-data}",
         ],
     );
+    let ca_file = get(
+        env,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority}",
+        ],
+    );
+    let ca = if ca_data.is_empty() {
+        format!("certificate-authority: '{ca_file}'")
+    } else {
+        format!("certificate-authority-data: '{ca_data}'")
+    };
     let path = env.dir.join(format!("kubeconfig-{ns}-{sa}"));
     std::fs::write(
         &path,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: '{server}', certificate-authority-data: '{ca}'}}}}]\n\
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: '{server}', {ca}}}}}]\n\
              users: [{{name: sa, user: {{token: '{token}'}}}}]\ncontexts: [{{name: sa, context: {{cluster: t, user: sa}}}}]\ncurrent-context: sa\n"
         ),
     )
