@@ -78,6 +78,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let result = (|| -> Result<()> {
         step("testenv up", || crate::testenv::up().map(|_| ()))?;
+        step("manifests --check", || crate::manifests::run(true))?;
         let mut envs = crate::testenv::env_vars()?;
         envs.push(("ESO_REQUIRE_TESTENV".into(), "1".into()));
         envs.push(("RUST_BACKTRACE".into(), "1".into()));

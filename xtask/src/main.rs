@@ -11,6 +11,7 @@ mod ci;
 mod crdgen;
 mod demo;
 mod fuzz;
+mod manifests;
 #[path = "../../testsupport/proxy.rs"]
 mod proxy;
 mod testenv;
@@ -33,6 +34,7 @@ fn main() -> Result<()> {
         "ci" => ci::run(&rest),
         "demo" => demo::run(&rest),
         "bench" => bench::run(&rest),
+        "manifests" => manifests::run(rest.iter().any(|a| a == "--check")),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -47,6 +49,7 @@ fn print_help() {
          crdgen [--check]            write deploy/crds from the eso-api types (--check: fail if stale)\n\
          testenv up|down|env|status  local control plane + moto on loopback\n\
          ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down\n\
+         manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\
          demo [down]                 the user's seed flow end to end on the local control plane\n\
          bench [--es N --distinct D --big M --interval S]  operator benchmarks on the local control plane"
     );

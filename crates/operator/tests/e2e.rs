@@ -843,6 +843,10 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
         "rendered chart fails strict server-side validation: {}",
         cluster::out(&o)
     );
+    // The kustomize base (generated from the chart, checked in CI) validates server-side too.
+    let base = root().join("deploy/manifests");
+    let o = env.kubectl(&["apply", "--dry-run=server", "-k", base.to_str().unwrap()]);
+    assert!(o.status.success(), "deploy/manifests: {}", cluster::out(&o));
     // With CRDs: they validate too and carry the keep policy.
     let o = helm(env, &["template", &release, chart, "-n", &release_ns]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("helm.sh/resource-policy: keep"));
