@@ -85,6 +85,19 @@ pub fn run(args: &[String]) -> Result<()> {
         step("cargo test --workspace", || {
             cargo(&["test", "--workspace"], &envs)
         })?;
+        step("example: custom controller (embedding)", || {
+            cargo(
+                &[
+                    "run",
+                    "--quiet",
+                    "-p",
+                    "eso-reconciler",
+                    "--example",
+                    "custom_controller",
+                ],
+                &envs,
+            )
+        })?;
         step("example: custom provider", || {
             cargo(
                 &[
