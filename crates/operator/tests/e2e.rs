@@ -963,3 +963,108 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
         let _ = env.kubectl(&["delete", "namespace", n, "--wait=false"]);
     }
 }
+
+/// A recognizable secret value pushed through failure paths (missing property, non-JSON value
+/// with a property, template with a missing key, invalid keys from extract, a successful sync)
+/// appears in no log line (debug level), Event or status message, raw or base64-encoded.
+#[test]
+fn sentinel_value_never_leaks_into_logs_events_or_status() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "e2e-sentinel");
+    let sentinel = "S3ntinel-Value-7f3a91";
+    let b64 = cluster::encode_b64(sentinel.as_bytes());
+    let url = moto_url(env);
+    let json_key = testenv::unique_name("sentinel-json");
+    let text_key = testenv::unique_name("sentinel-text");
+    moto::create_secret(
+        &url,
+        &json_key,
+        &format!(r#"{{"pw":"{sentinel}","bad/key":"{sentinel}"}}"#),
+    )
+    .expect("create");
+    moto::create_secret(&url, &text_key, sentinel).expect("create");
+    apply(env, &aws_store_and_creds(&ns));
+    let es = |name: &str, body: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  refreshInterval: 2s\n  secretStoreRef: {{name: aws}}\n{body}"
+        )
+    };
+    apply(
+        env,
+        &es(
+            "missing-property",
+            &format!(
+                "  data:\n  - {{secretKey: a, remoteRef: {{key: {json_key}, property: nope}}}}\n"
+            ),
+        ),
+    );
+    apply(
+        env,
+        &es(
+            "not-json",
+            &format!(
+                "  data:\n  - {{secretKey: a, remoteRef: {{key: {text_key}, property: pw}}}}\n"
+            ),
+        ),
+    );
+    apply(
+        env,
+        &es(
+            "bad-template",
+            &format!(
+                "  target:\n    template:\n      data: {{x: '{{{{ .pw }}}}{{{{ .missing }}}}'}}\n  data:\n  - {{secretKey: pw, remoteRef: {{key: {json_key}, property: pw}}}}\n"
+            ),
+        ),
+    );
+    apply(
+        env,
+        &es(
+            "bad-keys",
+            &format!(
+                "  dataFrom:\n  - extract: {{key: {json_key}}}\n    rewrite:\n    - regexp: {{source: 'x', target: 'y'}}\n"
+            ),
+        ),
+    );
+    apply(
+        env,
+        &es(
+            "good",
+            &format!(
+                "  data:\n  - {{secretKey: pw, remoteRef: {{key: {json_key}, property: pw}}}}\n"
+            ),
+        ),
+    );
+    let op = Operator::start(env, &ns, None, &[]);
+    eventually(
+        Duration::from_secs(60),
+        &format!("good synced\n{}", op.log()),
+        || (secret_value(env, &ns, "good", "pw").as_deref() == Some(sentinel)).then_some(()),
+    );
+    for name in ["missing-property", "not-json", "bad-template", "bad-keys"] {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{name} Ready=False"),
+            || es_ready(env, &ns, name).starts_with("False/").then_some(()),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(5)); // a few failing retries
+    let log = op.log();
+    let events = get(env, &["get", "events", "-n", &ns, "-o", "yaml"]);
+    let status = get(env, &["get", "externalsecrets", "-n", &ns, "-o", "yaml"]);
+    for (what, text) in [
+        ("operator log", &log),
+        ("events", &events),
+        ("ExternalSecret status", &status),
+    ] {
+        assert!(!text.contains(sentinel), "{what} contains the secret value");
+        assert!(
+            !text.contains(&b64),
+            "{what} contains the base64 secret value"
+        );
+    }
+    assert!(
+        events.contains("does not exist in secret"),
+        "events explain the failure: {events}"
+    );
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -282,7 +282,15 @@ async fn reconcile_inner(
                 CONDITION_READY,
                 "False",
             );
-            publish(ctx, es, EventType::Warning, "UpdateFailed", &detail).await;
+            // The event action names the failing step: the recorder folds repeated events with
+            // the same (reason, action) into one series and keeps only the first note, so a
+            // store problem followed by a mapping error must not share a key.
+            let action = match &failure {
+                SyncFailure::Provider(_) => "Fetch",
+                SyncFailure::Mapping(_) => "Map",
+                _ => "Write",
+            };
+            publish_action(ctx, es, EventType::Warning, "UpdateFailed", action, &detail).await;
             if failure.permanent() {
                 ctx.update_state(&key, |s| s.failures = 0);
                 // Wait for a spec change, a store change, or the next refresh.
@@ -394,11 +402,23 @@ pub(crate) async fn publish(
     reason: &str,
     note: &str,
 ) {
+    publish_action(ctx, es, type_, reason, "Sync", note).await;
+}
+
+/// Publish an Event with an explicit action.
+pub(crate) async fn publish_action(
+    ctx: &Context,
+    es: &ExternalSecret,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
     let ev = Event {
         type_,
         reason: reason.to_string(),
         note: Some(truncate(note, 1000)),
-        action: "Sync".to_string(),
+        action: action.to_string(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &es.object_ref(&())).await {
