@@ -310,6 +310,7 @@ impl ProviderFactory for AwsFactory {
             b = b.endpoint_url(e);
         }
         Ok(Arc::new(SecretsManagerProvider {
+            no_batch: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             client: aws_sdk_secretsmanager::Client::from_conf(b.build()),
             sts: self.sts_client(&region, Some(creds)),
             prefix: aws.prefix.clone().unwrap_or_default(),
@@ -320,6 +321,9 @@ impl ProviderFactory for AwsFactory {
 /// AWS Secrets Manager for one store and credential identity.
 #[derive(Clone, Debug)]
 pub struct SecretsManagerProvider {
+    /// Set once BatchGetSecretValue is denied: the identity only has GetSecretValue (ESO's
+    /// minimal policy), so reads go one by one from then on.
+    no_batch: Arc<std::sync::atomic::AtomicBool>,
     client: aws_sdk_secretsmanager::Client,
     sts: aws_sdk_sts::Client,
     prefix: String,
@@ -423,7 +427,7 @@ impl SecretsProvider for SecretsManagerProvider {
             .map(|(i, _)| i)
             .collect();
         let mut out: Vec<Option<Result<RemoteSecret, ProviderError>>> = vec![None; remotes.len()];
-        if batchable.len() > 1 {
+        if batchable.len() > 1 && !self.no_batch.load(std::sync::atomic::Ordering::Relaxed) {
             for chunk in batchable.chunks(BATCH_LIMIT) {
                 let ids: Vec<String> = chunk
                     .iter()
@@ -447,6 +451,12 @@ impl SecretsProvider for SecretsManagerProvider {
                                 }
                             }
                         }
+                    }
+                    // Denied: fall back to single reads (left empty here) for good.
+                    Err(e) if e.class() == eso_provider::ErrorClass::AccessDenied => {
+                        self.no_batch
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        break;
                     }
                     Err(e) => {
                         for i in chunk {
