@@ -72,7 +72,7 @@ where
 pub(crate) fn from_code(code: &str, message: &str, op: &str, key: &str) -> ProviderError {
     if code == "ResourceNotFoundException"
         || ((code == "InvalidParameterException" || code == "InvalidRequestException")
-            && message.contains("marked for deletion"))
+            && (message.contains("marked for deletion") || message.contains("marked deleted")))
     {
         return ProviderError::not_found(key.to_string());
     }

@@ -649,3 +649,119 @@ impl SecretsProvider for SecretsManagerProvider {
         Capabilities::ReadWrite
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(kind: StoreKind, auth: serde_json::Value) -> StoreInfo {
+        let spec: SecretStoreSpec = serde_json::from_value(serde_json::json!({
+            "provider": {"aws": {"service": "SecretsManager", "region": "us-east-1", "auth": auth}}
+        }))
+        .unwrap();
+        StoreInfo {
+            kind,
+            name: "s".into(),
+            namespace: (kind == StoreKind::SecretStore).then(|| "team-a".to_string()),
+            uid: "u".into(),
+            generation: 1,
+            spec: Arc::new(spec),
+        }
+    }
+
+    fn keys(ns: Option<&str>) -> serde_json::Value {
+        let mut r = serde_json::json!({"name": "creds", "key": "k"});
+        if let Some(ns) = ns {
+            r["namespace"] = ns.into();
+        }
+        serde_json::json!({"secretRef": {"accessKeyIDSecretRef": r.clone(), "secretAccessKeySecretRef": r}})
+    }
+
+    #[test]
+    fn secret_store_credentials_stay_in_its_namespace() {
+        let s = store(StoreKind::SecretStore, keys(None));
+        assert_eq!(
+            AwsFactory::credential_namespace(&s, "team-a", None, "x").unwrap(),
+            "team-a"
+        );
+        assert_eq!(
+            AwsFactory::credential_namespace(&s, "team-a", Some("team-a"), "x").unwrap(),
+            "team-a"
+        );
+        let e =
+            AwsFactory::credential_namespace(&s, "team-a", Some("kube-system"), "x").unwrap_err();
+        assert_eq!(e.class(), eso_provider::ErrorClass::InvalidConfig);
+    }
+
+    #[test]
+    fn cluster_store_uses_the_reference_or_the_external_secret_namespace() {
+        let s = store(StoreKind::ClusterSecretStore, keys(None));
+        assert_eq!(
+            AwsFactory::credential_namespace(&s, "app", None, "x").unwrap(),
+            "app"
+        );
+        assert_eq!(
+            AwsFactory::credential_namespace(&s, "app", Some("creds"), "x").unwrap(),
+            "creds"
+        );
+        let f = AwsFactory::with_endpoints(None, None);
+        assert!(
+            f.is_referent(&s),
+            "no namespace in the reference: referent auth"
+        );
+        assert_eq!(f.auth_scope(&s, "app"), "app");
+        let fixed = store(StoreKind::ClusterSecretStore, keys(Some("creds")));
+        assert!(!f.is_referent(&fixed));
+        assert_eq!(f.auth_scope(&fixed, "app"), "");
+        assert!(!f.is_referent(&store(StoreKind::SecretStore, keys(None))));
+    }
+
+    #[test]
+    fn static_keys_are_validated() {
+        assert!(auth::static_keys(b"AKID".to_vec(), b"secret".to_vec(), None).is_ok());
+        assert!(auth::static_keys(b"".to_vec(), b"secret".to_vec(), None).is_err());
+        assert!(auth::static_keys(vec![0xff], b"secret".to_vec(), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn jwt_without_role_annotation_is_a_clear_config_error() {
+        let mut kube = eso_provider::MockKubeAccess::new();
+        kube.expect_service_account_annotations()
+            .returning(|_, _| Ok(BTreeMap::new()));
+        let s = store(
+            StoreKind::SecretStore,
+            serde_json::json!({"jwt": {"serviceAccountRef": {"name": "app"}}}),
+        );
+        let f = AwsFactory::with_endpoints(
+            Some("http://127.0.0.1:9".into()),
+            Some("http://127.0.0.1:9".into()),
+        );
+        let e = match f.build(&s, "team-a", Arc::new(kube)).await {
+            Ok(_) => panic!("built without a role"),
+            Err(e) => e,
+        };
+        assert_eq!(e.class(), eso_provider::ErrorClass::InvalidConfig);
+        assert!(e.to_string().contains(ROLE_ARN_ANNOTATION), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unsupported_service_is_reported() {
+        let spec: SecretStoreSpec = serde_json::from_value(serde_json::json!({
+            "provider": {"aws": {"service": "ParameterStore", "region": "us-east-1"}}
+        }))
+        .unwrap();
+        let s = StoreInfo {
+            spec: Arc::new(spec),
+            ..store(StoreKind::SecretStore, keys(None))
+        };
+        let f = AwsFactory::with_endpoints(None, None);
+        let e = match f
+            .build(&s, "team-a", Arc::new(eso_provider::MockKubeAccess::new()))
+            .await
+        {
+            Ok(_) => panic!("built"),
+            Err(e) => e,
+        };
+        assert_eq!(e.class(), eso_provider::ErrorClass::Unsupported);
+    }
+}
