@@ -366,10 +366,20 @@ pub async fn run(
     .reflect(ns_writer)
     .applied_objects();
 
+    // ExternalSecrets are cached without managedFields (a third of each object, never read).
     let es_api: Api<DeserializeGuard<ExternalSecret>> = scoped(&client, &ns);
-    let es_controller = Controller::new(es_api, watcher::Config::default().any_semantic())
+    let (es_store, es_writer) = reflector::store::<DeserializeGuard<ExternalSecret>>();
+    let es_stream = watcher(es_api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|g: &mut DeserializeGuard<ExternalSecret>| {
+            if let Ok(es) = &mut g.0 {
+                es.metadata.managed_fields = None;
+            }
+        })
+        .reflect(es_writer)
+        .applied_objects();
+    let es_controller = Controller::for_stream(es_stream, es_store.clone())
         .with_config(ControllerConfig::default().concurrency(config.concurrency));
-    let es_store = es_controller.store();
 
     let reporter = Reporter {
         controller: config.reporter.clone(),
