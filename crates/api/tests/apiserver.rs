@@ -284,3 +284,32 @@ fn unsupported_features_are_accepted_and_kept() {
     );
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[test]
+fn common_examples_apply() {
+    let Some(env) = installed() else { return };
+    let ns = namespace(env, "common");
+    let dir = root().join("examples/common");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"));
+    files.sort();
+    assert!(files.len() >= 7, "only {} examples", files.len());
+    for path in &files {
+        // Cluster-scoped stores get a unique name so parallel runs never collide.
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let text = text
+            .replace(
+                "name: aws-irsa-example",
+                &format!("name: {}", testenv::unique_name("irsa")),
+            )
+            .replace(
+                "name: aws-pod-identity-example",
+                &format!("name: {}", testenv::unique_name("podid")),
+            );
+        let o = env.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &text);
+        assert!(o.status.success(), "{}: {}", path.display(), out(&o));
+    }
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
