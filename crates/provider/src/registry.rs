@@ -346,7 +346,17 @@ impl Registry {
                 Request::Find { query, .. } => Item::Find(query.clone()),
             };
             let key = (scope.clone(), item);
-            match self.claim(&key, max_age) {
+            let role = self.claim(&key, max_age);
+            tracing::trace!(
+                role = match &role {
+                    Role::Hit(_) => "hit",
+                    Role::Waiter(_) => "waiter",
+                    Role::Owner(_) => "owner",
+                },
+                ?max_age,
+                "value cache"
+            );
+            match role {
                 Role::Hit(v) => pending.push((r, v)),
                 Role::Waiter(rx) => waiting.push((r, rx)),
                 Role::Owner(rx) => {

@@ -10,7 +10,7 @@ use eso_api::well_known::{
 };
 use eso_api::{
     Binding, ConditionStatus, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus,
-    StoreKind,
+    RefreshPolicy, StoreKind,
 };
 use eso_mapping::{Fetched, Request, StoreRef};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -98,6 +98,10 @@ struct Synced {
 pub(crate) struct EsState {
     pub last_check: Option<Timestamp>,
     pub failures: u32,
+    /// `syncedResourceVersion` of the last successful sync in this process. The cached object
+    /// can lag behind our own status write (a reconcile triggered by the Secret we just created
+    /// sees the old status); this keeps such a reconcile from reading the provider again.
+    pub synced_version: Option<String>,
 }
 
 fn now() -> Timestamp {
@@ -218,8 +222,23 @@ async fn reconcile_inner(
         || secrets::is_valid(existing.as_deref());
     // A remote change seen by the change watcher forces a read newer than the change.
     let forced = ctx.take_forced(&key);
-    let needs_refresh =
-        forced.is_some() || refresh::should_refresh(es, &current_version, now_ts, state.last_check);
+    let synced_here = state.synced_version.as_deref() == Some(current_version.as_str())
+        && state.last_check.is_some_and(|t| {
+            match es.spec.refresh_interval_duration().filter(|i| !i.is_zero()) {
+                Some(i)
+                    if !matches!(
+                        es.spec.refresh_policy,
+                        Some(RefreshPolicy::CreatedOnce) | Some(RefreshPolicy::OnChange)
+                    ) =>
+                {
+                    Duration::try_from(now_ts.duration_since(t)).is_ok_and(|since| since < i)
+                }
+                _ => true,
+            }
+        });
+    let needs_refresh = forced.is_some()
+        || (!synced_here
+            && refresh::should_refresh(es, &current_version, now_ts, state.last_check));
     debug!(%ns, %name, needs_refresh, valid, "reconcile");
     if !needs_refresh && valid {
         ctx.metrics.set_condition(
@@ -242,7 +261,7 @@ async fn reconcile_inner(
                 ready(ConditionStatus::True, done.reason, done.message),
                 now_ts,
             );
-            status.synced_resource_version = Some(current_version);
+            status.synced_resource_version = Some(current_version.clone());
             if let Some(b) = done.binding {
                 status.binding = Some(Binding { name: b });
             }
@@ -261,6 +280,7 @@ async fn reconcile_inner(
             ctx.update_state(&key, |s| {
                 s.last_check = Some(now_ts);
                 s.failures = 0;
+                s.synced_version = Some(current_version.clone());
             });
             Ok(requeue(es, ns, name, ctx, now_ts, Some(now_ts), false))
         }
