@@ -65,6 +65,7 @@ pub fn run(args: &[String]) -> Result<()> {
         )
     })?;
     step("crdgen --check", || crate::crdgen::run(true))?;
+    step("apidocs --check", || crate::apidocs::run(true))?;
     step("cargo doc (warnings are errors)", || {
         cargo(
             &["doc", "--workspace", "--no-deps", "--exclude", "xtask"],

@@ -6,6 +6,7 @@
 //! - `cargo xtask ci`: everything CI runs.
 #![allow(clippy::duplicate_mod)] // testsupport/moto.rs is shared by the demo and bench modules
 
+mod apidocs;
 mod bench;
 mod ci;
 mod crdgen;
@@ -34,6 +35,7 @@ fn main() -> Result<()> {
         "ci" => ci::run(&rest),
         "demo" => demo::run(&rest),
         "bench" => bench::run(&rest),
+        "apidocs" => apidocs::run(rest.iter().any(|a| a == "--check")),
         "manifests" => manifests::run(rest.iter().any(|a| a == "--check")),
         "help" | "--help" | "-h" => {
             print_help();
@@ -49,6 +51,7 @@ fn print_help() {
          crdgen [--check]            write deploy/crds from the eso-api types (--check: fail if stale)\n\
          testenv up|down|env|status  local control plane + moto on loopback\n\
          ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down\n\
+         apidocs [--check]           write docs/api-reference.md from the eso-api types\n\
          manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\
          demo [down]                 the user's seed flow end to end on the local control plane\n\
          bench [--es N --distinct D --big M --interval S]  operator benchmarks on the local control plane"
