@@ -668,44 +668,35 @@ fn outage_keeps_the_secret_and_recovers() {
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
+/// The guide's v1beta1 manifests as written (ClusterSecretStore, `refreshInterval: 1h`) in a
+/// fresh namespace, with a fresh remote secret. Returns (namespace, credentials namespace, key).
+fn apply_seed_as_written(env: &testenv::TestEnv, prefix: &str) -> (String, String, String) {
+    let ns = namespace(env, prefix);
+    let cred_ns = namespace(env, "e2e-creds");
+    let store = testenv::unique_name("aws-store");
+    let key = testenv::unique_name("my-db-secret");
+    moto::create_secret(&moto_url(env), &key, DB).expect("create remote secret");
+    for f in [
+        "aws-secret.yaml",
+        "cluster-secret-store.yaml",
+        "external-secret.yaml",
+    ] {
+        let text = seed("seed", f, &ns, &cred_ns, &store, &key, "1h");
+        if f == "external-secret.yaml" {
+            assert!(text.contains("refreshInterval: 1h"), "{text}");
+        }
+        apply(env, &text);
+    }
+    (ns, cred_ns, key)
+}
+
 /// The guide's promise with its manifests unchanged (`refreshInterval: 1h`): edit the secret in
 /// AWS and the Secret follows within about a minute. Remote change detection (one ListSecrets per
 /// store per poll) makes it true; the poll is shortened to 2s here.
 #[test]
 fn seed_flow_as_written_follows_aws_edits_within_the_poll_interval() {
     let Some(env) = cluster::env() else { return };
-    let ns = namespace(env, "e2e-asis");
-    let cred_ns = namespace(env, "e2e-creds");
-    let store = testenv::unique_name("aws-store");
-    let key = testenv::unique_name("my-db-secret");
-    moto::create_secret(&moto_url(env), &key, DB).expect("create remote secret");
-    apply(
-        env,
-        &seed("seed", "aws-secret.yaml", &ns, &cred_ns, &store, &key, "1h"),
-    );
-    apply(
-        env,
-        &seed(
-            "seed",
-            "cluster-secret-store.yaml",
-            &ns,
-            &cred_ns,
-            &store,
-            &key,
-            "1h",
-        ),
-    );
-    let es = seed(
-        "seed",
-        "external-secret.yaml",
-        &ns,
-        &cred_ns,
-        &store,
-        &key,
-        "1h",
-    );
-    assert!(es.contains("refreshInterval: 1h"), "{es}");
-    apply(env, &es);
+    let (ns, _cred_ns, key) = apply_seed_as_written(env, "e2e-asis");
     let op = Operator::start(env, &ns, None, &["--remote-change-poll-interval", "2s"]);
     eventually(
         Duration::from_secs(60),
@@ -896,39 +887,7 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
     }
 
     // The seed flow, with the operator authenticated as the chart's ServiceAccount.
-    let ns = namespace(env, "e2e-helm-app");
-    let cred_ns = namespace(env, "e2e-creds");
-    let store = testenv::unique_name("aws-store");
-    let key = testenv::unique_name("my-db-secret");
-    moto::create_secret(&moto_url(env), &key, DB).expect("create remote secret");
-    apply(
-        env,
-        &seed("seed", "aws-secret.yaml", &ns, &cred_ns, &store, &key, "1h"),
-    );
-    apply(
-        env,
-        &seed(
-            "seed",
-            "cluster-secret-store.yaml",
-            &ns,
-            &cred_ns,
-            &store,
-            &key,
-            "1h",
-        ),
-    );
-    apply(
-        env,
-        &seed(
-            "seed",
-            "external-secret.yaml",
-            &ns,
-            &cred_ns,
-            &store,
-            &key,
-            "1h",
-        ),
-    );
+    let (ns, cred_ns, _key) = apply_seed_as_written(env, "e2e-helm-app");
     let as_sa = testenv::TestEnv {
         kubeconfig: service_account_kubeconfig(env, &release_ns, &sa),
         ..env.clone()

@@ -3,60 +3,16 @@
 //! The bundled operator implements it with eso-provider's registry (the fake and AWS providers,
 //! shared caches). An embedding controller can implement it with anything.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use eso_api::{SecretStoreSpec, StoreKind};
 use eso_mapping::{Fetched, Request};
 
-/// A store, resolved from the cluster, as a provider needs it.
-#[derive(Clone, Debug)]
-pub struct StoreContext {
-    /// SecretStore or ClusterSecretStore.
-    pub kind: StoreKind,
-    /// Store name.
-    pub name: String,
-    /// Namespace of a SecretStore; `None` for a ClusterSecretStore.
-    pub namespace: Option<String>,
-    /// UID of the store object (part of cache identities).
-    pub uid: String,
-    /// Generation of the store object (a spec change invalidates cached clients).
-    pub generation: i64,
-    /// The spec.
-    pub spec: Arc<SecretStoreSpec>,
-}
+/// A store, resolved from the cluster, as a provider needs it (the same type providers get).
+pub use eso_provider::StoreInfo as StoreContext;
 
-/// How a provider failure is classified. Only [`FailureClass::NotFound`] is authoritative, and
-/// it never reaches here for single reads: it is answered as `None` in [`Fetched`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureClass {
-    /// The remote secret does not exist.
-    NotFound,
-    /// Credentials are missing, invalid or lack permission.
-    AccessDenied,
-    /// The provider throttled us.
-    Throttled,
-    /// The provider is unreachable or failing (transient).
-    Unavailable,
-    /// The store or request is misconfigured (permanent until the spec changes).
-    InvalidConfig,
-    /// The store's provider or a feature is not supported by this operator.
-    Unsupported,
-}
-
-impl FailureClass {
-    /// A short stable name (metrics, logs).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureClass::NotFound => "NotFound",
-            FailureClass::AccessDenied => "AccessDenied",
-            FailureClass::Throttled => "Throttled",
-            FailureClass::Unavailable => "Unavailable",
-            FailureClass::InvalidConfig => "InvalidConfig",
-            FailureClass::Unsupported => "Unsupported",
-        }
-    }
-}
+/// How a provider failure is classified (the provider's own classes). Only
+/// [`FailureClass::NotFound`] is authoritative, and it never reaches here for single reads: it is
+/// answered as `None` in [`Fetched`].
+pub use eso_provider::ErrorClass as FailureClass;
 
 /// A provider failure with a message safe to show users (never a secret value).
 #[derive(Clone, Debug, thiserror::Error)]

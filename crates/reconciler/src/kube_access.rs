@@ -8,15 +8,14 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use eso_mapping::{Fetched, Request};
 use eso_provider::{
-    CacheConfig, ErrorClass, KubeAccess, ProviderError, ProviderFactory, Registry,
-    ServiceAccountToken, StoreInfo,
+    CacheConfig, KubeAccess, ProviderError, ProviderFactory, Registry, ServiceAccountToken,
 };
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::hub::{FailureClass, FetchFailure, ProviderHub, StoreContext, Validation};
+use crate::hub::{FetchFailure, ProviderHub, StoreContext, Validation};
 
 /// Lifetime requested for ServiceAccount tokens.
 const TOKEN_TTL_SECONDS: i64 = 600;
@@ -142,27 +141,9 @@ impl RegistryHub {
     }
 }
 
-fn info(store: &StoreContext) -> StoreInfo {
-    StoreInfo {
-        kind: store.kind,
-        name: store.name.clone(),
-        namespace: store.namespace.clone(),
-        uid: store.uid.clone(),
-        generation: store.generation,
-        spec: store.spec.clone(),
-    }
-}
-
 /// Convert a provider error to the reconciler's failure type.
 pub fn failure(e: ProviderError) -> FetchFailure {
-    let class = match e.class() {
-        ErrorClass::NotFound => FailureClass::NotFound,
-        ErrorClass::AccessDenied => FailureClass::AccessDenied,
-        ErrorClass::Throttled => FailureClass::Throttled,
-        ErrorClass::Unavailable => FailureClass::Unavailable,
-        ErrorClass::InvalidConfig => FailureClass::InvalidConfig,
-        ErrorClass::Unsupported => FailureClass::Unsupported,
-    };
+    let class = e.class();
     FetchFailure::new(class, e.to_string())
 }
 
@@ -176,18 +157,13 @@ impl ProviderHub for RegistryHub {
         max_age: Option<Duration>,
     ) -> Result<Fetched, FetchFailure> {
         self.registry
-            .fetch_fresh(&info(store), es_namespace, requests, max_age)
+            .fetch_fresh(store, es_namespace, requests, max_age)
             .await
             .map_err(failure)
     }
 
     async fn validate(&self, store: &StoreContext) -> Result<Validation, FetchFailure> {
-        match self
-            .registry
-            .validate(&info(store))
-            .await
-            .map_err(failure)?
-        {
+        match self.registry.validate(store).await.map_err(failure)? {
             eso_provider::Validation::Valid(c) => Ok(Validation::Valid(c.as_str().to_string())),
             eso_provider::Validation::Unknown(m) => Ok(Validation::Unknown(m)),
         }
@@ -199,7 +175,7 @@ impl ProviderHub for RegistryHub {
         es_namespace: &str,
     ) -> Result<Option<BTreeMap<String, SystemTime>>, FetchFailure> {
         self.registry
-            .last_changed(&info(store), es_namespace)
+            .last_changed(store, es_namespace)
             .await
             .map_err(failure)
     }
