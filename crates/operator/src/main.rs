@@ -146,11 +146,6 @@ fn init_logging(level: &str, format: &str) {
     }
 }
 
-/// mimalloc returns freed memory to the OS and fragments less than glibc's per-thread arenas,
-/// which keeps the operator's RSS proportional to what it caches (see docs/STATUS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Render { file, remotes }) = &cli.command {
