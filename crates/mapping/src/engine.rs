@@ -238,15 +238,15 @@ pub fn plan(spec: &ExternalSecretSpec) -> Result<Vec<Request>, MappingError> {
 
 /// The payload a property is evaluated against: binary wins over string (as in ESO); tags become
 /// a JSON object with sorted keys.
-fn payload(secret: &RemoteSecret) -> Option<String> {
+fn payload(secret: &RemoteSecret) -> Option<std::borrow::Cow<'_, str>> {
     match secret {
         RemoteSecret::Value {
             binary: Some(b), ..
-        } => Some(String::from_utf8_lossy(b).into_owned()),
+        } => Some(String::from_utf8_lossy(b)),
         RemoteSecret::Value {
             string: Some(s), ..
-        } => Some(s.clone()),
-        RemoteSecret::Tags(t) => serde_json::to_string(t).ok(),
+        } => Some(std::borrow::Cow::Borrowed(s.as_str())),
+        RemoteSecret::Tags(t) => serde_json::to_string(t).ok().map(std::borrow::Cow::Owned),
         _ => None,
     }
 }
@@ -270,6 +270,7 @@ fn value_of(
     field: &str,
     r: &ExternalSecretDataRemoteRef,
     secret: &RemoteSecret,
+    memo: &mut crate::property::JsonMemo,
 ) -> Result<Vec<u8>, MappingError> {
     let empty = || MappingError::EmptyRemote {
         field: field.to_string(),
@@ -279,7 +280,7 @@ fn value_of(
         None => raw_value(secret).ok_or_else(empty),
         Some(p) => {
             let body = payload(secret).ok_or_else(empty)?;
-            Ok(select_for(field, &r.key, &body, p)?.into_bytes())
+            Ok(select_for(field, &r.key, &body, p, memo)?.into_bytes())
         }
     }
 }
@@ -353,6 +354,7 @@ fn provider_data(input: &MappingInput<'_>) -> Result<ProviderData, MappingError>
     let spec = input.spec;
     let retain = spec.target.deletion_policy == DeletionPolicy::Retain;
     let default = spec.secret_store_ref.as_ref();
+    let mut memo = crate::property::JsonMemo::default();
     let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut missing = Vec::new();
     for (i, e) in spec.data_from.iter().enumerate() {
@@ -373,7 +375,7 @@ fn provider_data(input: &MappingInput<'_>) -> Result<ProviderData, MappingError>
                 missing.push(MissingSecret { field, key: None });
                 continue;
             };
-            let narrowed = value_of(&field, x, secret)?;
+            let narrowed = value_of(&field, x, secret, &mut memo)?;
             let text = String::from_utf8_lossy(&narrowed);
             let flat = flatten_object(&text).ok_or_else(|| MappingError::NotAJsonObject {
                 field: field.clone(),
@@ -431,7 +433,7 @@ fn provider_data(input: &MappingInput<'_>) -> Result<ProviderData, MappingError>
             });
             continue;
         };
-        let v = value_of(&field, r, secret)?;
+        let v = value_of(&field, r, secret, &mut memo)?;
         let v = decode_for(&field, &d.secret_key, r.decoding_strategy, &v)?;
         check_null(&field, &d.secret_key, r.null_byte_policy, &v)?;
         out.insert(d.secret_key.clone(), v);
@@ -462,6 +464,7 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                 .iter()
                 .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
                 .collect();
+            let tctx = crate::template::context(&ctx);
             let field = "spec.target.template";
             let terr = |f: String| {
                 move |reason: String| MappingError::Template {
@@ -502,7 +505,7 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                             }
                         })?;
                         let body = String::from_utf8_lossy(body);
-                        let out = crate::template::render(&body, &ctx)
+                        let out = crate::template::render_with(&body, &tctx)
                             .map_err(terr(format!("{f}[{}]", item.key)))?;
                         match item.template_as {
                             TemplateScope::Values => rendered.push((item.key.clone(), out)),
@@ -513,8 +516,8 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                     }
                 }
                 if let Some(lit) = &tf.literal {
-                    let out =
-                        crate::template::render(lit, &ctx).map_err(terr(format!("{f}.literal")))?;
+                    let out = crate::template::render_with(lit, &tctx)
+                        .map_err(terr(format!("{f}.literal")))?;
                     rendered.extend(keys_and_values(&f, &out)?);
                 }
                 match tf
@@ -543,18 +546,18 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                 }
             }
             for (k, body) in &t.data {
-                let out = crate::template::render(body, &ctx)
+                let out = crate::template::render_with(body, &tctx)
                     .map_err(terr(format!("{field}.data[{k}]")))?;
                 mapped.data.insert(k.clone(), out.into_bytes());
             }
             if let Some(md) = &t.metadata {
                 for (k, body) in &md.labels {
-                    let out = crate::template::render(body, &ctx)
+                    let out = crate::template::render_with(body, &tctx)
                         .map_err(terr(format!("{field}.metadata.labels[{k}]")))?;
                     mapped.labels.insert(k.clone(), out);
                 }
                 for (k, body) in &md.annotations {
-                    let out = crate::template::render(body, &ctx)
+                    let out = crate::template::render_with(body, &tctx)
                         .map_err(terr(format!("{field}.metadata.annotations[{k}]")))?;
                     mapped.annotations.insert(k.clone(), out);
                 }

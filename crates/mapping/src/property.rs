@@ -29,13 +29,68 @@ fn is_json(payload: &str) -> bool {
     serde_json::from_str::<serde::de::IgnoredAny>(payload).is_ok()
 }
 
+/// Remembers which payloads are valid JSON during one mapping, so 50 properties of one remote
+/// secret validate it once (keyed by the payload's address and length while it is borrowed).
+#[derive(Debug, Default)]
+pub(crate) struct JsonMemo {
+    valid: std::collections::HashMap<(usize, usize), bool>,
+    /// Top-level members of an object payload, rendered like gjson (first occurrence wins).
+    members: std::collections::HashMap<(usize, usize), std::collections::HashMap<String, String>>,
+}
+
+impl JsonMemo {
+    pub(crate) fn is_json(&mut self, payload: &str) -> bool {
+        *self
+            .valid
+            .entry((payload.as_ptr() as usize, payload.len()))
+            .or_insert_with(|| is_json(payload))
+    }
+
+    /// A plain top-level key (no gjson syntax): one pass over the payload for all such lookups.
+    fn member(&mut self, payload: &str, key: &str) -> Option<String> {
+        let members = self
+            .members
+            .entry((payload.as_ptr() as usize, payload.len()))
+            .or_insert_with(|| {
+                let mut m = std::collections::HashMap::new();
+                let v = gjson::parse(payload);
+                if v.kind() == gjson::Kind::Object {
+                    v.each(|k, val| {
+                        m.entry(k.str().to_string())
+                            .or_insert_with(|| gjson_string(&val));
+                        true
+                    });
+                }
+                m
+            });
+        members.get(key).cloned()
+    }
+}
+
+/// A property gjson reads as one literal top-level key.
+fn is_plain_key(p: &str) -> bool {
+    !p.is_empty()
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
 /// Select `property` from `payload`. `None` when it does not exist.
 pub fn select(payload: &str, property: &str) -> Result<Option<String>, String> {
+    select_checked(payload, property, &mut JsonMemo::default())
+}
+
+fn select_checked(
+    payload: &str,
+    property: &str,
+    memo: &mut JsonMemo,
+) -> Result<Option<String>, String> {
     if property.starts_with('$') {
         return select_jsonpath(payload, property);
     }
-    if !is_json(payload) {
+    if !memo.is_json(payload) {
         return Ok(None);
+    }
+    if is_plain_key(property) {
+        return Ok(memo.member(payload, property));
     }
     // A dotted property first means a literal top-level key ("foo.bar"), then a nested path.
     if property.contains('.') {
@@ -89,8 +144,9 @@ pub(crate) fn select_for(
     key: &str,
     payload: &str,
     property: &str,
+    memo: &mut JsonMemo,
 ) -> Result<String, MappingError> {
-    match select(payload, property) {
+    match select_checked(payload, property, memo) {
         Ok(Some(v)) => Ok(v),
         Ok(None) => Err(MappingError::PropertyNotFound {
             field: field.to_string(),

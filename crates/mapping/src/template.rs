@@ -18,11 +18,21 @@ const NO_VALUE: &str = "<no value>";
 
 /// Render `text` with `data` (string keys to string values) as `.`.
 pub fn render(text: &str, data: &BTreeMap<String, String>) -> Result<String, String> {
-    let ctx: HashMap<String, Value> = data
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    render_value(text, Value::Map(ctx))
+    render_with(text, &context(data))
+}
+
+/// The template context for `data` (build it once, render many templates with [`render_with`]).
+pub fn context(data: &BTreeMap<String, String>) -> Value {
+    Value::Map(
+        data.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<HashMap<_, _>>(),
+    )
+}
+
+/// Render `text` with a prebuilt context.
+pub fn render_with(text: &str, ctx: &Value) -> Result<String, String> {
+    render_value(text, ctx.clone())
 }
 
 /// Render `text` with an arbitrary context value.
