@@ -388,3 +388,44 @@ async fn thousand_lookups_hundred_secrets_one_assume_role() {
         "{counts:?}"
     );
 }
+
+/// `auth.jwt`: a ServiceAccount token (from TokenRequest, here a stub) exchanged with STS
+/// AssumeRoleWithWebIdentity for the role in the ServiceAccount's annotation, then reads; the
+/// credentials are reused (one STS call for many reads).
+#[tokio::test]
+async fn jwt_service_account_auth_assumes_the_annotated_role_once() {
+    let Some(e) = env() else { return };
+    let k = testenv::unique_name("jwt");
+    moto::create_secret(&e.moto, &k, "via-web-identity").unwrap();
+    let spec = serde_json::json!({"auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}});
+    let reg = Arc::new(
+        Registry::new(
+            Arc::new(StaticKeys),
+            CacheConfig {
+                ttl: std::time::Duration::ZERO,
+                ..Default::default()
+            },
+        )
+        .with_factory(factory(&e)),
+    );
+    let s = store(spec);
+    for _ in 0..20 {
+        let f = reg.fetch(&s, "ns", &[get(&k)]).await.unwrap();
+        let v = f.gets.values().next().cloned().flatten().unwrap();
+        assert_eq!(string_of(&v), "via-web-identity");
+    }
+    let counts = e.proxy.counts();
+    assert_eq!(
+        counts
+            .get("AssumeRoleWithWebIdentity")
+            .copied()
+            .unwrap_or(0),
+        1,
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("GetSecretValue").copied().unwrap_or(0),
+        20,
+        "cache TTL 0: every fetch reads"
+    );
+}
