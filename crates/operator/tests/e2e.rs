@@ -1027,3 +1027,88 @@ fn sentinel_value_never_leaks_into_logs_events_or_status() {
     );
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// SIGKILL mid-run and restart: ExternalSecrets whose refreshTime is still fresh cause no AWS
+/// read after the restart (no re-fetch storm) and no Secret write.
+#[test]
+fn restart_after_sigkill_makes_no_aws_calls_for_fresh_external_secrets() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "e2e-restart");
+    let url = moto_url(env);
+    let proxy = proxy::Proxy::start(&url).expect("proxy");
+    apply(env, &aws_store_and_creds(&ns));
+    let mut docs = String::new();
+    for i in 0..20 {
+        let key = testenv::unique_name(&format!("restart-{i}"));
+        moto::create_secret(&url, &key, r#"{"v":"x"}"#).expect("create");
+        docs.push_str(&format!(
+            "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es-{i}, namespace: {ns}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: {key}, property: v}}}}\n"
+        ));
+    }
+    apply(env, &docs);
+    let mut op = Operator::start(env, &ns, Some(&proxy.url), &[]);
+    eventually(
+        Duration::from_secs(60),
+        &format!("20 synced\n{}", op.log()),
+        || {
+            (0..20)
+                .all(|i| secret_value(env, &ns, &format!("es-{i}"), "v").as_deref() == Some("x"))
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let versions = get(
+        env,
+        &[
+            "get",
+            "secrets",
+            "-n",
+            &ns,
+            "-l",
+            "reconcile.external-secrets.io/managed=true",
+            "-o",
+            "jsonpath={.items[*].metadata.resourceVersion}",
+        ],
+    );
+    let reads = |p: &proxy::Proxy| {
+        let c = p.counts();
+        c.get("GetSecretValue").copied().unwrap_or(0)
+            + c.get("BatchGetSecretValue").copied().unwrap_or(0)
+    };
+    let before = reads(&proxy);
+    // SIGKILL: no graceful shutdown.
+    let _ = op.child.kill();
+    let _ = op.child.wait();
+    op = Operator::start(env, &ns, Some(&proxy.url), &[]);
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(
+        op.log().contains("caches synced"),
+        "restarted operator never synced its caches\n{}",
+        op.log()
+    );
+    assert_eq!(
+        reads(&proxy),
+        before,
+        "AWS reads after a restart with fresh ExternalSecrets: {:?}",
+        proxy.counts()
+    );
+    let after = get(
+        env,
+        &[
+            "get",
+            "secrets",
+            "-n",
+            &ns,
+            "-l",
+            "reconcile.external-secrets.io/managed=true",
+            "-o",
+            "jsonpath={.items[*].metadata.resourceVersion}",
+        ],
+    );
+    assert_eq!(after, versions, "Secrets written after the restart");
+    for i in 0..20 {
+        assert!(es_ready(env, &ns, &format!("es-{i}")).starts_with("True/"));
+    }
+    drop(op);
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -201,6 +201,12 @@ async fn reconcile_inner(
     name: &str,
     ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
+    // Decisions read the Secret and store caches: never decide on a cache that has not listed
+    // yet (after a restart every Secret would look missing and be rewritten). Not awaited: a
+    // reconcile holding a slot must not stall the streams that fill those caches.
+    if !ctx.caches_ready() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let key = ObjectRef::<ExternalSecret>::new(name).within(ns);
     if es.meta().deletion_timestamp.is_some() {
         return cleanup(es, ns, name, ctx).await;
@@ -864,7 +870,7 @@ async fn write_secret(
     let immutable = es.spec.target.immutable.unwrap_or(false);
     if let Some(secret) = existing
         && secret.immutable == Some(true)
-        && secrets::observed_hash(secret) != Some(hash.as_str())
+        && secrets::current_hash(secret).as_deref() != Some(hash.as_str())
     {
         return Err(SyncFailure::Write {
             message: MSG_IMMUTABLE,
@@ -1011,7 +1017,7 @@ fn up_to_date(
     data: &BTreeMap<String, Vec<u8>>,
     merge: bool,
 ) -> bool {
-    if secrets::observed_hash(secret) != Some(hash) {
+    if secrets::current_hash(secret).as_deref() != Some(hash) {
         return false;
     }
     let live_labels = secret.metadata.labels.clone().unwrap_or_default();

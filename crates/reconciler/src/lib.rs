@@ -245,6 +245,26 @@ impl Context {
         self.secrets.get(&ObjectRef::new(name).within(ns))
     }
 
+    /// Whether the Secret and store caches have completed their initial list.
+    fn caches_ready(&self) -> bool {
+        use futures::FutureExt as _;
+        self.secrets
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok())
+            && self
+                .stores
+                .wait_until_ready()
+                .now_or_never()
+                .is_some_and(|r| r.is_ok())
+            && (!self.config.enable_cluster_stores
+                || self
+                    .cluster_stores
+                    .wait_until_ready()
+                    .now_or_never()
+                    .is_some_and(|r| r.is_ok()))
+    }
+
     fn es_state(&self, key: &ObjectRef<ExternalSecret>) -> EsState {
         self.state
             .lock()
@@ -422,12 +442,31 @@ pub async fn run(
             ns_reader,
             es_store.clone(),
         );
+        // Polled rather than awaited: readiness must not depend on a wakeup from the reflectors.
         tokio::spawn(async move {
-            let _ = a.wait_until_ready().await;
-            let _ = b.wait_until_ready().await;
-            let _ = c.wait_until_ready().await;
-            let _ = d.wait_until_ready().await;
-            let _ = e.wait_until_ready().await;
+            use futures::FutureExt as _;
+            loop {
+                let synced = a
+                    .wait_until_ready()
+                    .now_or_never()
+                    .is_some_and(|r| r.is_ok())
+                    && b.wait_until_ready()
+                        .now_or_never()
+                        .is_some_and(|r| r.is_ok())
+                    && c.wait_until_ready()
+                        .now_or_never()
+                        .is_some_and(|r| r.is_ok())
+                    && d.wait_until_ready()
+                        .now_or_never()
+                        .is_some_and(|r| r.is_ok())
+                    && e.wait_until_ready()
+                        .now_or_never()
+                        .is_some_and(|r| r.is_ok());
+                if synced {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             ready.store(true, Ordering::SeqCst);
             info!("caches synced");
         });

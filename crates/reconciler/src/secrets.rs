@@ -45,6 +45,21 @@ pub fn observed_hash(secret: &Secret) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// The hash of the Secret's data: from the annotation [`trim`] leaves on cached Secrets, or
+/// computed from the data of a Secret read directly.
+pub fn current_hash(secret: &Secret) -> Option<String> {
+    if let Some(h) = observed_hash(secret) {
+        return Some(h.to_string());
+    }
+    let data: std::collections::BTreeMap<String, Vec<u8>> = secret
+        .data
+        .as_ref()?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    Some(eso_mapping::data_hash(&data))
+}
+
 /// ESO's `isSecretValid` (except the Orphan shortcut, applied by the caller): the Secret exists,
 /// carries the managed label, and its data-hash annotation matches its data.
 pub fn is_valid(secret: Option<&Secret>) -> bool {
