@@ -149,7 +149,12 @@ fn init_logging(level: &str, format: &str) {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Render { file, remotes }) = &cli.command {
-        return render_command(file, remotes);
+        // A clear one-line error and a non-zero exit, never a backtrace.
+        if let Err(e) = render_command(file, remotes) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
     }
     init_logging(&cli.run.loglevel, &cli.run.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
