@@ -406,6 +406,81 @@ fn filter_pem(a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(out))
 }
 
+fn compile(name: &str, re: &str) -> Result<regex::Regex, FuncError> {
+    regex::RegexBuilder::new(re)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| err(format!("{name}: invalid regexp: {e}")))
+}
+fn regex_match(a: &[Value]) -> Result<Value, FuncError> {
+    let re = compile("regexMatch", &s(arg("regexMatch", a, 0, 2)?))?;
+    Ok(Value::Bool(re.is_match(&s(arg("regexMatch", a, 1, 2)?))))
+}
+fn regex_find(a: &[Value]) -> Result<Value, FuncError> {
+    let re = compile("regexFind", &s(arg("regexFind", a, 0, 2)?))?;
+    let v = s(arg("regexFind", a, 1, 2)?);
+    Ok(Value::String(
+        re.find(&v)
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default(),
+    ))
+}
+fn regex_replace_all(a: &[Value]) -> Result<Value, FuncError> {
+    let re = compile("regexReplaceAll", &s(arg("regexReplaceAll", a, 0, 3)?))?;
+    let v = s(arg("regexReplaceAll", a, 1, 3)?);
+    let repl = s(arg("regexReplaceAll", a, 2, 3)?);
+    Ok(Value::String(
+        re.replace_all(&v, repl.as_str()).into_owned(),
+    ))
+}
+fn regex_replace_all_literal(a: &[Value]) -> Result<Value, FuncError> {
+    let re = compile(
+        "regexReplaceAllLiteral",
+        &s(arg("regexReplaceAllLiteral", a, 0, 3)?),
+    )?;
+    let v = s(arg("regexReplaceAllLiteral", a, 1, 3)?);
+    let repl = s(arg("regexReplaceAllLiteral", a, 2, 3)?);
+    Ok(Value::String(
+        re.replace_all(&v, regex::NoExpand(&repl)).into_owned(),
+    ))
+}
+fn int_arg(name: &str, v: &Value) -> Result<i64, FuncError> {
+    s(v).parse::<i64>()
+        .map_err(|_| err(format!("{name}: expected an integer")))
+}
+fn substr(a: &[Value]) -> Result<Value, FuncError> {
+    let start = int_arg("substr", arg("substr", a, 0, 3)?)?;
+    let end = int_arg("substr", arg("substr", a, 1, 3)?)?;
+    let v: Vec<char> = s(arg("substr", a, 2, 3)?).chars().collect();
+    let len = v.len() as i64;
+    let start = start.clamp(0, len) as usize;
+    let end = if end < 0 { len } else { end.clamp(0, len) } as usize;
+    Ok(Value::String(if start >= end {
+        String::new()
+    } else {
+        v[start..end].iter().collect()
+    }))
+}
+fn trunc(a: &[Value]) -> Result<Value, FuncError> {
+    let n = int_arg("trunc", arg("trunc", a, 0, 2)?)?;
+    let v: Vec<char> = s(arg("trunc", a, 1, 2)?).chars().collect();
+    let len = v.len() as i64;
+    let out: String = if n >= 0 {
+        v.iter().take(n.min(len) as usize).collect()
+    } else {
+        v.iter().skip((len + n).max(0) as usize).collect()
+    };
+    Ok(Value::String(out))
+}
+fn has_key(a: &[Value]) -> Result<Value, FuncError> {
+    match arg("hasKey", a, 0, 2)? {
+        Value::Map(m) | Value::Object(m) => {
+            Ok(Value::Bool(m.contains_key(&s(arg("hasKey", a, 1, 2)?))))
+        }
+        _ => Err(err("hasKey: first argument must be a dict")),
+    }
+}
+
 /// The functions templates may call, on top of gtmpl's built-ins (`index`, `printf`, `len`, ...).
 const FUNCS: &[(&str, Func)] = &[
     ("b64enc", b64enc),
@@ -445,6 +520,13 @@ const FUNCS: &[(&str, Func)] = &[
     ("fromYaml", from_yaml),
     ("sha256sum", sha256sum),
     ("filterPEM", filter_pem),
+    ("regexMatch", regex_match),
+    ("regexFind", regex_find),
+    ("regexReplaceAll", regex_replace_all),
+    ("regexReplaceAllLiteral", regex_replace_all_literal),
+    ("substr", substr),
+    ("trunc", trunc),
+    ("hasKey", has_key),
 ];
 
 #[cfg(test)]
@@ -491,6 +573,36 @@ mod tests {
             r(r#"{{ dict "a" .user | toJson }}"#).ok().as_deref(),
             Some(r#"{"a":"admin"}"#)
         );
+    }
+
+    #[test]
+    fn sprig_regex_and_string_functions() {
+        let d = data();
+        let r = |t: &str| render(t, &d).ok();
+        assert_eq!(
+            r(r#"{{ regexMatch "^ad" .user }}"#).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            r(r#"{{ regexFind "[0-9]+" "ab123c" }}"#).as_deref(),
+            Some("123")
+        );
+        assert_eq!(
+            r(r#"{{ regexReplaceAll "a(x*)b" "-ab-axxb-" "${1}W" }}"#).as_deref(),
+            Some("-W-xxW-")
+        );
+        assert_eq!(
+            r(r#"{{ regexReplaceAllLiteral "a(x*)b" "-ab-" "${1}" }}"#).as_deref(),
+            Some("-${1}-")
+        );
+        assert_eq!(r(r#"{{ substr 1 3 .user }}"#).as_deref(), Some("dm"));
+        assert_eq!(r(r#"{{ trunc 3 .user }}"#).as_deref(), Some("adm"));
+        assert_eq!(r(r#"{{ trunc -2 .user }}"#).as_deref(), Some("in"));
+        assert_eq!(
+            r(r#"{{ hasKey (dict "a" "b") "a" }}"#).as_deref(),
+            Some("true")
+        );
+        assert!(render(r#"{{ regexMatch "(" "x" }}"#, &d).is_err());
     }
 
     #[test]
