@@ -1112,3 +1112,117 @@ fn restart_after_sigkill_makes_no_aws_calls_for_fresh_external_secrets() {
     drop(op);
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// Two replicas with leader election: only the Lease holder writes; SIGKILL the leader and the
+/// standby takes over within the lease duration and keeps the Secret in sync.
+#[test]
+fn leader_election_fails_over_within_the_lease_duration() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "e2e-leader");
+    apply(env, &fake_store(&ns, "fake", &[("k", "v1")]));
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: led, namespace: {ns}}}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {{name: fake, kind: SecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
+        ),
+    );
+    let flags = [
+        "--enable-leader-election",
+        "--leader-election-namespace",
+        ns.as_str(),
+        "--leader-election-id",
+        "eso-test",
+        "--leader-election-lease-duration",
+        "6s",
+        "--leader-election-renew-deadline",
+        "4s",
+        "--leader-election-retry-period",
+        "1s",
+    ];
+    let mut a = Operator::start(env, &ns, None, &flags);
+    eventually(
+        Duration::from_secs(60),
+        &format!("leader A syncs\n{}", a.log()),
+        || (secret_value(env, &ns, "led", "v").as_deref() == Some("v1")).then_some(()),
+    );
+    let holder = |env: &testenv::TestEnv| {
+        get(
+            env,
+            &[
+                "get",
+                "lease",
+                "eso-test",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        )
+    };
+    let first = holder(env);
+    assert!(
+        first.ends_with(&format!("_{}", a.child.id())),
+        "lease held by {first:?}"
+    );
+    // The standby waits; it must not take the lease from a live leader.
+    let b_log = root()
+        .join("target/testenv/logs")
+        .join(format!("e2e-{ns}-b.log"));
+    let b = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eso-operator"));
+        cmd.args([
+            "--namespace",
+            &ns,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+            "--loglevel",
+            "debug",
+        ])
+        .args(flags)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&b_log).expect("log")));
+        cmd.spawn().expect("start B")
+    };
+    let mut b = Operator {
+        child: b,
+        log: b_log,
+    };
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        holder(env),
+        first,
+        "the standby took the lease from a live leader"
+    );
+
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let killed = std::time::Instant::now();
+    let new_holder = eventually(
+        Duration::from_secs(30),
+        &format!("B takes the lease\n{}", b.log()),
+        || {
+            let h = holder(env);
+            (h.ends_with(&format!("_{}", b.child.id()))).then_some(h)
+        },
+    );
+    // B now serves: a remote change reaches the Secret.
+    apply(env, &fake_store(&ns, "fake", &[("k", "v2")]));
+    eventually(
+        Duration::from_secs(30),
+        &format!("B syncs\n{}", b.log()),
+        || (secret_value(env, &ns, "led", "v").as_deref() == Some("v2")).then_some(()),
+    );
+    let failover = killed.elapsed();
+    println!(
+        "leader failover: lease to {new_holder} and a fresh sync {failover:?} after SIGKILL of the leader"
+    );
+    assert!(
+        failover < Duration::from_secs(6 + 10),
+        "failover took {failover:?}"
+    );
+    let _ = b.child.kill();
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
