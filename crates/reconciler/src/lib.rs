@@ -547,3 +547,39 @@ pub async fn run(
     }
     info!("controllers stopped");
 }
+
+#[cfg(test)]
+mod watchdog_tests {
+    use super::*;
+
+    #[test]
+    fn a_stuck_reconcile_fails_liveness() {
+        let dog = Watchdog::new(Duration::from_millis(100));
+        let busy = dog.start();
+        assert!(dog.healthy().is_ok());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(dog.healthy().unwrap_err().contains("running for"));
+        drop(busy);
+        assert!(dog.healthy().is_ok());
+    }
+
+    #[test]
+    fn a_queue_that_stops_draining_fails_liveness() {
+        let dog = Watchdog::new(Duration::from_millis(100));
+        drop(dog.start());
+        dog.expect_by(Duration::from_millis(10));
+        assert!(dog.healthy().is_ok(), "work scheduled, not overdue yet");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(dog.healthy().unwrap_err().contains("stalled"));
+        // The queue drains again: healthy.
+        drop(dog.start());
+        assert!(dog.healthy().is_ok());
+    }
+
+    #[test]
+    fn idle_without_scheduled_work_is_healthy() {
+        let dog = Watchdog::new(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(dog.healthy().is_ok());
+    }
+}
