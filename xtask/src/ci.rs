@@ -2,7 +2,8 @@
 //!
 //! fmt --check, clippy -D warnings, crdgen --check, docs, testenv up, all workspace tests with
 //! `ESO_REQUIRE_TESTENV=1` (tests that need the control plane fail instead of skipping), the
-//! compiled examples, a bounded fuzz run, and testenv down (always, even after a failure).
+//! compiled examples, testenv down (always, even after a failure), and a bounded fuzz run when
+//! fuzz targets are registered.
 
 use std::process::Command;
 use std::time::Instant;
@@ -118,7 +119,9 @@ pub fn run(args: &[String]) -> Result<()> {
     result?;
     down?;
 
-    if skip_fuzz {
+    if !crate::fuzz::has_targets() {
+        println!("\n(fuzzing skipped: no fuzz targets registered yet)");
+    } else if skip_fuzz {
         println!("\n(fuzzing skipped)");
     } else {
         step("fuzz (bounded)", || crate::fuzz::run(fuzz_seconds))?;

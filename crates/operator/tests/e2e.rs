@@ -33,9 +33,20 @@ struct Operator {
 
 impl Operator {
     fn start(env: &testenv::TestEnv, ns: &str, aws_endpoint: Option<&str>, extra: &[&str]) -> Self {
+        Self::start_named(env, ns, ns, aws_endpoint, extra)
+    }
+
+    /// Like `start`, logging to target/testenv/logs/e2e-<log_name>.log (a second replica).
+    fn start_named(
+        env: &testenv::TestEnv,
+        ns: &str,
+        log_name: &str,
+        aws_endpoint: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
         let logs = root().join("target/testenv/logs");
         let _ = std::fs::create_dir_all(&logs);
-        let log = logs.join(format!("e2e-{ns}.log"));
+        let log = logs.join(format!("e2e-{log_name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let port = |_: u8| -> String {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
@@ -1165,31 +1176,7 @@ fn leader_election_fails_over_within_the_lease_duration() {
         "lease held by {first:?}"
     );
     // The standby waits; it must not take the lease from a live leader.
-    let b_log = root()
-        .join("target/testenv/logs")
-        .join(format!("e2e-{ns}-b.log"));
-    let b = {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eso-operator"));
-        cmd.args([
-            "--namespace",
-            &ns,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--health-addr",
-            "127.0.0.1:0",
-            "--loglevel",
-            "debug",
-        ])
-        .args(flags)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&b_log).expect("log")));
-        cmd.spawn().expect("start B")
-    };
-    let mut b = Operator {
-        child: b,
-        log: b_log,
-    };
+    let mut b = Operator::start_named(env, &ns, &format!("{ns}-b"), None, &flags);
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(
         holder(env),

@@ -551,18 +551,8 @@ impl SecretsProvider for SecretsManagerProvider {
                     Some(Err(ProviderError::NotFound { .. })) => {}
                     Some(Err(e)) => return Err(e),
                     None => {
-                        let r = RemoteRef {
-                            key: n.clone(),
-                            version: VersionSelector::Current,
-                            metadata: false,
-                        };
                         // Names from ListSecrets are full names: read without the store prefix.
-                        let out = self
-                            .client
-                            .get_secret_value()
-                            .secret_id(&r.key)
-                            .send()
-                            .await;
+                        let out = self.client.get_secret_value().secret_id(n).send().await;
                         match out {
                             Ok(o) => {
                                 result.insert(
