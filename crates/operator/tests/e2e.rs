@@ -20,85 +20,14 @@ mod moto;
 #[path = "../../../testsupport/proxy.rs"]
 mod proxy;
 
-use std::process::{Child, Command, Stdio};
+#[path = "../../../testsupport/operator.rs"]
+mod operator;
+
+use std::process::Command;
 use std::time::Duration;
 
 use cluster::{apply, es_ready, eventually, get, namespace, root, secret_value};
-
-/// A running operator, killed on drop. Its log goes to target/testenv/logs/e2e-<ns>.log.
-struct Operator {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Operator {
-    fn start(env: &testenv::TestEnv, ns: &str, aws_endpoint: Option<&str>, extra: &[&str]) -> Self {
-        Self::start_named(env, ns, ns, aws_endpoint, extra)
-    }
-
-    /// Like `start`, logging to target/testenv/logs/e2e-<log_name>.log (a second replica).
-    fn start_named(
-        env: &testenv::TestEnv,
-        ns: &str,
-        log_name: &str,
-        aws_endpoint: Option<&str>,
-        extra: &[&str],
-    ) -> Self {
-        let logs = root().join("target/testenv/logs");
-        let _ = std::fs::create_dir_all(&logs);
-        let log = logs.join(format!("e2e-{log_name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let port = |_: u8| -> String {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-            let p = l.local_addr().expect("addr").port();
-            format!("127.0.0.1:{p}")
-        };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eso-operator"));
-        cmd.args([
-            "--namespace",
-            ns,
-            "--metrics-addr",
-            &port(0),
-            "--health-addr",
-            &port(1),
-            "--loglevel",
-            "debug",
-        ])
-        .args(extra)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(file));
-        if let Some(url) = aws_endpoint
-            .map(String::from)
-            .or_else(|| env.moto_url.clone())
-        {
-            cmd.env("AWS_SECRETSMANAGER_ENDPOINT", &url)
-                .env("AWS_STS_ENDPOINT", &url)
-                .env("AWS_ENDPOINT_URL", &url);
-        }
-        let child = cmd.spawn().expect("start eso-operator");
-        Operator { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_url(env: &testenv::TestEnv) -> String {
-    env.moto_url
-        .clone()
-        .expect("testenv exports ESO_TESTENV_MOTO_URL")
-}
+use operator::{Operator, aws_store_and_creds, fake_store, moto_url};
 
 const DB: &str = r#"{"username":"dbuser","password":"dbpassword","host":"dbhost","port":"5432"}"#;
 
@@ -297,22 +226,6 @@ fn seed_flow_cluster_secret_store_v1beta1() {
 #[test]
 fn seed_flow_secret_store_v1() {
     seed_flow("v1", "secret-store.yaml");
-}
-
-fn fake_store(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
-    let entries: Vec<String> = data
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "      - key: {k}\n        value: '{}'",
-                v.replace('\'', "''")
-            )
-        })
-        .collect();
-    format!(
-        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  provider:\n    fake:\n      data:\n{}\n",
-        entries.join("\n")
-    )
 }
 
 #[test]
@@ -583,13 +496,6 @@ fn namespace_isolation_at_runtime() {
     assert!(r.contains("not found"), "{r}");
     assert!(get(env, &["get", "secret", "steal", "-n", &b, "-o", "name"]).is_empty());
     let _ = env.kubectl(&["delete", "namespace", &a, &b, "--wait=false"]);
-}
-
-fn aws_store_and_creds(ns: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds, namespace: {ns}}}\nstringData: {{access-key: testing, secret-key: testing}}\n---\n\
-         apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws, namespace: {ns}}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n"
-    )
 }
 
 /// AWS unreachable for longer than two refresh intervals: the Secret never changes, Ready=False
