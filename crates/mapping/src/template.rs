@@ -37,6 +37,7 @@ pub fn render_with(text: &str, ctx: &Value) -> Result<String, String> {
 
 /// Render `text` with an arbitrary context value.
 pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
+    check_nesting(text)?;
     let mut t = Template::default();
     t.add_funcs(FUNCS);
     t.parse(text).map_err(|e| e.to_string())?;
@@ -47,6 +48,177 @@ pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
         );
     }
     Ok(out)
+}
+
+/// Deepest nesting a template may have: blocks (`if`, `range`, `with`, `define`, `block`, each
+/// `else if`/`else with`), parentheses inside an action, and `template` calls, added up along
+/// the deepest path. gtmpl parses and executes recursively, so without a bound a few kilobytes of
+/// `((((` or `{{ if }}` — or a `define` that calls itself — overflow the stack and abort the whole
+/// operator. Real templates stay far below this.
+pub const MAX_TEMPLATE_NESTING: usize = 50;
+
+/// Refuse templates nested deeper than [`MAX_TEMPLATE_NESTING`] and recursive `template` calls,
+/// before gtmpl sees them. The scan only looks at actions (`{{ ... }}`), skipping string, raw
+/// string and character literals and comments; it never fails on text gtmpl would reject anyway.
+fn check_nesting(text: &str) -> Result<(), String> {
+    #[derive(Default)]
+    struct Body {
+        /// Deepest static nesting inside this body.
+        depth: usize,
+        /// `(call depth, callee)` for each `template`/`block` call.
+        calls: Vec<(usize, String)>,
+    }
+    // Open blocks: (weight, Some(define name) for define/block).
+    let mut frames: Vec<(usize, Option<String>)> = Vec::new();
+    let mut bodies: BTreeMap<Option<String>, Body> = BTreeMap::new();
+    let too_deep = || {
+        format!(
+            "template nested deeper than {MAX_TEMPLATE_NESTING} levels (blocks, parentheses and template calls)"
+        )
+    };
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let (action, after) = split_action(&rest[start + 2..]);
+        rest = after;
+        let action = action.trim_start_matches('-').trim_end_matches('-').trim();
+        if action.starts_with("/*") {
+            continue;
+        }
+        let words: Vec<&str> = action.split_whitespace().take(2).collect();
+        let level: usize = frames.iter().map(|f| f.0).sum();
+        let current = frames.iter().rev().find_map(|f| f.1.clone());
+        let name = || {
+            words
+                .get(1)
+                .map(|w| w.trim_matches(|c| c == '"' || c == '`').to_string())
+        };
+        let body = bodies.entry(current.clone()).or_default();
+        body.depth = body.depth.max(level + paren_depth(action));
+        match words.first().copied() {
+            Some("if" | "range" | "with") => frames.push((1, None)),
+            Some("define") => frames.push((1, name())),
+            Some("block") => {
+                let callee = name().unwrap_or_default();
+                body.calls.push((level + 1, callee.clone()));
+                frames.push((1, Some(callee)));
+            }
+            Some("template") => body.calls.push((level + 1, name().unwrap_or_default())),
+            Some("else") if matches!(words.get(1), Some(&("if" | "with" | "range"))) => {
+                if let Some(f) = frames.last_mut() {
+                    f.0 += 1;
+                }
+            }
+            Some("end") => {
+                frames.pop();
+            }
+            _ => {}
+        }
+        if level + 1 > MAX_TEMPLATE_NESTING * 2 {
+            return Err(too_deep());
+        }
+    }
+    // Effective depth of each body, following template calls; a cycle is recursion.
+    fn effective(
+        name: &Option<String>,
+        bodies: &BTreeMap<Option<String>, Body>,
+        done: &mut BTreeMap<Option<String>, usize>,
+        path: &mut Vec<Option<String>>,
+    ) -> Result<usize, String> {
+        if let Some(d) = done.get(name) {
+            return Ok(*d);
+        }
+        if path.contains(name) {
+            return Err(format!(
+                "template {:?} calls itself (recursive templates are not supported)",
+                name.clone().unwrap_or_default()
+            ));
+        }
+        let Some(body) = bodies.get(name) else {
+            return Ok(0);
+        };
+        path.push(name.clone());
+        let mut d = body.depth;
+        for (at, callee) in &body.calls {
+            let callee = Some(callee.clone());
+            d = d.max(at.saturating_add(effective(&callee, bodies, done, path)?));
+        }
+        path.pop();
+        done.insert(name.clone(), d);
+        Ok(d)
+    }
+    let mut done = BTreeMap::new();
+    for name in bodies.keys() {
+        if effective(name, &bodies, &mut done, &mut Vec::new())? > MAX_TEMPLATE_NESTING {
+            return Err(too_deep());
+        }
+    }
+    Ok(())
+}
+
+/// Split `s` (just after `{{`) into the action and what follows its `}}`, skipping literals
+/// and comments. An unterminated action takes the rest of the text.
+fn split_action(s: &str) -> (&str, &str) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'}' if b.get(i + 1) == Some(&b'}') => {
+                return (s.get(..i).unwrap_or(""), s.get(i + 2..).unwrap_or(""));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    (s, "")
+}
+
+/// Deepest parenthesis nesting in an action, outside literals.
+fn paren_depth(action: &str) -> usize {
+    let (mut depth, mut max, mut quote) = (0usize, 0usize, None);
+    let mut escaped = false;
+    for c in action.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q != '`' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' | '`' => quote = Some(c),
+                '(' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    max
 }
 
 fn s(v: &Value) -> String {
@@ -631,5 +803,74 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(!e.contains("s3cr3t"), "{e}");
+    }
+
+    /// Run `f` on a thread with the 2 MiB stack tokio gives its workers.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow")
+    }
+
+    #[test]
+    fn deep_nesting_and_recursion_are_refused_not_a_stack_overflow() {
+        let n = 5000;
+        let hostile = [
+            format!("{{{{ {}.pass{} }}}}", "(".repeat(n), ")".repeat(n)),
+            format!("{}x{}", "{{ if true }}".repeat(n), "{{ end }}".repeat(n)),
+            format!("{{{{ if false }}}}{}{{{{ end }}}}", "{{ else if false }}".repeat(n)),
+            format!("{}x{}", "{{ range $i, $v := . }}".repeat(n), "{{ end }}".repeat(n)),
+            r#"{{ define "x" }}{{ template "x" }}{{ end }}{{ template "x" }}"#.to_string(),
+            r#"{{ define "a" }}{{ template "b" }}{{ end }}{{ define "b" }}{{ if true }}{{ template "a" }}{{ end }}{{ end }}{{ template "a" }}"#.to_string(),
+            r#"{{ block "x" . }}{{ template "x" . }}{{ end }}"#.to_string(),
+            // A long call chain, no cycle: depth adds up through the calls.
+            (0..200)
+                .map(|i| format!("{{{{ define \"t{i}\" }}}}{{{{ template \"t{}\" }}}}{{{{ end }}}}", i + 1))
+                .collect::<String>()
+                + "{{ define \"t200\" }}x{{ end }}{{ template \"t0\" }}",
+        ];
+        for t in hostile {
+            let d = data();
+            let head: String = t.chars().take(60).collect();
+            let r = on_small_stack(move || render(&t, &d));
+            let e = r.err().unwrap_or_default();
+            assert!(e.contains("template"), "{head}: {e}");
+        }
+    }
+
+    #[test]
+    fn nesting_at_the_limit_renders_on_a_small_stack() {
+        let n = MAX_TEMPLATE_NESTING;
+        let h = n / 2;
+        let ok = [
+            format!("{{{{ {}.pass{} }}}}", "(".repeat(n), ")".repeat(n)),
+            format!("{}x{}", "{{ if true }}".repeat(n), "{{ end }}".repeat(n)),
+            format!(
+                "{{{{ if false }}}}{}y{{{{ end }}}}",
+                "{{ else if false }}".repeat(n - 1)
+            ),
+            format!(
+                "{}{{{{ {}.pass{} }}}}{}",
+                "{{ with . }}".repeat(h),
+                "(".repeat(n - h),
+                ")".repeat(n - h),
+                "{{ end }}".repeat(h)
+            ),
+            // Not nesting: long pipelines, many actions, literals with braces and parens.
+            format!("{{{{ .pass{} }}}}", " | upper".repeat(2000)),
+            "{{ .pass }}".repeat(5000),
+            r#"{{ "((((}}{{ if" }}{{/* {{ if ( */}}{{ `))}}` }}"#.to_string(),
+            r#"{{ define "t" }}{{ .pass }}{{ end }}{{ template "t" . }}{{ template "t" . }}"#
+                .to_string(),
+        ];
+        for t in ok {
+            let d = data();
+            let head: String = t.chars().take(60).collect();
+            let r = on_small_stack(move || render(&t, &d));
+            assert!(r.is_ok(), "{head}: {r:?}");
+        }
     }
 }
