@@ -37,6 +37,7 @@ pub fn render_with(text: &str, ctx: &Value) -> Result<String, String> {
 
 /// Render `text` with an arbitrary context value.
 pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
+    check_action_chars(text)?;
     check_nesting(text)?;
     let mut t = Template::default();
     t.add_funcs(FUNCS);
@@ -190,6 +191,47 @@ fn split_action(s: &str) -> (&str, &str) {
         i += 1;
     }
     (s, "")
+}
+
+/// Refuse a non-ASCII character inside an action (`{{ ... }}`) outside a string, raw string or
+/// character literal or a leading comment, and a backslash escape of a non-ASCII character in a
+/// literal. gtmpl's lexer steps back one byte, not one character, after such a character and
+/// panics on the broken UTF-8 boundary (found by the `templates` fuzz target). Text outside
+/// actions, and literals, may hold any character; a data key with non-ASCII characters is read
+/// with `index . "clé"`.
+fn check_action_chars(text: &str) -> Result<(), String> {
+    let refuse = |c: char| {
+        Err(format!(
+            "template action contains {c:?} outside a string literal; only ASCII is supported \
+             there (use index . \"key\" for keys with non-ASCII characters)"
+        ))
+    };
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let (action, after) = split_action(&rest[start + 2..]);
+        rest = after;
+        let body = action.strip_prefix("- ").unwrap_or(action);
+        let body = match body.strip_prefix("/*") {
+            Some(comment) => comment.split_once("*/").map_or("", |(_, tail)| tail),
+            None => action,
+        };
+        let mut chars = body.chars();
+        let mut quote: Option<char> = None;
+        while let Some(c) = chars.next() {
+            match quote {
+                Some(q) if c == '\\' && q != '`' => match chars.next() {
+                    Some(n) if !n.is_ascii() => return refuse(n),
+                    _ => {}
+                },
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
+                None if !c.is_ascii() => return refuse(c),
+                None => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Deepest parenthesis nesting in an action, outside literals.
@@ -871,6 +913,38 @@ mod tests {
             let head: String = t.chars().take(60).collect();
             let r = on_small_stack(move || render(&t, &d));
             assert!(r.is_ok(), "{head}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_in_actions_is_refused_not_a_panic() {
+        // Each of these made gtmpl's lexer panic on a UTF-8 boundary (fuzz target `templates`).
+        for t in [
+            "{{ é }}",
+            "{{ .é }}",
+            "{{ \"a\" | é }}",
+            "{{ 1é }}",
+            "{{ \"a\"é }}",
+            "{{é}}",
+            "{{- é -}}",
+            "{{ $é := 1 }}",
+            "{{ \"\\é\" }}",
+            "{{ .cert | \u{fffd}filterPEM \"CERTIFICATE\" }}",
+        ] {
+            let r = render(t, &data());
+            assert!(
+                r.as_ref().is_err_and(|e| e.contains("non-ASCII")),
+                "{t}: {r:?}"
+            );
+        }
+        // Literals, comments and text keep any character.
+        let d = BTreeMap::from([("clé".to_string(), "v".to_string())]);
+        for (t, want) in [
+            ("héllo {{ \"wörld\" }}", "héllo wörld"),
+            ("{{ `é` }}{{/* é */}}{{- /* é */ -}}", "é"),
+            ("{{ index . \"clé\" }}—", "v—"),
+        ] {
+            assert_eq!(render(t, &d).as_deref(), Ok(want), "{t}");
         }
     }
 }
