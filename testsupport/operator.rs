@@ -12,6 +12,8 @@ use super::testenv;
 pub struct Operator {
     pub child: Child,
     pub log: std::path::PathBuf,
+    /// `127.0.0.1:<port>` serving `/healthz` and `/readyz`.
+    pub health_addr: String,
 }
 
 impl Operator {
@@ -32,6 +34,18 @@ impl Operator {
         aws_endpoint: Option<&str>,
         extra: &[&str],
     ) -> Self {
+        Self::start_with_env(env, ns, log_name, aws_endpoint, extra, &[])
+    }
+
+    /// Like `start_named`, with extra environment variables for the child.
+    pub fn start_with_env(
+        env: &testenv::TestEnv,
+        ns: &str,
+        log_name: &str,
+        aws_endpoint: Option<&str>,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Self {
         let logs = root().join("target/testenv/logs");
         let _ = std::fs::create_dir_all(&logs);
         let log = logs.join(format!("e2e-{log_name}.log"));
@@ -41,6 +55,7 @@ impl Operator {
             let p = l.local_addr().expect("addr").port();
             format!("127.0.0.1:{p}")
         };
+        let health_addr = port(1);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_eso-operator"));
         cmd.args([
             "--namespace",
@@ -48,7 +63,7 @@ impl Operator {
             "--metrics-addr",
             &port(0),
             "--health-addr",
-            &port(1),
+            &health_addr,
             "--loglevel",
             "debug",
         ])
@@ -66,8 +81,13 @@ impl Operator {
                 .env("AWS_STS_ENDPOINT", &url)
                 .env("AWS_ENDPOINT_URL", &url);
         }
+        cmd.envs(vars.iter().copied());
         let child = cmd.spawn().expect("start eso-operator");
-        Operator { child, log }
+        Operator {
+            child,
+            log,
+            health_addr,
+        }
     }
 
     pub fn log(&self) -> String {

@@ -29,6 +29,8 @@ pub enum Fault {
     Unavailable,
     /// Close the connection without answering.
     Drop,
+    /// Answer 400 AccessDeniedException (credentials valid, permission missing), as AWS does.
+    AccessDenied,
 }
 
 /// A running proxy.
@@ -163,6 +165,15 @@ fn handle(
                 write!(
                     client,
                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                )?;
+                return Ok(());
+            }
+            Fault::AccessDenied => {
+                let b = r#"{"__type":"AccessDeniedException","Message":"User: arn:aws:iam::123456789012:user/test is not authorized to perform: secretsmanager:GetSecretValue because no identity-based policy allows the secretsmanager:GetSecretValue action"}"#;
+                write!(
+                    client,
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
                     b.len()
                 )?;
                 return Ok(());

@@ -29,6 +29,8 @@ pub struct LeaderConfig {
     pub renew_deadline: Duration,
     /// Interval between attempts.
     pub retry_period: Duration,
+    /// Records each successful acquisition and renewal for the write fence ([`crate::fence`]).
+    pub clock: std::sync::Arc<crate::fence::LeaseClock>,
 }
 
 /// Errors of leader election.
@@ -122,8 +124,11 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaderConfig) -> Result<bool, kube:
 pub async fn acquire(api: &Api<Lease>, cfg: &LeaderConfig) {
     info!(lease = %cfg.name, namespace = %cfg.namespace, identity = %cfg.identity, "waiting for leadership");
     loop {
+        // Taken before the request: the Lease's renewTime is no older than this.
+        let attempt = std::time::Instant::now();
         match try_acquire(api, cfg).await {
             Ok(true) => {
+                cfg.clock.renewed_at(attempt);
                 info!(lease = %cfg.name, identity = %cfg.identity, "acquired leadership");
                 return;
             }
@@ -139,8 +144,12 @@ pub async fn hold(api: &Api<Lease>, cfg: &LeaderConfig) -> LeaderError {
     let mut last_renew = std::time::Instant::now();
     loop {
         tokio::time::sleep(cfg.retry_period).await;
+        let attempt = std::time::Instant::now();
         match try_acquire(api, cfg).await {
-            Ok(true) => last_renew = std::time::Instant::now(),
+            Ok(true) => {
+                last_renew = std::time::Instant::now();
+                cfg.clock.renewed_at(attempt);
+            }
             Ok(false) => {
                 return LeaderError::Lost {
                     namespace: cfg.namespace.clone(),

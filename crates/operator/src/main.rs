@@ -4,6 +4,7 @@
 //! `eso-operator [flags]` runs the controllers; `eso-operator render -f es.yaml --remote k=file`
 //! prints the Secret the operator would write, offline.
 
+mod fence;
 mod http;
 mod leader;
 mod render;
@@ -182,9 +183,23 @@ fn render_command(file: &PathBuf, remotes: &[String]) -> Result<()> {
 }
 
 async fn run(args: RunArgs) -> Result<()> {
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let client =
+        kube::Client::try_from(kube_config.clone()).context("building the Kubernetes client")?;
+    // With leader election the controllers write through a fenced client: no write unless the
+    // Lease was renewed within the renew deadline (see fence.rs). The Lease itself uses `client`.
+    let lease_clock = Arc::new(fence::LeaseClock::new(args.leader_election_renew_deadline));
+    let controller_client = if args.enable_leader_election {
+        kube::client::ClientBuilder::try_from(kube_config)
+            .context("building the Kubernetes client")?
+            .with_layer(&fence::WriteFenceLayer::new(lease_clock.clone()))
+            .build()
+    } else {
+        client.clone()
+    };
+    let fault = fault_injection()?;
     let handles = eso_reconciler::Handles {
         ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         metrics: Arc::new(eso_reconciler::Metrics::default()),
@@ -244,6 +259,7 @@ async fn run(args: RunArgs) -> Result<()> {
         lease_duration: args.leader_election_lease_duration,
         renew_deadline: args.leader_election_renew_deadline,
         retry_period: args.leader_election_retry_period,
+        clock: lease_clock,
     };
     if args.enable_leader_election {
         tokio::select! {
@@ -263,14 +279,19 @@ async fn run(args: RunArgs) -> Result<()> {
         remote_change_poll: Some(args.remote_change_poll_interval).filter(|d| !d.is_zero()),
         ..eso_reconciler::Config::default()
     };
-    let hub = wiring::hub(client.clone(), &args_cache(&args), handles.metrics.clone());
+    let hub = wiring::hub(
+        controller_client.clone(),
+        &args_cache(&args),
+        handles.metrics.clone(),
+        fault,
+    );
     info!(
         namespace = %args.namespace, concurrent = args.concurrent, class = %args.controller_class,
         client_qps = args.client_qps, client_burst = args.client_burst, "starting controllers"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let controllers = tokio::spawn(eso_reconciler::run(
-        client.clone(),
+        controller_client,
         config,
         hub,
         handles.clone(),
@@ -302,6 +323,29 @@ async fn run(args: RunArgs) -> Result<()> {
             error!(error = ?e, "leadership lost; exiting");
             std::process::exit(1);
         }
+    }
+}
+
+/// Test-only fault injection, read once at startup from `ESO_FAULT_INJECT` (not a flag, not in
+/// any CRD, off by default). Used by the end-to-end tests to prove the liveness probe fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Every provider read (so every reconcile that reaches one) blocks forever.
+    StuckReconcile,
+}
+
+fn fault_injection() -> Result<Option<Fault>> {
+    match std::env::var("ESO_FAULT_INJECT").ok().as_deref() {
+        None | Some("") => Ok(None),
+        Some("stuck-reconcile") => {
+            tracing::warn!(
+                "ESO_FAULT_INJECT=stuck-reconcile: TEST-ONLY fault injection, every reconcile will hang"
+            );
+            Ok(Some(Fault::StuckReconcile))
+        }
+        Some(other) => bail!(
+            "unknown ESO_FAULT_INJECT value {other:?} (test-only; the only value is stuck-reconcile; unset it in production)"
+        ),
     }
 }
 

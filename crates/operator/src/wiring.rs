@@ -10,12 +10,14 @@ use eso_provider_aws::AwsFactory;
 use eso_reconciler::kube_access::RegistryHub;
 use eso_reconciler::{FetchFailure, Metrics, ProviderHub, StoreContext, Validation};
 
-use crate::CacheArgs;
+use crate::{CacheArgs, Fault};
 
 /// The hub plus metrics export.
 struct MeteredHub {
     inner: RegistryHub,
     metrics: Arc<Metrics>,
+    /// Test-only: every fetch hangs (see `crate::Fault`).
+    stuck: bool,
 }
 
 impl MeteredHub {
@@ -57,6 +59,9 @@ impl ProviderHub for MeteredHub {
         requests: &[Request],
         max_age: Option<std::time::Duration>,
     ) -> Result<Fetched, FetchFailure> {
+        if self.stuck {
+            futures::future::pending::<()>().await;
+        }
         let r = self
             .inner
             .fetch(store, es_namespace, requests, max_age)
@@ -92,6 +97,7 @@ pub(crate) fn hub(
     client: kube::Client,
     cache: &CacheArgs,
     metrics: Arc<Metrics>,
+    fault: Option<Fault>,
 ) -> Arc<dyn ProviderHub> {
     let config = CacheConfig {
         ttl: cache.ttl,
@@ -99,5 +105,9 @@ pub(crate) fn hub(
         ..CacheConfig::default()
     };
     let inner = RegistryHub::new(client, config).with_factory(Arc::new(AwsFactory::from_env()));
-    Arc::new(MeteredHub { inner, metrics })
+    Arc::new(MeteredHub {
+        inner,
+        metrics,
+        stuck: fault == Some(Fault::StuckReconcile),
+    })
 }
