@@ -462,7 +462,7 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
         Some(t) => {
             let ctx: BTreeMap<String, String> = data
                 .iter()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .map(|(k, v)| (k.clone(), crate::template::bytes_to_text(v)))
                 .collect();
             let tctx = crate::template::context(&ctx);
             let field = "spec.target.template";
@@ -531,7 +531,8 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                     "annotations" => mapped.annotations.extend(rendered),
                     "data" | "" => {
                         for (k, v) in rendered {
-                            let v = decode_for(&f, &k, tf.values_decoding_strategy, v.as_bytes())?;
+                            let v = crate::template::text_to_bytes(&v);
+                            let v = decode_for(&f, &k, tf.values_decoding_strategy, &v)?;
                             mapped.data.insert(k, v);
                         }
                     }
@@ -548,7 +549,7 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
             for (k, body) in &t.data {
                 let out = crate::template::render_with(body, &tctx)
                     .map_err(terr(format!("{field}.data[{k}]")))?;
-                mapped.data.insert(k.clone(), out.into_bytes());
+                mapped.data.insert(k.clone(), crate::template::text_to_bytes(&out));
             }
             if let Some(md) = &t.metadata {
                 for (k, body) in &md.labels {

@@ -26,6 +26,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod crypto;
 mod engine;
 mod error;
 mod hash;

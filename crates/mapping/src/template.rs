@@ -14,7 +14,43 @@ use base64::Engine as _;
 use gtmpl::{Context, Func, Template, Value};
 use gtmpl_value::FuncError;
 
+use crate::crypto;
+
 const NO_VALUE: &str = "<no value>";
+
+/// First of the 128 private-use code points (U+10FE80..=U+10FEFF) that stand for the raw bytes
+/// 0x80..=0xFF of a value that is not valid UTF-8.
+const RAW_BYTE_BASE: u32 = 0x10_FE00;
+
+/// A provider value as template text. Go templates work on byte strings, so binary values (a
+/// PKCS#12 file, a ciphertext) must reach functions such as `pkcs12cert` intact: valid UTF-8 is
+/// kept as is, and each byte of an invalid sequence becomes the private-use code point
+/// U+10FE00 + byte. [`text_to_bytes`] reverses this on rendered output, so `{{ .binary }}`
+/// also round-trips byte for byte. (A valid UTF-8 value that itself contains U+10FE80..=U+10FEFF
+/// would be turned into raw bytes on output; those code points have no assigned meaning.)
+pub fn bytes_to_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.extend(char::from_u32(RAW_BYTE_BASE + u32::from(*b)));
+        }
+    }
+    out
+}
+
+/// The bytes a template string stands for (see [`bytes_to_text`]).
+pub fn text_to_bytes(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        match u32::from(c).checked_sub(RAW_BYTE_BASE) {
+            Some(b @ 0x80..=0xff) => out.push(b as u8),
+            _ => out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
+        }
+    }
+    out
+}
 
 /// Render `text` with `data` (string keys to string values) as `.`.
 pub fn render(text: &str, data: &BTreeMap<String, String>) -> Result<String, String> {
@@ -263,7 +299,7 @@ fn paren_depth(action: &str) -> usize {
     max
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::NoValue | Value::Nil => String::new(),
@@ -281,7 +317,8 @@ fn no_missing(name: &str, args: &[Value]) -> Result<(), FuncError> {
     Ok(())
 }
 
-fn arg<'a>(name: &str, args: &'a [Value], i: usize, n: usize) -> Result<&'a Value, FuncError> {
+pub(crate) fn arg<'a>(
+    name: &str, args: &'a [Value], i: usize, n: usize) -> Result<&'a Value, FuncError> {
     no_missing(name, args)?;
     if args.len() != n {
         return Err(FuncError::ExactlyXArgs(name.to_string(), n));
@@ -303,7 +340,7 @@ fn b64dec(a: &[Value]) -> Result<Value, FuncError> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(s(arg("b64dec", a, 0, 1)?))
         .map_err(|_| err("b64dec: input is not valid base64"))?;
-    Ok(Value::String(String::from_utf8_lossy(&raw).into_owned()))
+    Ok(Value::String(bytes_to_text(&raw)))
 }
 fn upper(a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(s(arg("upper", a, 0, 1)?).to_uppercase()))
@@ -596,7 +633,7 @@ fn from_yaml(a: &[Value]) -> Result<Value, FuncError> {
 fn sha256sum(a: &[Value]) -> Result<Value, FuncError> {
     use sha2::Digest as _;
     Ok(Value::String(hex::encode(sha2::Sha256::digest(
-        s(arg("sha256sum", a, 0, 1)?).as_bytes(),
+        text_to_bytes(&s(arg("sha256sum", a, 0, 1)?)),
     ))))
 }
 /// ESO's `filterPEM TYPE`: keep only the PEM blocks of the given type.
@@ -734,6 +771,21 @@ const FUNCS: &[(&str, Func)] = &[
     ("fromYaml", from_yaml),
     ("sha256sum", sha256sum),
     ("filterPEM", filter_pem),
+    ("filterCertChain", crypto::filter_cert_chain),
+    ("certSANs", crypto::cert_sans),
+    ("pkcs12key", crypto::pkcs12key),
+    ("pkcs12keyPass", crypto::pkcs12key_pass),
+    ("pkcs12cert", crypto::pkcs12cert),
+    ("pkcs12certPass", crypto::pkcs12cert_pass),
+    ("pemToPkcs12", crypto::pem_to_pkcs12_fn),
+    ("pemToPkcs12Pass", crypto::pem_to_pkcs12_pass),
+    ("fullPemToPkcs12", crypto::full_pem_to_pkcs12),
+    ("fullPemToPkcs12Pass", crypto::full_pem_to_pkcs12_pass),
+    ("pemTruststoreToPKCS12", crypto::pem_truststore_to_pkcs12),
+    ("pemTruststoreToPKCS12Pass", crypto::pem_truststore_to_pkcs12_pass),
+    ("jwkPublicKeyPem", crypto::jwk_public_key_pem),
+    ("jwkPrivateKeyPem", crypto::jwk_private_key_pem),
+    ("rsaDecrypt", crypto::rsa_decrypt_fn),
     ("regexMatch", regex_match),
     ("regexFind", regex_find),
     ("regexReplaceAll", regex_replace_all),
