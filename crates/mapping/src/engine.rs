@@ -549,7 +549,9 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
             for (k, body) in &t.data {
                 let out = crate::template::render_with(body, &tctx)
                     .map_err(terr(format!("{field}.data[{k}]")))?;
-                mapped.data.insert(k.clone(), crate::template::text_to_bytes(&out));
+                mapped
+                    .data
+                    .insert(k.clone(), crate::template::text_to_bytes(&out));
             }
             if let Some(md) = &t.metadata {
                 for (k, body) in &md.labels {

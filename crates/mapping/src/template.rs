@@ -318,7 +318,11 @@ fn no_missing(name: &str, args: &[Value]) -> Result<(), FuncError> {
 }
 
 pub(crate) fn arg<'a>(
-    name: &str, args: &'a [Value], i: usize, n: usize) -> Result<&'a Value, FuncError> {
+    name: &str,
+    args: &'a [Value],
+    i: usize,
+    n: usize,
+) -> Result<&'a Value, FuncError> {
     no_missing(name, args)?;
     if args.len() != n {
         return Err(FuncError::ExactlyXArgs(name.to_string(), n));
@@ -782,7 +786,10 @@ const FUNCS: &[(&str, Func)] = &[
     ("fullPemToPkcs12", crypto::full_pem_to_pkcs12),
     ("fullPemToPkcs12Pass", crypto::full_pem_to_pkcs12_pass),
     ("pemTruststoreToPKCS12", crypto::pem_truststore_to_pkcs12),
-    ("pemTruststoreToPKCS12Pass", crypto::pem_truststore_to_pkcs12_pass),
+    (
+        "pemTruststoreToPKCS12Pass",
+        crypto::pem_truststore_to_pkcs12_pass,
+    ),
     ("jwkPublicKeyPem", crypto::jwk_public_key_pem),
     ("jwkPrivateKeyPem", crypto::jwk_private_key_pem),
     ("rsaDecrypt", crypto::rsa_decrypt_fn),
