@@ -254,6 +254,7 @@ const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 
 /// Field size in bytes of a supported named curve.
 fn curve_len(oid: &[u8]) -> Option<usize> {
@@ -776,9 +777,40 @@ fn parse_jwk(func: &'static str, text: &str) -> R<JwkKeys> {
             };
             Ok(JwkKeys { spki, pkcs8 })
         }
+        "OKP" => {
+            let crv = jwk.get("crv").and_then(|v| v.as_str()).unwrap_or_default();
+            if crv != "Ed25519" {
+                return Err(CryptoError::Jwk {
+                    func,
+                    reason: format!("unsupported OKP curve {crv:?} (Ed25519 is supported)"),
+                });
+            }
+            let x = jwk_required(func, &jwk, "x")?;
+            if x.len() != 32 {
+                return Err(CryptoError::Jwk {
+                    func,
+                    reason: "member \"x\" must be 32 bytes for Ed25519".to_string(),
+                });
+            }
+            let alg = seq(&[&tlv(0x06, OID_ED25519)]);
+            let spki = seq(&[&alg, &bit_string(&x)]);
+            let pkcs8 = match jwk_field(func, &jwk, "d")? {
+                None => None,
+                Some(d) if d.len() == 32 => Some(pkcs8(&alg, &tlv(0x04, &d))),
+                Some(_) => {
+                    return Err(CryptoError::Jwk {
+                        func,
+                        reason: "member \"d\" must be 32 bytes for Ed25519".to_string(),
+                    });
+                }
+            };
+            Ok(JwkKeys { spki, pkcs8 })
+        }
         other => Err(CryptoError::Jwk {
             func,
-            reason: format!("unsupported key type {other:?} (RSA and EC are supported)"),
+            reason: format!(
+                "unsupported key type {other:?} (RSA, EC and OKP Ed25519 are supported)"
+            ),
         }),
     }
 }

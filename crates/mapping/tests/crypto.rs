@@ -55,6 +55,8 @@ fn data() -> BTreeMap<String, String> {
         "jwk-ec-p256-public.json",
         "jwk-ec-p384.json",
         "jwk-ec-p384-public.json",
+        "jwk-ed25519.json",
+        "jwk-ed25519-public.json",
     ]
     .into_iter()
     .map(|n| (n.replace(['-', '.'], "_"), bytes_to_text(&fixture(n))))
@@ -89,7 +91,7 @@ fn secret_markers() -> Vec<String> {
                 .map(|l| l[..20].to_string()),
         );
     }
-    for n in ["jwk-rsa.json", "jwk-ec-p256.json"] {
+    for n in ["jwk-rsa.json", "jwk-ec-p256.json", "jwk-ed25519.json"] {
         let v: serde_json::Value = serde_json::from_slice(&fixture(n)).unwrap();
         out.push(v["d"].as_str().unwrap()[..16].to_string());
     }
@@ -429,7 +431,7 @@ fn cert_sans_matches_eso() {
 
 #[test]
 fn jwk_to_pem_matches_eso() {
-    for k in ["rsa", "ec_p256", "ec_p384"] {
+    for k in ["rsa", "ec_p256", "ec_p384", "ed25519"] {
         let f = k.replace('_', "-");
         assert_eq!(
             ok(&format!("{{{{ .jwk_{k}_json | jwkPrivateKeyPem }}}}")),
@@ -459,6 +461,14 @@ fn jwk_to_pem_matches_eso() {
         (
             r#"{{ `{"kty":"oct","k":"AAAA"}` | jwkPrivateKeyPem }}"#,
             "jwkPrivateKeyPem",
+        ),
+        (
+            r#"{{ `{"kty":"OKP","crv":"X25519","x":"AA"}` | jwkPublicKeyPem }}"#,
+            "jwkPublicKeyPem",
+        ),
+        (
+            r#"{{ `{"kty":"OKP","crv":"Ed25519","x":"AA"}` | jwkPublicKeyPem }}"#,
+            "jwkPublicKeyPem",
         ),
         (
             r#"{{ `{"kty":"EC","crv":"P-256","x":"!!","y":"AA"}` | jwkPublicKeyPem }}"#,
