@@ -589,7 +589,84 @@ fn write_p12(func: &'static str, ks: &KeyStore, pass: &str) -> R<String> {
         .mac_iterations(PKCS12_ITERATIONS)
         .write()
         .map_err(encode_failed(func))?;
+    let der = drop_empty_safes(&der, pass).unwrap_or(der);
     Ok(base64::engine::general_purpose::STANDARD.encode(der))
+}
+
+/// DER of the content type `data` (1.2.840.113549.1.7.1).
+const OID_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
+
+/// p12-keystore always writes a key safe, empty for a truststore; go-pkcs12's `DecodeTrustStore`
+/// (what Go consumers of ESO truststores use) accepts exactly one authenticated-safe item. Drop
+/// empty `data` items and recompute the HMAC-SHA256 MAC (same salt and iterations). `None`
+/// leaves the input unchanged (nothing to drop, or an unexpected layout).
+fn drop_empty_safes(der: &[u8], pass: &str) -> Option<Vec<u8>> {
+    use hmac::{KeyInit as _, Mac as _};
+    let (pfx, _) = read_tlv(der)?;
+    let items = read_all(pfx.content)?;
+    let (version, auth, mac) = (items.first()?, items.get(1)?, items.get(2)?);
+    let auth_items = read_all(auth.content)?;
+    let content_type = auth_items.first().filter(|t| t.content == OID_DATA)?;
+    let (octets, _) = read_tlv(auth_items.get(1).filter(|t| t.tag == 0xa0)?.content)?;
+    let (safes, _) = read_tlv(octets.content)?;
+    let all = read_all(safes.content)?;
+    let kept: Vec<&[u8]> = all
+        .iter()
+        .filter(|ci| !is_empty_data(ci))
+        .map(|ci| ci.raw)
+        .collect();
+    if kept.len() == all.len() || kept.is_empty() {
+        return None;
+    }
+    let content = seq(&kept);
+    let mac_items = read_all(mac.content)?;
+    let digest_info = read_all(mac_items.first()?.content)?;
+    let alg = digest_info.first()?;
+    let sha256_oid = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+    read_all(alg.content)?
+        .first()
+        .filter(|o| o.content == sha256_oid)?;
+    let salt = mac_items.get(1).filter(|t| t.tag == 0x04)?;
+    let iterations = mac_items.get(2).filter(|t| t.tag == 0x02)?;
+    let rounds = i32::try_from(
+        iterations
+            .content
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    )
+    .ok()?;
+    let key = pkcs12::kdf::derive_key_utf8::<sha2::Sha256>(
+        pass,
+        salt.content,
+        pkcs12::kdf::Pkcs12KeyType::Mac,
+        rounds,
+        32,
+    )
+    .ok()?;
+    let mut hmac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
+    hmac.update(&content);
+    let digest = hmac.finalize().into_bytes();
+    let mac_data = seq(&[
+        &seq(&[alg.raw, &tlv(0x04, &digest)]),
+        salt.raw,
+        iterations.raw,
+    ]);
+    let auth = seq(&[content_type.raw, &tlv(0xa0, &tlv(0x04, &content))]);
+    Some(seq(&[version.raw, &auth, &mac_data]))
+}
+
+/// A `data` ContentInfo whose SafeContents is empty.
+fn is_empty_data(ci: &Tlv<'_>) -> bool {
+    let Some(items) = read_all(ci.content) else {
+        return false;
+    };
+    let [oid, explicit] = items.as_slice() else {
+        return false;
+    };
+    oid.content == OID_DATA
+        && explicit.tag == 0xa0
+        && read_tlv(explicit.content)
+            .is_some_and(|(o, _)| o.tag == 0x04 && o.content == [0x30, 0x00])
 }
 
 /// ESO's `certsKeyToPkcs12`: key + leaf + CA certificates → base64 PKCS#12.

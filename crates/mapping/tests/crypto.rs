@@ -678,6 +678,10 @@ fn dump_pkcs12_outputs() {
             "pemTruststoreToPKCS12.p12",
             "{{ pemTruststoreToPKCS12 .cas_pem }}",
         ),
+        (
+            "pemTruststoreToPKCS12Pass-changeit.p12",
+            r#"{{ pemTruststoreToPKCS12Pass .disjunct_cas_pem "changeit" }}"#,
+        ),
     ] {
         std::fs::write(PathBuf::from(&dir).join(name), b64(&ok(tpl))).unwrap();
     }
