@@ -115,7 +115,10 @@ fn check_nesting(text: &str) -> Result<(), String> {
     };
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
-        let (action, after) = split_action(&rest[start + 2..]);
+        let Some((action, after)) = split_action(&rest[start + 2..]) else {
+            // gtmpl's lexer never returns on some unclosed actions (`{{ .a ` spins forever).
+            return Err("unclosed action in the template: a {{ without its }}".to_string());
+        };
         rest = after;
         let action = action.trim_start_matches('-').trim_end_matches('-').trim();
         if action.starts_with("/*") {
@@ -193,8 +196,8 @@ fn check_nesting(text: &str) -> Result<(), String> {
 }
 
 /// Split `s` (just after `{{`) into the action and what follows its `}}`, skipping literals
-/// and comments. An unterminated action takes the rest of the text.
-fn split_action(s: &str) -> (&str, &str) {
+/// and comments. `None` when the action is never closed.
+fn split_action(s: &str) -> Option<(&str, &str)> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -220,13 +223,13 @@ fn split_action(s: &str) -> (&str, &str) {
                 i += 1;
             }
             b'}' if b.get(i + 1) == Some(&b'}') => {
-                return (s.get(..i).unwrap_or(""), s.get(i + 2..).unwrap_or(""));
+                return Some((s.get(..i).unwrap_or(""), s.get(i + 2..).unwrap_or("")));
             }
             _ => {}
         }
         i += 1;
     }
-    (s, "")
+    None
 }
 
 /// Refuse a non-ASCII character inside an action (`{{ ... }}`) outside a string, raw string or
@@ -244,7 +247,10 @@ fn check_action_chars(text: &str) -> Result<(), String> {
     };
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
-        let (action, after) = split_action(&rest[start + 2..]);
+        let Some((action, after)) = split_action(&rest[start + 2..]) else {
+            // gtmpl's lexer never returns on some unclosed actions (`{{ .a ` spins forever).
+            return Err("unclosed action in the template: a {{ without its }}".to_string());
+        };
         rest = after;
         let body = action.strip_prefix("- ").unwrap_or(action);
         let body = match body.strip_prefix("/*") {
@@ -917,7 +923,7 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_and_recursion_are_refused_not_a_stack_overflow() {
+    fn deep_nesting_recursion_and_unclosed_actions_are_refused() {
         let n = 5000;
         let hostile = [
             format!("{{{{ {}.pass{} }}}}", "(".repeat(n), ")".repeat(n)),
@@ -927,6 +933,12 @@ mod tests {
             r#"{{ define "x" }}{{ template "x" }}{{ end }}{{ template "x" }}"#.to_string(),
             r#"{{ define "a" }}{{ template "b" }}{{ end }}{{ define "b" }}{{ if true }}{{ template "a" }}{{ end }}{{ end }}{{ template "a" }}"#.to_string(),
             r#"{{ block "x" . }}{{ template "x" . }}{{ end }}"#.to_string(),
+            // Unclosed actions: gtmpl's lexer spins forever on some of them.
+            "{{ .pass ".to_string(),
+            "{{ if eq .pass \"x\" ".to_string(),
+            "ok {{ (index . \"pass\") ".to_string(),
+            "{{ \"}}\" ".to_string(),
+            "{{/* }} ".to_string(),
             // A long call chain, no cycle: depth adds up through the calls.
             (0..200)
                 .map(|i| format!("{{{{ define \"t{i}\" }}}}{{{{ template \"t{}\" }}}}{{{{ end }}}}", i + 1))
