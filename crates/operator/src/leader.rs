@@ -4,7 +4,9 @@
 //! `retry_period`; if it cannot renew within `renew_deadline` (shorter than `lease_duration`) it
 //! stops at once — the process exits — so an old leader never writes after another replica could
 //! have taken over. A leader that shuts down gracefully releases the Lease so a standby takes
-//! over without waiting for it to expire.
+//! over without waiting for it to expire. Each successful renewal is recorded in a
+//! [`crate::fence::LeaseClock`]: the controllers' client refuses writes once it is older than the
+//! renew deadline, which covers a leader frozen and resumed before this loop notices.
 
 use std::time::Duration;
 

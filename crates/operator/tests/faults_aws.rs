@@ -341,12 +341,37 @@ fn stale_leader_makes_no_write_after_losing_the_lease() {
     let key = testenv::unique_name("stale");
     moto::create_secret(&url, &key, r#"{"v":"one"}"#).expect("create");
     apply(env, &aws_store_and_creds(&ns));
-    apply(
-        env,
-        &format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: led, namespace: {ns}}}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: {key}, property: v}}}}\n"
-        ),
+    apply(env, &fake_store(&ns, "fake", &[("k", "one")]));
+    // One ExternalSecret reads AWS; ten read the fake provider, which answers without a network
+    // round trip, so a resumed stale leader would race its own Lease check with their writes.
+    let mut docs = format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: led, namespace: {ns}}}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: {key}, property: v}}}}\n"
     );
+    let targets: Vec<String> = std::iter::once("led".to_string())
+        .chain((0..10).map(|i| format!("f-{i}")))
+        .collect();
+    for t in &targets[1..] {
+        docs.push_str(&format!(
+            "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {t}, namespace: {ns}}}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {{name: fake, kind: SecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
+        ));
+    }
+    apply(env, &docs);
+    let all_are = |v: &str| {
+        targets
+            .iter()
+            .all(|t| secret_value(env, &ns, t, "v").as_deref() == Some(v))
+    };
+    let versions = || -> Vec<String> {
+        targets
+            .iter()
+            .flat_map(|t| {
+                [
+                    resource_version(env, &ns, "secret", t),
+                    resource_version(env, &ns, "externalsecrets.external-secrets.io", t),
+                ]
+            })
+            .collect()
+    };
     let flags = [
         "--enable-leader-election",
         "--leader-election-namespace",
@@ -382,7 +407,7 @@ fn stale_leader_makes_no_write_after_losing_the_lease() {
     eventually(
         Duration::from_secs(60),
         &format!("leader A syncs\n{}", a.log()),
-        || (secret_value(env, &ns, "led", "v").as_deref() == Some("one")).then_some(()),
+        || all_are("one").then_some(()),
     );
     assert!(holder().ends_with(&format!("_{}", a.child.id())));
     let b = Operator::start_named(env, &ns, &format!("{ns}-b"), None, &flags);
@@ -410,10 +435,10 @@ fn stale_leader_makes_no_write_after_losing_the_lease() {
 
     // Freeze B too: from now on no legitimate writer exists. Change the value in AWS and wake A.
     signal(&b, "-STOP");
-    let secret_rv = resource_version(env, &ns, "secret", "led");
-    let es_rv = resource_version(env, &ns, "externalsecrets.external-secrets.io", "led");
+    let rvs = versions();
     let events_before = get(env, &["get", "events", "-n", &ns, "-o", "name"]);
     moto::put_value(&url, &key, r#"{"v":"two"}"#).expect("put");
+    apply(env, &fake_store(&ns, "fake", &[("k", "two")]));
     signal(&a, "-CONT");
     let resumed = Instant::now();
     let status = eventually(
@@ -422,21 +447,15 @@ fn stale_leader_makes_no_write_after_losing_the_lease() {
         || a.child.try_wait().expect("try_wait"),
     );
     let exit_after = resumed.elapsed();
-    // A wrote nothing: the Secret, the ExternalSecret (status) and the Events are as they were.
+    // A wrote nothing: the Secrets, the ExternalSecrets (status) and the Events are as they were.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        resource_version(env, &ns, "secret", "led"),
-        secret_rv,
-        "the stale leader wrote the Secret\n{}",
+        versions(),
+        rvs,
+        "the stale leader wrote a Secret or an ExternalSecret status\n{}",
         a.log()
     );
-    assert_eq!(secret_value(env, &ns, "led", "v").as_deref(), Some("one"));
-    assert_eq!(
-        resource_version(env, &ns, "externalsecrets.external-secrets.io", "led"),
-        es_rv,
-        "the stale leader wrote the ExternalSecret status\n{}",
-        a.log()
-    );
+    assert!(all_are("one"));
     assert_eq!(
         get(env, &["get", "events", "-n", &ns, "-o", "name"]),
         events_before,
@@ -453,7 +472,7 @@ fn stale_leader_makes_no_write_after_losing_the_lease() {
     eventually(
         Duration::from_secs(30),
         &format!("B syncs the change\n{}", b.log()),
-        || (secret_value(env, &ns, "led", "v").as_deref() == Some("two")).then_some(()),
+        || all_are("two").then_some(()),
     );
     println!(
         "stale leader: B took the Lease {takeover:?} after A froze; A exited {exit_after:?} after resuming ({status}), \
