@@ -37,6 +37,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(&rest),
         "apidocs" => apidocs::run(rest.iter().any(|a| a == "--check")),
         "manifests" => manifests::run(rest.iter().any(|a| a == "--check")),
+        "fuzz" => fuzz::cli(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -54,6 +55,7 @@ fn print_help() {
          apidocs [--check]           write docs/api-reference.md from the eso-api types\n\
          manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\
          demo [down]                 the user's seed flow end to end on the local control plane\n\
+         fuzz [--seconds N] [target]  bounded cargo-fuzz runs (pinned nightly + cargo-fuzz, installed on demand)\n\
          bench [--es N --distinct D --big M --interval S]  operator benchmarks on the local control plane"
     );
 }
