@@ -30,7 +30,10 @@ fn exercise(es: &ExternalSecret) {
             Request::Find { store, query } => {
                 let found = BTreeMap::from([
                     ("app/db".to_string(), RemoteSecret::string(PAYLOAD)),
-                    ("app/bin".to_string(), RemoteSecret::binary(vec![0, 159, 146, 150])),
+                    (
+                        "app/bin".to_string(),
+                        RemoteSecret::binary(vec![0, 159, 146, 150]),
+                    ),
                 ]);
                 fetched.finds.insert((store, query), Some(found));
             }

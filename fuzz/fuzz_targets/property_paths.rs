@@ -11,7 +11,9 @@ use libfuzzer_sys::fuzz_target;
 /// Keeps one run fast: JSONPath descendant queries are superlinear in the document size.
 const MAX_INPUT: usize = 8 * 1024;
 
-const FIXED: &[&str] = &["password", "a.b", "a.b.c", "0", "#", "a.#", "$", "$..*", "$.a[0]"];
+const FIXED: &[&str] = &[
+    "password", "a.b", "a.b.c", "0", "#", "a.#", "$", "$..*", "$.a[0]",
+];
 
 fuzz_target!(|data: &[u8]| {
     if data.len() > MAX_INPUT {
