@@ -14,6 +14,8 @@
 //! - `cargo xtask bench soak [--es 10000] [--distinct 100] [--minutes 10] [--interval 60]`: RSS,
 //!   errors and AWS calls per minute over a long run.
 //!
+//! Both pass arguments after `--` to the operator (`-- --provider-cache-ttl 60s`).
+//!
 //! Each writes its table to `target/bench-report.md` (and `target/bench-report-<scenario>.md`).
 
 use std::io::Write;
@@ -164,7 +166,7 @@ pub fn run(args: &[String]) -> Result<()> {
     } = Setup::new("bench", distinct, true)?;
 
     // Operator first, then the objects: "1,000 new ExternalSecrets".
-    let mut child = start_operator(&root, &k, &ns, &proxy, "bench-operator")?;
+    let mut child = start_operator(&root, &k, &ns, &proxy, "bench-operator", &[])?;
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2));
     let rss_idle = rss_kib(pid);
@@ -347,14 +349,23 @@ impl Setup {
     }
 }
 
+/// Arguments after `--`: passed to the operator (e.g. `-- --provider-cache-ttl 60s`).
+fn operator_args(args: &[String]) -> &[String] {
+    args.iter()
+        .position(|a| a == "--")
+        .and_then(|i| args.get(i + 1..))
+        .unwrap_or(&[])
+}
+
 /// The release operator scoped to `ns`, AWS through `proxy`, logging to
-/// target/testenv/logs/<log_name>.log.
+/// target/testenv/logs/<log_name>.log, with `extra` arguments.
 fn start_operator(
     root: &std::path::Path,
     k: &Kubectl,
     ns: &str,
     proxy: &Proxy,
     log_name: &str,
+    extra: &[String],
 ) -> Result<std::process::Child> {
     let logs = root.join("target/testenv/logs");
     std::fs::create_dir_all(&logs)?;
@@ -370,6 +381,7 @@ fn start_operator(
             "--concurrent",
             "20",
         ])
+        .args(extra)
         .envs(k.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("AWS_SECRETSMANAGER_ENDPOINT", &proxy.url)
         .env("AWS_ENDPOINT_URL", &proxy.url)
@@ -432,7 +444,14 @@ fn fairness(args: &[String]) -> Result<()> {
     let failing = arg(args, "--failing", 5000);
     let missing = arg(args, "--missing", 500).max(1);
     let s = Setup::new("fairness", 1, false)?;
-    let mut child = start_operator(&s.root, &s.k, &s.ns, &s.proxy, "bench-fairness-operator")?;
+    let mut child = start_operator(
+        &s.root,
+        &s.k,
+        &s.ns,
+        &s.proxy,
+        "bench-fairness-operator",
+        operator_args(args),
+    )?;
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2));
     let rss_idle = rss_kib(pid);
@@ -523,13 +542,15 @@ fn fairness(args: &[String]) -> Result<()> {
          | one new healthy ExternalSecret (same namespace, queue, store) → Ready=True | **{:.2} s** | a few seconds |\n\
          | AWS calls meanwhile | {calls_new:?} | |\n\
          | operator RSS idle / with {failing} failing / after the new one | {:.1} / {:.1} / {:.1} MiB | |\n\
-         | operator still running | {alive} | true |\n",
+         | operator still running | {alive} | true |\n\
+         | operator arguments beyond the defaults | {:?} | |\n",
         applied.as_secs_f64(),
         all_failed.as_secs_f64(),
         new_ready.as_secs_f64(),
         mib(rss_idle),
         mib(rss_failing),
         mib(rss_after),
+        operator_args(args),
     );
     s.write_report("fairness", &report)
 }
@@ -544,7 +565,14 @@ fn soak(args: &[String]) -> Result<()> {
     let minutes = arg(args, "--minutes", 10);
     let interval = arg(args, "--interval", 60);
     let s = Setup::new("soak", distinct, false)?;
-    let mut child = start_operator(&s.root, &s.k, &s.ns, &s.proxy, "bench-soak-operator")?;
+    let mut child = start_operator(
+        &s.root,
+        &s.k,
+        &s.ns,
+        &s.proxy,
+        "bench-soak-operator",
+        operator_args(args),
+    )?;
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2));
     let rss_idle = rss_kib(pid);
@@ -630,12 +658,14 @@ fn soak(args: &[String]) -> Result<()> {
         "| soak measure | value | target |\n|---|---|---|\n\
          | {n} ExternalSecrets over {distinct} AWS secrets, refreshInterval {interval}s → all Ready | {:.0} s (applied in {:.0} s) | |\n\
          | soak duration | {minutes} min | |\n\
+         | operator arguments beyond the defaults | {:?} | |\n\
          | operator RSS idle / first sample / last sample / min / max | {:.1} / {:.1} / {:.1} / {:.1} / {:.1} MiB | flat |\n\
          | ExternalSecrets not Ready (max over the samples) | {max_not_ready} | 0 |\n\
          | GetSecretValue/BatchGetSecretValue calls per 1-minute window | {gets:?} | {distinct} each |\n\n\
          | t | RSS | not Ready | AWS calls in the last 30 s | AWS calls in the last minute |\n|---|---|---|---|---|\n{rows}",
         all_ready.as_secs_f64(),
         applied.as_secs_f64(),
+        operator_args(args),
         mib(rss_idle),
         mib(first),
         mib(last),
