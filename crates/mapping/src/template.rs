@@ -78,13 +78,85 @@ pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
     let mut t = Template::default();
     t.add_funcs(FUNCS);
     t.parse(text).map_err(|e| e.to_string())?;
-    let out = t.render(&Context::from(ctx)).map_err(|e| e.to_string())?;
+    let mut w = Capped(Vec::new());
+    t.execute(&mut w, &Context::from(ctx))
+        .map_err(|e| e.to_string())?;
+    let out = String::from_utf8(w.0).map_err(|e| e.to_string())?;
     if out.contains(NO_VALUE) && !text.contains(NO_VALUE) {
         return Err(
             "map has no entry for a key the template references (missingkey=error)".to_string(),
         );
     }
     Ok(out)
+}
+
+/// Largest text a template, or one function inside it, may produce: twice what a Secret can
+/// hold. Without it a `range` over a long list of `repeat`s, or `b64enc` applied twenty times,
+/// allocates gigabytes and the operator is OOM-killed.
+pub const MAX_RENDERED: usize = 2 << 20;
+
+/// The rendered text, refusing writes past [`MAX_RENDERED`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len().saturating_add(buf.len()) > MAX_RENDERED {
+            return Err(std::io::Error::other(format!(
+                "template output over {} MiB",
+                MAX_RENDERED >> 20
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of text in a value (strings, keys, nested).
+fn text_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(text_size).sum(),
+        Value::Map(m) | Value::Object(m) => m.iter().map(|(k, v)| k.len() + text_size(v)).sum(),
+        _ => 0,
+    }
+}
+
+/// A function result, refused when it holds more than [`MAX_RENDERED`] bytes of text.
+fn cap(name: &str, r: Result<Value, FuncError>) -> Result<Value, FuncError> {
+    let v = r?;
+    if text_size(&v) > MAX_RENDERED {
+        return Err(err(format!(
+            "{name}: result over {} MiB",
+            MAX_RENDERED >> 20
+        )));
+    }
+    Ok(v)
+}
+
+/// Refuse a result that would exceed [`MAX_RENDERED`] before building it.
+fn precheck(name: &str, size: usize) -> Result<(), FuncError> {
+    if size > MAX_RENDERED {
+        return Err(err(format!(
+            "{name}: result would be over {} MiB",
+            MAX_RENDERED >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// `[(name, function)]` with every function's result capped by [`cap`].
+macro_rules! capped_funcs {
+    ($(($name:expr, $f:path $(,)?)),* $(,)?) => {
+        [$(($name, {
+            fn capped(a: &[Value]) -> Result<Value, FuncError> {
+                cap($name, $f(a))
+            }
+            capped as Func
+        })),*]
+    };
 }
 
 /// Deepest nesting a template may have: blocks (`if`, `range`, `with`, `define`, `block`, each
@@ -400,9 +472,20 @@ fn trim_suffix(a: &[Value]) -> Result<Value, FuncError> {
 fn replace(a: &[Value]) -> Result<Value, FuncError> {
     let old = s(arg("replace", a, 0, 3)?);
     let new = s(arg("replace", a, 1, 3)?);
-    Ok(Value::String(
-        s(arg("replace", a, 2, 3)?).replace(&old, &new),
-    ))
+    let text = s(arg("replace", a, 2, 3)?);
+    if new.len() > old.len() {
+        let hits = if old.is_empty() {
+            text.chars().count() + 1
+        } else {
+            text.matches(old.as_str()).count()
+        };
+        precheck(
+            "replace",
+            text.len()
+                .saturating_add(hits.saturating_mul(new.len() - old.len())),
+        )?;
+    }
+    Ok(Value::String(text.replace(&old, &new)))
 }
 fn quote(a: &[Value]) -> Result<Value, FuncError> {
     no_missing("quote", a)?;
@@ -464,6 +547,11 @@ fn indent_by(name: &str, a: &[Value], newline: bool) -> Result<Value, FuncError>
         .map_err(|_| err(format!("{name}: width must be an integer")))?;
     let pad = " ".repeat(n.min(1024));
     let body = s(arg(name, a, 1, 2)?);
+    let lines = body.matches('\n').count() + 2;
+    precheck(
+        name,
+        body.len().saturating_add(lines.saturating_mul(pad.len())),
+    )?;
     let indented = format!("{pad}{}", body.replace('\n', &format!("\n{pad}")));
     Ok(Value::String(if newline {
         format!("\n{indented}")
@@ -548,9 +636,16 @@ fn get(a: &[Value]) -> Result<Value, FuncError> {
 fn join(a: &[Value]) -> Result<Value, FuncError> {
     let sep = s(arg("join", a, 0, 2)?);
     match arg("join", a, 1, 2)? {
-        Value::Array(items) => Ok(Value::String(
-            items.iter().map(s).collect::<Vec<_>>().join(&sep),
-        )),
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(s).collect();
+            let size = parts
+                .iter()
+                .map(String::len)
+                .sum::<usize>()
+                .saturating_add(sep.len().saturating_mul(parts.len().saturating_sub(1)));
+            precheck("join", size)?;
+            Ok(Value::String(parts.join(&sep)))
+        }
         other => Ok(Value::String(s(other))),
     }
 }
@@ -743,7 +838,7 @@ fn has_key(a: &[Value]) -> Result<Value, FuncError> {
 }
 
 /// The functions templates may call, on top of gtmpl's built-ins (`index`, `printf`, `len`, ...).
-const FUNCS: &[(&str, Func)] = &[
+const FUNCS: &[(&str, Func)] = &capped_funcs![
     ("b64enc", b64enc),
     ("b64dec", b64dec),
     ("upper", upper),
@@ -1017,5 +1112,33 @@ mod tests {
         ] {
             assert_eq!(render(t, &d).as_deref(), Ok(want), "{t}");
         }
+    }
+
+    #[test]
+    fn output_and_function_results_are_capped() {
+        let d = data();
+        let hostile = [
+            // Output accumulating over a loop.
+            r#"{{ range $i, $e := splitList "," (repeat 3000 "a,") }}{{ repeat 1048576 "b" }}{{ end }}"#.to_string(),
+            // Exponential growth through a chain of functions.
+            format!("{{{{ repeat 1048576 \"a\"{} }}}}", " | b64enc".repeat(40)),
+            // Quadratic growth in one call.
+            r#"{{ repeat 1048576 "a" | replace "a" (repeat 1048576 "b") }}"#.to_string(),
+            r#"{{ join (repeat 1048576 "s") (splitList "," (repeat 100000 ",")) }}"#.to_string(),
+            r#"{{ repeat 1048576 "\n" | indent 1000 }}"#.to_string(),
+        ];
+        for t in hostile {
+            let head: String = t.chars().take(60).collect();
+            let started = std::time::Instant::now();
+            let e = render(&t, &d).err().unwrap_or_default();
+            assert!(e.contains("MiB"), "{head}: {e}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{head}"
+            );
+        }
+        // Up to the cap is fine.
+        let ok = render(r#"{{ repeat 1048576 "a" | b64enc | b64dec }}"#, &d).unwrap_or_default();
+        assert_eq!(ok.len(), 1 << 20);
     }
 }
