@@ -9,6 +9,12 @@
 //! - Run state (certificates, etcd data, logs, kubeconfig, pids, `env.json`, `env.sh`) lives in
 //!   `target/testenv`. Processes run in their own process groups, so `testenv up` returns and
 //!   leaves them running; `testenv down` stops them.
+//! - `--instance NAME` (any command) selects a private environment in `target/testenv-NAME` with
+//!   its own ports, certificates and data, so a test can restart its control plane without
+//!   disturbing the shared one. Each component's command line and pid are kept in
+//!   `<state>/components/<name>.json`; `testenv restart [--kill] <etcd|apiserver|controller-manager|moto>`
+//!   stops one component (SIGTERM, or SIGKILL with `--kill`) and starts it again with the same
+//!   arguments and data directory, then waits until the environment answers again.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,35 +30,144 @@ use anyhow::{Context, Result, bail};
 /// The moto release the tests run against.
 pub const MOTO_VERSION: &str = "5.1.22";
 
-/// `cargo xtask testenv <up|down|env|status>`.
+/// `cargo xtask testenv [--instance NAME] <up|down|env|status|build|restart>`.
 pub fn run(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
+    let mut instance = Instance::default();
+    let mut kill = false;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--instance" {
+            let name = it.next().context("--instance needs a name")?;
+            instance = Instance::named(name)?;
+        } else if let Some(name) = a.strip_prefix("--instance=") {
+            instance = Instance::named(name)?;
+        } else if a == "--kill" {
+            kill = true;
+        } else {
+            rest.push(a.as_str());
+        }
+    }
+    match rest.first().copied() {
         Some("up") | None => {
             let start = Instant::now();
-            up()?;
+            instance.up()?;
             println!(
-                "testenv is up ({:.1}s). Use it from a shell with:",
+                "testenv{} is up ({:.1}s). Use it from a shell with:",
+                instance.label(),
                 start.elapsed().as_secs_f64()
             );
-            println!("  eval \"$(cargo xtask testenv env)\"");
+            println!("  eval \"$(cargo xtask testenv env{})\"", instance.flag());
             Ok(())
         }
-        Some("down") => down(),
+        Some("down") => instance.down(),
         Some("env") => {
-            for (k, v) in env_vars()? {
+            for (k, v) in instance.env_vars()? {
                 println!("export {k}={}", shell_quote(&v));
             }
             Ok(())
         }
         Some("status") => {
-            match healthy() {
-                Ok(true) => println!("testenv: up ({})", state_dir().display()),
-                _ => println!("testenv: down"),
+            match instance.healthy() {
+                Ok(true) => println!(
+                    "testenv{}: up ({})",
+                    instance.label(),
+                    instance.dir.display()
+                ),
+                _ => println!("testenv{}: down", instance.label()),
             }
             Ok(())
         }
         Some("build") => build_binaries().map(|d| println!("{}", d.display())),
-        Some(other) => bail!("unknown testenv command {other:?} (up, down, env, status, build)"),
+        Some("restart") => {
+            let component = rest.get(1).copied().context(
+                "usage: testenv [--instance NAME] restart [--kill] <etcd|apiserver|controller-manager|moto>",
+            )?;
+            let r = instance.restart(component, kill)?;
+            println!(
+                "testenv{}: restarted {} (stopped in {:.1}s, healthy {:.1}s after the start)",
+                instance.label(),
+                r.component,
+                r.stopped.as_secs_f64(),
+                r.healthy.as_secs_f64()
+            );
+            Ok(())
+        }
+        Some(other) => {
+            bail!("unknown testenv command {other:?} (up, down, env, status, build, restart)")
+        }
+    }
+}
+
+/// Which environment a command acts on: the shared default one (`target/testenv`) or a private,
+/// named one (`target/testenv-<name>`).
+#[derive(Debug, Clone)]
+pub struct Instance {
+    name: Option<String>,
+    dir: PathBuf,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Self {
+            name: None,
+            dir: state_dir(),
+        }
+    }
+}
+
+/// Timings of `testenv restart`.
+#[derive(Debug)]
+pub struct Restarted {
+    /// The component's canonical name.
+    pub component: &'static str,
+    /// How long the old process took to exit.
+    pub stopped: Duration,
+    /// From the new process's start until the environment answered again.
+    pub healthy: Duration,
+}
+
+fn component_name(s: &str) -> Result<&'static str> {
+    Ok(match s {
+        "etcd" => "etcd",
+        "apiserver" | "kube-apiserver" => "kube-apiserver",
+        "controller-manager" | "kube-controller-manager" => "kube-controller-manager",
+        "moto" => "moto",
+        other => bail!("unknown component {other:?} (etcd, apiserver, controller-manager, moto)"),
+    })
+}
+
+impl Instance {
+    /// A private instance in `target/testenv-<name>` (`name`: lowercase letters, digits, `-`).
+    pub fn named(name: &str) -> Result<Self> {
+        if name.is_empty()
+            || name.len() > 40
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            bail!("invalid instance name {name:?} (lowercase letters, digits and '-', at most 40)");
+        }
+        Ok(Self {
+            name: Some(name.to_string()),
+            dir: crate::project_root()
+                .join("target")
+                .join(format!("testenv-{name}")),
+        })
+    }
+
+    fn label(&self) -> String {
+        self.name
+            .as_ref()
+            .map(|n| format!(" (instance {n})"))
+            .unwrap_or_default()
+    }
+
+    fn flag(&self) -> String {
+        self.name
+            .as_ref()
+            .map(|n| format!(" --instance {n}"))
+            .unwrap_or_default()
     }
 }
 
@@ -357,8 +472,61 @@ fn kubeconfig(server: &str, certs: &Path) -> String {
     )
 }
 
-fn spawn(name: &str, program: &Path, args: &[String], logs: &Path) -> Result<u32> {
-    let log = fs::File::create(logs.join(format!("{name}.log")))?;
+/// What `restart` needs to start a component again: its program, arguments and current pid.
+struct ComponentState {
+    program: PathBuf,
+    args: Vec<String>,
+    pid: u32,
+}
+
+impl ComponentState {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "program": self.program.display().to_string(),
+            "args": self.args,
+            "pid": self.pid,
+        })
+    }
+
+    fn from_json(v: &serde_json::Value) -> Option<Self> {
+        Some(Self {
+            program: PathBuf::from(v.get("program")?.as_str()?),
+            args: v
+                .get("args")?
+                .as_array()?
+                .iter()
+                .map(|a| a.as_str().map(String::from))
+                .collect::<Option<Vec<_>>>()?,
+            pid: u32::try_from(v.get("pid")?.as_u64()?).ok()?,
+        })
+    }
+}
+
+fn component_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join("components").join(format!("{name}.json"))
+}
+
+/// Start a component in its own process group, logging to `<dir>/logs/<name>.log`, and record
+/// its command line and pid in `<dir>/components/<name>.json`.
+fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Result<u32> {
+    spawn_logged(name, program, args, dir, false)
+}
+
+fn spawn_logged(
+    name: &str,
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    append: bool,
+) -> Result<u32> {
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(logs.join(format!("{name}.log")))?;
     let err = log.try_clone()?;
     let child = Command::new(program)
         .args(args)
@@ -368,6 +536,16 @@ fn spawn(name: &str, program: &Path, args: &[String], logs: &Path) -> Result<u32
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
+    let state = ComponentState {
+        program: program.to_path_buf(),
+        args: args.to_vec(),
+        pid: child.id(),
+    };
+    fs::create_dir_all(dir.join("components"))?;
+    fs::write(
+        component_file(dir, name),
+        serde_json::to_vec_pretty(&state.to_json())?,
+    )?;
     Ok(child.id())
 }
 
@@ -412,8 +590,7 @@ fn kubectl_ok(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
-fn write_state(vars: &BTreeMap<String, String>, pids: &[u32]) -> Result<()> {
-    let dir = state_dir();
+fn write_state(dir: &Path, vars: &BTreeMap<String, String>, pids: &[u32]) -> Result<()> {
     fs::write(dir.join("env.json"), serde_json::to_vec_pretty(vars)?)?;
     fs::write(
         dir.join("pids"),
@@ -429,20 +606,32 @@ fn write_state(vars: &BTreeMap<String, String>, pids: &[u32]) -> Result<()> {
     Ok(())
 }
 
-fn read_vars() -> Result<BTreeMap<String, String>> {
-    let path = state_dir().join("env.json");
-    let bytes = fs::read(&path).with_context(|| {
-        format!(
-            "testenv is not up ({} missing); run `cargo xtask testenv up`",
-            path.display()
-        )
-    })?;
-    Ok(serde_json::from_slice(&bytes)?)
+impl Instance {
+    fn read_vars(&self) -> Result<BTreeMap<String, String>> {
+        let path = self.dir.join("env.json");
+        let bytes = fs::read(&path).with_context(|| {
+            format!(
+                "testenv{} is not up ({} missing); run `cargo xtask testenv{} up`",
+                self.label(),
+                path.display(),
+                self.flag()
+            )
+        })?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// True when a previously started environment still answers.
+    fn healthy(&self) -> Result<bool> {
+        healthy_vars(&self.read_vars()?)
+    }
+
+    /// The environment variables that point tests, kubectl and the AWS SDK at this environment.
+    pub fn env_vars(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.read_vars()?.into_iter().collect())
+    }
 }
 
-/// True when a previously started environment still answers.
-fn healthy() -> Result<bool> {
-    let vars = read_vars()?;
+fn healthy_vars(vars: &BTreeMap<String, String>) -> Result<bool> {
     let (Some(kc), Some(kubectl), Some(moto)) = (
         vars.get("ESO_TESTENV_KUBECONFIG"),
         vars.get("ESO_TESTENV_KUBECTL"),
@@ -465,61 +654,76 @@ fn healthy() -> Result<bool> {
 
 /// The environment variables that point tests, kubectl and the AWS SDK at the running testenv.
 pub fn env_vars() -> Result<Vec<(String, String)>> {
-    Ok(read_vars()?.into_iter().collect())
+    Instance::default().env_vars()
 }
 
 /// Start everything (or reuse a healthy running environment). Returns the state folder.
 pub fn up() -> Result<PathBuf> {
-    if healthy().unwrap_or(false) {
-        println!("testenv: already up ({})", state_dir().display());
-        return Ok(state_dir());
-    }
-    let _ = down();
-    let bins = build_binaries()?;
-    let venv = moto_venv()?;
+    Instance::default().up()
+}
 
-    let dir = state_dir();
-    let _ = fs::remove_dir_all(&dir);
-    let certs = dir.join("certs");
-    let logs = dir.join("logs");
-    fs::create_dir_all(&logs)?;
-    make_certs(&certs)?;
-    let arg = |s: &str| s.to_string();
-    let path = |p: PathBuf| p.display().to_string();
-    let mut pids = Vec::new();
+/// Stop every component and delete the run state.
+pub fn down() -> Result<()> {
+    Instance::default().down()
+}
 
-    // etcd
-    let (etcd_port, peer_port) = (free_port()?, free_port()?);
-    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
-    pids.push(spawn(
-        "etcd",
-        &bins.join("etcd"),
-        &[
-            arg("--name=testenv"),
-            format!("--data-dir={}", path(dir.join("etcd"))),
-            format!("--listen-client-urls={etcd_url}"),
-            format!("--advertise-client-urls={etcd_url}"),
-            format!("--listen-peer-urls={peer_url}"),
-            format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=testenv={peer_url}"),
-            arg("--unsafe-no-fsync=true"),
-            arg("--log-level=warn"),
-        ],
-        &logs,
-    )?);
-    // Written early so `down` can clean up after a failed start.
-    write_state(&BTreeMap::new(), &pids)?;
-    wait_for("etcd", Duration::from_secs(60), &logs, "etcd.log", || {
-        tcp_open(etcd_port)
-    })?;
+impl Instance {
+    /// Start everything (or reuse a healthy running environment). Returns the state folder.
+    pub fn up(&self) -> Result<PathBuf> {
+        if self.healthy().unwrap_or(false) {
+            println!(
+                "testenv{}: already up ({})",
+                self.label(),
+                self.dir.display()
+            );
+            return Ok(self.dir.clone());
+        }
+        let _ = self.down();
+        let bins = build_binaries()?;
+        let venv = moto_venv()?;
 
-    // kube-apiserver
-    let api_port = free_port()?;
-    let server = format!("https://127.0.0.1:{api_port}");
-    let kc = dir.join("kubeconfig");
-    fs::write(&kc, kubeconfig(&server, &certs))?;
-    pids.push(spawn(
+        let dir = self.dir.clone();
+        let _ = fs::remove_dir_all(&dir);
+        let certs = dir.join("certs");
+        let logs = dir.join("logs");
+        fs::create_dir_all(&logs)?;
+        make_certs(&certs)?;
+        let arg = |s: &str| s.to_string();
+        let path = |p: PathBuf| p.display().to_string();
+        let mut pids = Vec::new();
+
+        // etcd
+        let (etcd_port, peer_port) = (free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        pids.push(spawn(
+            "etcd",
+            &bins.join("etcd"),
+            &[
+                arg("--name=testenv"),
+                format!("--data-dir={}", path(dir.join("etcd"))),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=testenv={peer_url}"),
+                arg("--unsafe-no-fsync=true"),
+                arg("--log-level=warn"),
+            ],
+            &dir,
+        )?);
+        // Written early so `down` can clean up after a failed start.
+        write_state(&dir, &BTreeMap::new(), &pids)?;
+        wait_for("etcd", Duration::from_secs(60), &logs, "etcd.log", || {
+            tcp_open(etcd_port)
+        })?;
+
+        // kube-apiserver
+        let api_port = free_port()?;
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kc = dir.join("kubeconfig");
+        fs::write(&kc, kubeconfig(&server, &certs))?;
+        pids.push(spawn(
         "kube-apiserver",
         &bins.join("kube-apiserver"),
         &[
@@ -543,102 +747,103 @@ pub fn up() -> Result<PathBuf> {
             arg("--disable-admission-plugins=ServiceAccount"),
             arg("--v=0"),
         ],
-        &logs,
+        &dir,
     )?);
-    write_state(&BTreeMap::new(), &pids)?;
-    let kubectl = bins.join("kubectl");
-    wait_for(
-        "kube-apiserver",
-        Duration::from_secs(120),
-        &logs,
-        "kube-apiserver.log",
-        || kubectl_ok(&kubectl, &kc, &["get", "--raw", "/readyz"]),
-    )?;
+        write_state(&dir, &BTreeMap::new(), &pids)?;
+        let kubectl = bins.join("kubectl");
+        wait_for(
+            "kube-apiserver",
+            Duration::from_secs(120),
+            &logs,
+            "kube-apiserver.log",
+            || kubectl_ok(&kubectl, &kc, &["get", "--raw", "/readyz"]),
+        )?;
 
-    // kube-controller-manager: garbage collection, namespace deletion, service accounts and tokens.
-    pids.push(spawn(
-        "kube-controller-manager",
-        &bins.join("kube-controller-manager"),
-        &[
-            format!("--kubeconfig={}", path(kc.clone())),
-            format!("--authentication-kubeconfig={}", path(kc.clone())),
-            format!("--authorization-kubeconfig={}", path(kc.clone())),
-            arg("--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token"),
-            format!("--root-ca-file={}", path(certs.join("ca.crt"))),
-            format!(
-                "--service-account-private-key-file={}",
-                path(certs.join("sa.key"))
-            ),
-            arg("--leader-elect=false"),
-            arg("--bind-address=127.0.0.1"),
-            arg("--secure-port=0"),
-            arg("--concurrent-gc-syncs=5"),
-            arg("--v=0"),
-        ],
-        &logs,
-    )?);
-    write_state(&BTreeMap::new(), &pids)?;
-    wait_for(
-        "kube-controller-manager (default ServiceAccount)",
-        Duration::from_secs(120),
-        &logs,
-        "kube-controller-manager.log",
-        || {
-            kubectl_ok(
-                &kubectl,
-                &kc,
-                &["get", "serviceaccount", "default", "-n", "default"],
-            )
-        },
-    )?;
+        // kube-controller-manager: garbage collection, namespace deletion, service accounts and tokens.
+        pids.push(spawn(
+            "kube-controller-manager",
+            &bins.join("kube-controller-manager"),
+            &[
+                format!("--kubeconfig={}", path(kc.clone())),
+                format!("--authentication-kubeconfig={}", path(kc.clone())),
+                format!("--authorization-kubeconfig={}", path(kc.clone())),
+                arg("--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token"),
+                format!("--root-ca-file={}", path(certs.join("ca.crt"))),
+                format!(
+                    "--service-account-private-key-file={}",
+                    path(certs.join("sa.key"))
+                ),
+                arg("--leader-elect=false"),
+                arg("--bind-address=127.0.0.1"),
+                arg("--secure-port=0"),
+                arg("--concurrent-gc-syncs=5"),
+                arg("--v=0"),
+            ],
+            &dir,
+        )?);
+        write_state(&dir, &BTreeMap::new(), &pids)?;
+        wait_for(
+            "kube-controller-manager (default ServiceAccount)",
+            Duration::from_secs(120),
+            &logs,
+            "kube-controller-manager.log",
+            || {
+                kubectl_ok(
+                    &kubectl,
+                    &kc,
+                    &["get", "serviceaccount", "default", "-n", "default"],
+                )
+            },
+        )?;
 
-    // moto
-    let moto_port = free_port()?;
-    let moto_url = format!("http://127.0.0.1:{moto_port}");
-    pids.push(spawn(
-        "moto",
-        &venv.join("bin").join("python"),
-        &[
-            arg("-m"),
-            arg("moto.server"),
-            arg("-H"),
-            arg("127.0.0.1"),
-            arg("-p"),
-            moto_port.to_string(),
-        ],
-        &logs,
-    )?);
-    write_state(&BTreeMap::new(), &pids)?;
-    wait_for("moto", Duration::from_secs(60), &logs, "moto.log", || {
-        tcp_open(moto_port)
-    })?;
+        // moto
+        let moto_port = free_port()?;
+        let moto_url = format!("http://127.0.0.1:{moto_port}");
+        pids.push(spawn(
+            "moto",
+            &venv.join("bin").join("python"),
+            &[
+                arg("-m"),
+                arg("moto.server"),
+                arg("-H"),
+                arg("127.0.0.1"),
+                arg("-p"),
+                moto_port.to_string(),
+            ],
+            &dir,
+        )?);
+        write_state(&dir, &BTreeMap::new(), &pids)?;
+        wait_for("moto", Duration::from_secs(60), &logs, "moto.log", || {
+            tcp_open(moto_port)
+        })?;
 
-    let mut vars = BTreeMap::new();
-    let bin_path = match std::env::var("PATH") {
-        Ok(p) if !p.is_empty() => format!("{}:{p}", bins.display()),
-        _ => bins.display().to_string(),
-    };
-    for (k, v) in [
-        ("KUBECONFIG", path(kc.clone())),
-        ("ESO_TESTENV_KUBECONFIG", path(kc.clone())),
-        ("ESO_TESTENV_DIR", path(dir.clone())),
-        ("ESO_TESTENV_KUBECTL", path(kubectl.clone())),
-        ("ESO_TESTENV_HELM", path(bins.join("helm"))),
-        ("ESO_TESTENV_MOTO_URL", moto_url.clone()),
-        ("PATH", bin_path),
-        ("AWS_ENDPOINT_URL", moto_url.clone()),
-        ("AWS_SECRETSMANAGER_ENDPOINT", moto_url.clone()),
-        ("AWS_STS_ENDPOINT", moto_url.clone()),
-        ("AWS_REGION", arg("us-east-1")),
-        ("AWS_DEFAULT_REGION", arg("us-east-1")),
-        ("AWS_ACCESS_KEY_ID", arg("testing")),
-        ("AWS_SECRET_ACCESS_KEY", arg("testing")),
-        ("AWS_EC2_METADATA_DISABLED", arg("true")),
-    ] {
-        vars.insert(k.to_string(), v);
+        let mut vars = BTreeMap::new();
+        let bin_path = match std::env::var("PATH") {
+            Ok(p) if !p.is_empty() => format!("{}:{p}", bins.display()),
+            _ => bins.display().to_string(),
+        };
+        for (k, v) in [
+            ("KUBECONFIG", path(kc.clone())),
+            ("ESO_TESTENV_KUBECONFIG", path(kc.clone())),
+            ("ESO_TESTENV_DIR", path(dir.clone())),
+            ("ESO_TESTENV_KUBECTL", path(kubectl.clone())),
+            ("ESO_TESTENV_HELM", path(bins.join("helm"))),
+            ("ESO_TESTENV_MOTO_URL", moto_url.clone()),
+            ("PATH", bin_path),
+            ("AWS_ENDPOINT_URL", moto_url.clone()),
+            ("AWS_SECRETSMANAGER_ENDPOINT", moto_url.clone()),
+            ("AWS_STS_ENDPOINT", moto_url.clone()),
+            ("AWS_REGION", arg("us-east-1")),
+            ("AWS_DEFAULT_REGION", arg("us-east-1")),
+            ("AWS_ACCESS_KEY_ID", arg("testing")),
+            ("AWS_SECRET_ACCESS_KEY", arg("testing")),
+            ("AWS_EC2_METADATA_DISABLED", arg("true")),
+        ] {
+            vars.insert(k.to_string(), v);
+        }
+        write_state(&dir, &vars, &pids)?;
+        Ok(dir)
     }
-    write_state(&vars, &pids)?;
-    Ok(dir)
 }
 
 fn signal(pid: u32, sig: &str) -> bool {
@@ -652,41 +857,183 @@ fn signal(pid: u32, sig: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Stop every component and delete the run state.
-pub fn down() -> Result<()> {
-    let dir = state_dir();
-    let pids: Vec<u32> = fs::read_to_string(dir.join("pids"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    // Reverse start order: moto, controller-manager, apiserver, etcd.
-    for pid in pids.iter().rev() {
-        signal(*pid, "-TERM");
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for pid in pids.iter().rev() {
-        while Instant::now() < deadline && signal(*pid, "-0") {
-            std::thread::sleep(Duration::from_millis(100));
+impl Instance {
+    /// Stop every component and delete the run state.
+    pub fn down(&self) -> Result<()> {
+        let dir = self.dir.clone();
+        let pids: Vec<u32> = fs::read_to_string(dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        // Reverse start order: moto, controller-manager, apiserver, etcd.
+        for pid in pids.iter().rev() {
+            signal(*pid, "-TERM");
         }
-        signal(*pid, "-KILL");
-    }
-    if dir.exists() {
-        // Keep the logs of the last run for post-mortems; drop everything else.
-        for entry in fs::read_dir(&dir)? {
-            let p = entry?.path();
-            if p.file_name().is_some_and(|n| n == "logs") {
-                continue;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for pid in pids.iter().rev() {
+            while Instant::now() < deadline && signal(*pid, "-0") {
+                std::thread::sleep(Duration::from_millis(100));
             }
-            if p.is_dir() {
-                let _ = fs::remove_dir_all(&p);
-            } else {
-                let _ = fs::remove_file(&p);
+            signal(*pid, "-KILL");
+        }
+        if dir.exists() {
+            // Keep the logs of the last run for post-mortems; drop everything else.
+            for entry in fs::read_dir(&dir)? {
+                let p = entry?.path();
+                if p.file_name().is_some_and(|n| n == "logs") {
+                    continue;
+                }
+                if p.is_dir() {
+                    let _ = fs::remove_dir_all(&p);
+                } else {
+                    let _ = fs::remove_file(&p);
+                }
             }
         }
+        if !pids.is_empty() {
+            println!("testenv{}: stopped", self.label());
+        }
+        Ok(())
     }
-    if !pids.is_empty() {
-        println!("testenv: stopped");
+}
+
+/// The port in a `--flag=http://127.0.0.1:<port>` style argument.
+fn url_port(args: &[String], flag: &str) -> Option<u16> {
+    args.iter()
+        .find_map(|a| a.strip_prefix(flag))
+        .and_then(|u| u.split(',').next())
+        .and_then(|u| u.rsplit(':').next())
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+}
+
+fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !signal(pid, "-0") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
+    false
+}
+
+impl Instance {
+    /// Stop one component (SIGTERM, or SIGKILL when `kill`) and start it again with the same
+    /// program, arguments and data directory; return once the environment answers again.
+    pub fn restart(&self, component: &str, kill: bool) -> Result<Restarted> {
+        let name = component_name(component)?;
+        let file = component_file(&self.dir, name);
+        let json: serde_json::Value = serde_json::from_slice(&fs::read(&file).with_context(|| {
+            format!(
+                "{} missing: testenv{} was not started by this version of xtask; run `cargo xtask testenv{} down` and `up`",
+                file.display(),
+                self.label(),
+                self.flag()
+            )
+        })?)?;
+        let state = ComponentState::from_json(&json)
+            .with_context(|| format!("{} is not a component record", file.display()))?;
+        let vars = self.read_vars()?;
+        let stop = Instant::now();
+        signal(state.pid, if kill { "-KILL" } else { "-TERM" });
+        if !wait_gone(state.pid, Duration::from_secs(20)) {
+            signal(state.pid, "-KILL");
+            if !wait_gone(state.pid, Duration::from_secs(5)) {
+                bail!("{name} (pid {}) did not exit", state.pid);
+            }
+        }
+        let stopped = stop.elapsed();
+        let start = Instant::now();
+        let pid = spawn_logged(name, &state.program, &state.args, &self.dir, true)?;
+        // Keep `pids` (used by `down`) in start order, with the new pid in place of the old one.
+        let pids: Vec<u32> = fs::read_to_string(self.dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .map(|p| if p == state.pid { pid } else { p })
+            .collect();
+        write_state(&self.dir, &vars, &pids)?;
+        let logs = self.dir.join("logs");
+        let log = format!("{name}.log");
+        let kubectl = vars.get("ESO_TESTENV_KUBECTL").map(PathBuf::from);
+        let kc = vars.get("ESO_TESTENV_KUBECONFIG").map(PathBuf::from);
+        let api_ready = || match (&kubectl, &kc) {
+            (Some(kubectl), Some(kc)) => kubectl_ok(kubectl, kc, &["get", "--raw", "/readyz"]),
+            _ => false,
+        };
+        match name {
+            "etcd" => {
+                let port = url_port(&state.args, "--listen-client-urls=").unwrap_or(0);
+                wait_for("etcd", Duration::from_secs(60), &logs, &log, || {
+                    tcp_open(port)
+                })?;
+                wait_for(
+                    "kube-apiserver (after etcd restart)",
+                    Duration::from_secs(120),
+                    &logs,
+                    "kube-apiserver.log",
+                    api_ready,
+                )?;
+            }
+            "kube-apiserver" => {
+                wait_for(
+                    "kube-apiserver",
+                    Duration::from_secs(120),
+                    &logs,
+                    &log,
+                    api_ready,
+                )?;
+            }
+            "moto" => {
+                let port = state.args.last().and_then(|p| p.parse().ok()).unwrap_or(0);
+                wait_for("moto", Duration::from_secs(60), &logs, &log, || {
+                    tcp_open(port)
+                })?;
+            }
+            _ => {
+                std::thread::sleep(Duration::from_secs(1));
+                if !signal(pid, "-0") {
+                    bail!(
+                        "{name} exited right after its restart; see {}",
+                        logs.join(&log).display()
+                    );
+                }
+            }
+        }
+        Ok(Restarted {
+            component: name,
+            stopped,
+            healthy: start.elapsed(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_and_dirs() {
+        assert_eq!(Instance::default().dir, state_dir());
+        let i = Instance::named("faults").expect("valid");
+        assert!(i.dir.ends_with("target/testenv-faults"));
+        assert_eq!(i.flag(), " --instance faults");
+        for bad in ["", "Faults", "a/b", "..", "a b"] {
+            assert!(Instance::named(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn component_aliases_and_ports() {
+        assert_eq!(component_name("apiserver").ok(), Some("kube-apiserver"));
+        assert_eq!(component_name("etcd").ok(), Some("etcd"));
+        assert!(component_name("kubelet").is_err());
+        let args = vec![
+            "--name=testenv".to_string(),
+            "--listen-client-urls=http://127.0.0.1:40123".to_string(),
+        ];
+        assert_eq!(url_port(&args, "--listen-client-urls="), Some(40123));
+        assert_eq!(url_port(&args, "--nope="), None);
+    }
 }
