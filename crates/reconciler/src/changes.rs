@@ -94,6 +94,33 @@ fn anchor(es: &ExternalSecret, ctx: &Context) -> Option<SystemTime> {
     Some(SystemTime::from(t))
 }
 
+/// When each remote secret's current change was first seen: `(LastChangedDate, first seen)`.
+type Seen = HashMap<String, (SystemTime, SystemTime)>;
+
+/// Record the changes of one listing made at `observed`, keeping the first sighting of a change.
+fn remember(seen: &mut Seen, changes: &BTreeMap<String, SystemTime>, observed: SystemTime) {
+    seen.retain(|k, _| changes.contains_key(k));
+    for (k, t) in changes {
+        let e = seen.entry(k.clone()).or_insert((*t, observed));
+        if e.0 != *t {
+            *e = (*t, observed);
+        }
+    }
+}
+
+/// The time after which a provider read reflects the changes of `keys` (`changed_at` for a `find`):
+/// one second after the change (LastChangedDate has one-second resolution) or, if sooner, the
+/// first listing that showed it (a read started after that listing cannot predate the change).
+/// ExternalSecrets sharing a changed secret then share one read, and a refresh repeated while the
+/// sync cannot complete (e.g. the kube-apiserver is down) reuses it instead of reading again.
+fn fresh_after(keys: &[String], seen: &Seen, changed_at: Option<SystemTime>) -> Option<SystemTime> {
+    keys.iter()
+        .filter_map(|k| seen.get(k))
+        .map(|(t, first)| (*t + Duration::from_secs(1)).min(*first))
+        .chain(changed_at.map(|t| t + Duration::from_secs(1)))
+        .max()
+}
+
 /// Run until the channel closes: every `poll`, find changed remote secrets and send the
 /// ExternalSecrets that use them to the controller.
 pub(crate) async fn watch(
@@ -103,6 +130,7 @@ pub(crate) async fn watch(
     trigger: mpsc::UnboundedSender<ObjectRef<DeserializeGuard<ExternalSecret>>>,
 ) {
     let mut skip_until: HashMap<(StoreRef, String), Instant> = HashMap::new();
+    let mut seen: HashMap<(StoreRef, String), Seen> = HashMap::new();
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -148,6 +176,8 @@ pub(crate) async fn watch(
                     continue;
                 }
             };
+            let store_seen = seen.entry(key.clone()).or_default();
+            remember(store_seen, &changes, SystemTime::now());
             let newest = changes.values().max().copied();
             for (obj, keys, any) in users {
                 let Some(guard) = es_store.get(&obj) else {
@@ -166,16 +196,11 @@ pub(crate) async fn watch(
                 debug!(name = %obj.name, ?since, changed = ?keys.iter().map(|k| changes.get(k)).collect::<Vec<_>>(), hit, "remote change check");
                 if hit {
                     debug!(ns = %obj.namespace.as_deref().unwrap_or(""), name = %obj.name, "remote secret changed: refreshing");
-                    let changed_at = keys
-                        .iter()
-                        .filter_map(|k| changes.get(k))
-                        .chain(if any { newest.as_ref() } else { None })
-                        .max()
-                        .copied()
+                    let fresh = fresh_after(&keys, store_seen, if any { newest } else { None })
                         .unwrap_or(since);
                     ctx.force_refresh(
                         &ObjectRef::new(&obj.name).within(obj.namespace.as_deref().unwrap_or("")),
-                        changed_at,
+                        fresh,
                     );
                     if trigger.unbounded_send(obj).is_err() {
                         return;
@@ -184,5 +209,46 @@ pub(crate) async fn watch(
             }
         }
         skip_until.retain(|k, t| seen_stores.contains(k) || Instant::now() < *t);
+        seen.retain(|k, _| seen_stores.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: u64, ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_change_is_fresh_from_its_first_sighting_or_one_second_after_it() {
+        let mut seen = Seen::new();
+        // Changed at 100.x (listed as 100), first listed at 100.4: reads from 100.4 on see it.
+        let listing = BTreeMap::from([("a".to_string(), at(100, 0)), ("b".to_string(), at(50, 0))]);
+        remember(&mut seen, &listing, at(100, 400));
+        let keys = vec!["a".to_string()];
+        assert_eq!(fresh_after(&keys, &seen, None), Some(at(100, 400)));
+        // A later listing of the same change keeps the first sighting, so a refresh repeated
+        // while the sync cannot complete reuses the read made after it.
+        remember(&mut seen, &listing, at(102, 400));
+        assert_eq!(fresh_after(&keys, &seen, None), Some(at(100, 400)));
+        // Seen late (after the one-second window): one second after the change is enough.
+        let mut late = Seen::new();
+        remember(&mut late, &listing, at(105, 0));
+        assert_eq!(fresh_after(&keys, &late, None), Some(at(101, 0)));
+        // A new change restarts the clock; keys no longer listed are dropped.
+        let listing2 = BTreeMap::from([("a".to_string(), at(103, 0))]);
+        remember(&mut seen, &listing2, at(103, 200));
+        assert_eq!(fresh_after(&keys, &seen, None), Some(at(103, 200)));
+        assert!(!seen.contains_key("b"));
+        // Several keys: the newest requirement wins; a find adds one second to its newest change.
+        let both = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(fresh_after(&both, &seen, None), Some(at(103, 200)));
+        assert_eq!(
+            fresh_after(&both, &seen, Some(at(104, 0))),
+            Some(at(105, 0))
+        );
+        assert_eq!(fresh_after(&[], &seen, None), None);
     }
 }

@@ -716,10 +716,10 @@ fn cache_max_age(
     forced: Option<std::time::SystemTime>,
     ctx: &Context,
 ) -> Option<Duration> {
-    // After a remote change at `changed` (one-second resolution), only values read after it count.
-    let after_change = forced.map(|changed| {
+    // After a remote change, only values read after `fresh_after` count (see changes::fresh_after).
+    let after_change = forced.map(|fresh_after| {
         std::time::SystemTime::now()
-            .duration_since(changed + Duration::from_secs(1))
+            .duration_since(fresh_after)
             .unwrap_or(Duration::ZERO)
     });
     let interval = es.spec.refresh_interval_duration().filter(|d| !d.is_zero());

@@ -285,11 +285,11 @@ impl Context {
     }
 
     /// Mark an ExternalSecret for a provider read at its next reconcile (a remote change was seen).
-    /// `changed_at` is when the remote secret changed: cached values older than that are not used.
-    fn force_refresh(&self, key: &ObjectRef<ExternalSecret>, changed_at: std::time::SystemTime) {
+    /// `fresh_after`: cached values read before it may predate the change and are not used.
+    fn force_refresh(&self, key: &ObjectRef<ExternalSecret>, fresh_after: std::time::SystemTime) {
         if let Ok(mut f) = self.forced.lock() {
-            let e = f.entry(key.clone()).or_insert(changed_at);
-            *e = (*e).max(changed_at);
+            let e = f.entry(key.clone()).or_insert(fresh_after);
+            *e = (*e).max(fresh_after);
         }
     }
 
