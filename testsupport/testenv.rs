@@ -125,6 +125,23 @@ pub fn require() -> Option<TestEnv> {
     }
 }
 
+/// The environment described by `<dir>/env.json` (e.g. a private instance started with
+/// `cargo xtask testenv up --instance NAME`, in `target/testenv-NAME`), if it is there.
+pub fn from_dir(dir: &Path) -> Option<TestEnv> {
+    let file = std::fs::read(dir.join("env.json")).ok()?;
+    let v: BTreeMap<String, String> = serde_json::from_slice(&file).ok()?;
+    Some(TestEnv {
+        kubeconfig: PathBuf::from(v.get("ESO_TESTENV_KUBECONFIG")?),
+        kubectl: PathBuf::from(v.get("ESO_TESTENV_KUBECTL")?),
+        helm: v
+            .get("ESO_TESTENV_HELM")
+            .map(PathBuf::from)
+            .filter(|p| p.is_file()),
+        moto_url: v.get("ESO_TESTENV_MOTO_URL").cloned(),
+        dir: dir.to_path_buf(),
+    })
+}
+
 /// A name unique across test processes and calls, valid as a Kubernetes name (≤ 63 chars).
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
