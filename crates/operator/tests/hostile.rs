@@ -163,6 +163,19 @@ fn corpus_summary(corpus: &[(String, String, Expect)]) -> Vec<(String, String, S
         .collect()
 }
 
+/// Resident memory of a process, in MiB (0 if unknown).
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
 #[test]
 fn hostile_corpus_end_to_end() {
     let Some(env) = cluster::env() else { return };
@@ -257,6 +270,10 @@ fn hostile_corpus_end_to_end() {
         "the operator exited after the corpus was applied\n{}",
         op.log()
     );
+
+    let rss = rss_mib(op.child.id());
+    eprintln!("operator RSS after the corpus: {rss} MiB");
+    assert!(rss < 1024, "operator RSS {rss} MiB after the corpus");
 
     // The canary still follows AWS.
     moto::put_value(&url, &canary_key, r#"{"password":"v2"}"#).expect("update canary");
