@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask crdgen [--check]`: write (or check) `deploy/crds/*.yaml` from the eso-api types.
 //! - `cargo xtask testenv up|down|env|status`: a real control plane (etcd, kube-apiserver,
-//!   kube-controller-manager) and a moto server on loopback.
+//!   kube-controller-manager) and a moto server on loopback; `--instance NAME` for a private one,
+//!   `restart [--kill] <component>` to restart one of its processes.
 //! - `cargo xtask ci`: everything CI runs.
 #![allow(clippy::duplicate_mod)] // testsupport/moto.rs is shared by the demo and bench modules
 
@@ -51,6 +52,8 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          crdgen [--check]            write deploy/crds from the eso-api types (--check: fail if stale)\n\
          testenv up|down|env|status  local control plane + moto on loopback\n\
+         testenv restart [--kill] C  restart etcd|apiserver|controller-manager|moto (same args and data)\n\
+         testenv --instance NAME ... a private control plane in target/testenv-NAME\n\
          ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down\n\
          apidocs [--check]           write docs/api-reference.md from the eso-api types\n\
          manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\
