@@ -718,7 +718,9 @@ fn control_plane_restarts_and_operator_sigkill_converge_without_lost_or_duplicat
     );
     quiesce(&proxy, Duration::from_secs(5));
     let n = reads(&proxy) - reads_before;
-    let bound = pending.union(&ambiguous).count();
+    // Two reads of slack over the exact figure: a storm re-reads every remote secret (40 here),
+    // while a retry of one read cut by the kill must not fail the run.
+    let bound = pending.union(&ambiguous).count() + 2;
     run.figures.push(format!(
         "operator SIGKILL mid-sync: at the kill {synced} of 30 new ExternalSecrets Ready, {written} of their Secrets written; converged {since_restart:.1?} after the restart; AWS reads after the restart {n} for {} distinct remote secrets not yet synced (+{} changed in the second of their last sync)",
         pending.len(),
