@@ -59,7 +59,8 @@ fn print_help() {
          manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\
          demo [down]                 the user's seed flow end to end on the local control plane\n\
          fuzz [--seconds N] [target]  bounded cargo-fuzz runs (pinned nightly + cargo-fuzz, installed on demand)\n\
-         bench [--es N --distinct D --big M --interval S]  operator benchmarks on the local control plane"
+         bench [--es N --distinct D --big M --interval S]  operator benchmarks on the local control plane\n\
+         bench fairness|soak [...] [-- <operator flags>]   fairness under failures, 10-minute load (see bench.rs)"
     );
 }
 
