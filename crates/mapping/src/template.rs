@@ -8,6 +8,7 @@
 //! Go's `missingkey=error` is emulated: a reference to a key the data lacks renders gtmpl's
 //! `<no value>` marker, which we turn into an error unless the template itself contains it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
@@ -77,7 +78,8 @@ pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
     check_nesting(text)?;
     let mut t = Template::default();
     t.add_funcs(FUNCS);
-    t.parse(text).map_err(|e| e.to_string())?;
+    t.parse(pre_trim_left(text).into_owned())
+        .map_err(|e| e.to_string())?;
     let mut w = Capped(Vec::new());
     t.execute(&mut w, &Context::from(ctx))
         .map_err(|e| e.to_string())?;
@@ -302,6 +304,49 @@ fn split_action(s: &str) -> Option<(&str, &str)> {
         i += 1;
     }
     None
+}
+
+/// Apply a left trim marker (`{{- `) ourselves when the text before it ends in a non-ASCII
+/// character (after trailing whitespace): gtmpl measures that character as one byte and panics
+/// on the broken UTF-8 boundary (found by the `templates` fuzz target). The trailing whitespace
+/// is removed and the marker dropped, which is exactly what the trim means; any other template
+/// is passed on unchanged.
+fn pre_trim_left(text: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(start) = rest.find("{{") {
+        let (before, inner) = (&rest[..start], &rest[start + 2..]);
+        let Some((action, after)) = split_action(inner) else {
+            break;
+        };
+        let before_trimmed = before.trim_end();
+        match action.strip_prefix("- ") {
+            Some(untrimmed)
+                if before_trimmed
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| !c.is_ascii()) =>
+            {
+                changed = true;
+                out.push_str(before_trimmed);
+                out.push_str("{{");
+                out.push_str(untrimmed);
+            }
+            _ => {
+                out.push_str(before);
+                out.push_str("{{");
+                out.push_str(action);
+            }
+        }
+        out.push_str("}}");
+        rest = after;
+    }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// Refuse a non-ASCII character inside an action (`{{ ... }}`) outside a string, raw string or
@@ -1140,5 +1185,21 @@ mod tests {
         // Up to the cap is fine.
         let ok = render(r#"{{ repeat 1048576 "a" | b64enc | b64dec }}"#, &d).unwrap_or_default();
         assert_eq!(ok.len(), 1 << 20);
+    }
+
+    #[test]
+    fn left_trim_after_non_ascii_text_renders_not_a_panic() {
+        // gtmpl's lexer panicked on these (fuzz target `templates`).
+        let d = BTreeMap::from([("v".to_string(), "x".to_string())]);
+        for (t, want) in [
+            ("é{{- .v }}", "éx"),
+            ("a é \n\t{{- .v }}", "a éx"),
+            ("{{ .v }}ü {{- \"y\" -}} ö{{- /* c */}}!", "xüyö!"),
+            ("é {{-3}}", "é -3"),
+        ] {
+            assert_eq!(render(t, &d).as_deref(), Ok(want), "{t}");
+        }
+        // ASCII text before the marker is left to gtmpl, unchanged.
+        assert_eq!(render("a \n{{- .v }}", &d).as_deref(), Ok("ax"));
     }
 }
