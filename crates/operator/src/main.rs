@@ -104,7 +104,10 @@ struct RunArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enable_cluster_store_reconciler: bool,
     /// How long provider answers are shared between ExternalSecrets (single-flight cache TTL).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// An ExternalSecret never takes an answer older than its own refreshInterval, and the remote
+    /// change poll makes an edited secret be read again, so a TTL equal to the poll interval costs
+    /// no freshness while each remote secret is read once per minute, not once per refresh.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     provider_cache_ttl: Duration,
     /// How often each store in use is asked which remote secrets changed (AWS: one ListSecrets
     /// call per 100 secrets, no value read), so an edit in AWS reaches the Secret within this
