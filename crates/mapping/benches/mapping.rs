@@ -1,4 +1,5 @@
-//! `cargo bench -p eso-mapping`: 50 `data[]` entries over a 10 KiB JSON secret, and a 20-key template.
+//! `cargo bench -p eso-mapping`: 50 `data[]` entries over a 10 KiB JSON secret, a 20-key template,
+//! and the certificate/key template functions.
 #![allow(
     clippy::unwrap_used,
     clippy::unwrap_in_result,
@@ -78,5 +79,33 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The certificate helpers users put in TLS templates: extracting a PKCS#12 (key + 3-cert chain,
+/// PBES2 with 2048 PBKDF2 iterations) and building one.
+fn bench_crypto(c: &mut Criterion) {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+    let read = |n: &str| std::fs::read(format!("{fixtures}{n}")).unwrap();
+    let data: BTreeMap<String, String> = [
+        ("p12", read("leaf-nopass.p12")),
+        ("chain", read("chain.pem")),
+        ("key", read("leaf.key")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), eso_mapping::template::bytes_to_text(&v)))
+    .collect();
+    let ctx = eso_mapping::template::context(&data);
+    let render = |t: &str| eso_mapping::template::render_with(t, &ctx).unwrap();
+    c.bench_function("template pkcs12cert + pkcs12key", |b| {
+        b.iter(|| render("{{ .p12 | pkcs12cert }}{{ .p12 | pkcs12key }}"))
+    });
+    c.bench_function("template fullPemToPkcs12", |b| {
+        b.iter(|| render("{{ fullPemToPkcs12 .chain .key }}"))
+    });
+    c.bench_function("template filterCertChain + certSANs", |b| {
+        b.iter(|| {
+            render(r#"{{ .chain | filterCertChain "root" }}{{ .chain | certSANs | join "," }}"#)
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_crypto);
 criterion_main!(benches);
