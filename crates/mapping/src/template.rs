@@ -362,6 +362,12 @@ fn check_action_chars(text: &str) -> Result<(), String> {
              there (use index . \"key\" for keys with non-ASCII characters)"
         ))
     };
+    let refuse_escape = |c: char| {
+        Err(format!(
+            "template literal has a backslash escape and the non-ASCII character {c:?}; gtmpl \
+             cannot unescape that (write the character itself, without escapes)"
+        ))
+    };
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let Some((action, after)) = split_action(&rest[start + 2..]) else {
@@ -374,19 +380,37 @@ fn check_action_chars(text: &str) -> Result<(), String> {
             Some(comment) => comment.split_once("*/").map_or("", |(_, tail)| tail),
             None => action,
         };
-        let mut chars = body.chars();
+        let mut chars = body.chars().peekable();
         let mut quote: Option<char> = None;
+        // In the open literal: a `\x`/`\u` escape seen; a non-ASCII character seen.
+        let (mut hex_escape, mut non_ascii) = (false, None);
         while let Some(c) = chars.next() {
-            match quote {
-                Some(q) if c == '\\' && q != '`' => match chars.next() {
-                    Some(n) if !n.is_ascii() => return refuse(n),
+            let Some(q) = quote else {
+                if matches!(c, '"' | '\'' | '`') {
+                    quote = Some(c);
+                    (hex_escape, non_ascii) = (false, None);
+                } else if !c.is_ascii() {
+                    return refuse(c);
+                }
+                continue;
+            };
+            if c == q {
+                quote = None;
+            } else if c == '\\' {
+                // gtmpl unescapes raw strings too, but a backtick still ends them.
+                match chars.peek().copied() {
+                    Some(n) if !n.is_ascii() => return refuse_escape(n),
+                    Some(n) if q != '`' || n != '`' => {
+                        hex_escape |= matches!(n, 'x' | 'u');
+                        chars.next();
+                    }
                     _ => {}
-                },
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
-                None if !c.is_ascii() => return refuse(c),
-                None => {}
+                }
+            } else if !c.is_ascii() {
+                non_ascii = non_ascii.or(Some(c));
+            }
+            if let (true, Some(n)) = (hex_escape, non_ascii) {
+                return refuse_escape(n);
             }
         }
     }
@@ -1141,6 +1165,11 @@ mod tests {
             "{{ $é := 1 }}",
             "{{ \"\\é\" }}",
             "{{ .cert | \u{fffd}filterPEM \"CERTIFICATE\" }}",
+            // Backslash escapes next to non-ASCII characters, also in raw strings.
+            "{{ \"\\x41aéa\" }}",
+            "{{ \"\\u0041aéaaa\" }}",
+            "{{ `\\é` }}",
+            "{{ `\\x41aéa` }}",
         ] {
             let r = render(t, &data());
             assert!(
@@ -1154,6 +1183,7 @@ mod tests {
             ("héllo {{ \"wörld\" }}", "héllo wörld"),
             ("{{ `é` }}{{/* é */}}{{- /* é */ -}}", "é"),
             ("{{ index . \"clé\" }}—", "v—"),
+            ("{{ \"\\n é\" }}", "\n é"),
         ] {
             assert_eq!(render(t, &d).as_deref(), Ok(want), "{t}");
         }
