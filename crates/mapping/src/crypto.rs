@@ -4,8 +4,9 @@
 //! Semantics follow ESO v2.9 (`runtime/template/v2`): PKCS#12 extraction takes the first
 //! certificate bag as the leaf and the others as CA certificates in bag order, then orders the
 //! chain leaf → intermediates → root by key identifiers when that yields one chain; encoding
-//! produces base64 text of a PKCS#12 built with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) and an
-//! HMAC-SHA256 MAC, 2048 iterations each. Binary inputs (a PKCS#12 file, a ciphertext) arrive as
+//! produces base64 text of a PKCS#12 laid out like go-pkcs12's `Modern` encoder: PBES2
+//! (PBKDF2-HMAC-SHA256, AES-256-CBC) and an HMAC-SHA256 MAC, 2048 iterations each, with salts and
+//! IVs derived from the inputs (ESO's are random) so unchanged inputs render unchanged bytes. Binary inputs (a PKCS#12 file, a ciphertext) arrive as
 //! the template engine's binary-safe strings (see [`crate::template::bytes_to_text`]).
 //!
 //! Errors name the function and the failing step, never the key material or input bytes.
@@ -13,10 +14,7 @@
 use base64::Engine as _;
 use gtmpl::Value;
 use gtmpl_value::FuncError;
-use p12_keystore::{
-    Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, Pkcs12Archive,
-    PrivateKey, PrivateKeyChain,
-};
+use p12_keystore::Pkcs12Archive;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 use crate::template::{arg, bytes_to_text, s, text_to_bytes};
@@ -569,104 +567,237 @@ fn pkcs12_cert(func: &'static str, pass: &str, input: &str) -> R<String> {
 // ---------------------------------------------------------------------------------------------
 // PKCS#12 encoding
 
-fn encode_failed(func: &'static str) -> impl Fn(p12_keystore::error::Error) -> CryptoError {
-    move |e| CryptoError::Pkcs12Encode {
-        func,
-        reason: match e {
-            p12_keystore::error::Error::DerError(_) => "invalid DER in key or certificate",
-            _ => "encryption failed",
+/// OIDs (DER content bytes) used when writing PKCS#12.
+mod oid {
+    pub const DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
+    pub const ENCRYPTED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x06];
+    pub const PBES2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d];
+    pub const SHROUDED_KEY_BAG: &[u8] = &[
+        0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x02,
+    ];
+    pub const CERT_BAG: &[u8] = &[
+        0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x03,
+    ];
+    pub const X509_CERTIFICATE: &[u8] =
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x16, 0x01];
+    pub const FRIENDLY_NAME: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x14];
+    pub const LOCAL_KEY_ID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x15];
+    /// Oracle's Java trust-store attribute (2.16.840.1.113894.746875.1.1).
+    pub const JAVA_TRUSTED: &[u8] = &[
+        0x60, 0x86, 0x48, 0x01, 0x86, 0xf9, 0x66, 0xad, 0xca, 0x7b, 0x01, 0x01,
+    ];
+    pub const ANY_EXTENDED_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+    pub const SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+}
+
+/// DER `SET OF`: elements sorted by their encoding.
+fn set_of(mut parts: Vec<Vec<u8>>) -> Vec<u8> {
+    parts.sort();
+    tlv(0x31, &parts.concat())
+}
+
+fn attribute(oid_bytes: &[u8], value: Vec<u8>) -> Vec<u8> {
+    seq(&[&tlv(0x06, oid_bytes), &set_of(vec![value])])
+}
+
+/// `friendlyName` as a BMPString (UTF-16BE).
+fn friendly_name(name: &str) -> Vec<u8> {
+    let bmp: Vec<u8> = name.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    attribute(oid::FRIENDLY_NAME, tlv(0x1e, &bmp))
+}
+
+fn safe_bag(bag_oid: &[u8], value: &[u8], attributes: Vec<Vec<u8>>) -> Vec<u8> {
+    let explicit = tlv(0xa0, value);
+    if attributes.is_empty() {
+        seq(&[&tlv(0x06, bag_oid), &explicit])
+    } else {
+        seq(&[&tlv(0x06, bag_oid), &explicit, &set_of(attributes)])
+    }
+}
+
+fn cert_bag(der: &[u8], attributes: Vec<Vec<u8>>) -> Vec<u8> {
+    let value = seq(&[
+        &tlv(0x06, oid::X509_CERTIFICATE),
+        &tlv(0xa0, &tlv(0x04, der)),
+    ]);
+    safe_bag(oid::CERT_BAG, &value, attributes)
+}
+
+/// Salts and IVs for one PKCS#12 file, derived from everything that goes into it (key,
+/// certificates, password). Identical inputs give an identical file, so a template using the
+/// encoders renders the same bytes on every refresh and the Secret is not rewritten each time;
+/// the only thing this reveals is that two files hold the same contents under the same password.
+struct Salts {
+    seed: [u8; 32],
+}
+
+impl Salts {
+    fn new(pass: &str, parts: &[&[u8]]) -> Self {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"eso-rs pkcs12 salts v1");
+        for p in std::iter::once(pass.as_bytes()).chain(parts.iter().copied()) {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p);
         }
-        .to_string(),
+        Self {
+            seed: h.finalize().into(),
+        }
+    }
+
+    fn get<const N: usize>(&self, label: &str) -> [u8; N] {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut out = [0u8; N];
+        if let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.seed) {
+            mac.update(label.as_bytes());
+            let d = mac.finalize().into_bytes();
+            for (o, b) in out.iter_mut().zip(d.iter()) {
+                *o = *b;
+            }
+        }
+        out
     }
 }
 
-fn write_p12(func: &'static str, ks: &KeyStore, pass: &str) -> R<String> {
-    let der = ks
-        .writer(pass)
-        .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
-        .encryption_iterations(PKCS12_ITERATIONS)
-        .mac_algorithm(MacAlgorithm::HmacSha256)
-        .mac_iterations(PKCS12_ITERATIONS)
-        .write()
-        .map_err(encode_failed(func))?;
-    let der = drop_empty_safes(&der, pass).unwrap_or(der);
-    Ok(base64::engine::general_purpose::STANDARD.encode(der))
+/// PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) encryption: (AlgorithmIdentifier DER, ciphertext).
+fn pbes2_encrypt(
+    func: &'static str,
+    salts: &Salts,
+    label: &str,
+    pass: &str,
+    plaintext: &[u8],
+) -> R<(Vec<u8>, Vec<u8>)> {
+    use pkcs5::der::Encode as _;
+    let fail = || CryptoError::Pkcs12Encode {
+        func,
+        reason: "encryption failed".to_string(),
+    };
+    let salt: [u8; 16] = salts.get(&format!("{label} salt"));
+    let iv: [u8; 16] = salts.get(&format!("{label} iv"));
+    let params =
+        pkcs5::pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(PKCS12_ITERATIONS, &salt, iv)
+            .map_err(|_| fail())?;
+    let ciphertext = params
+        .encrypt(pass.as_bytes(), plaintext)
+        .map_err(|_| fail())?;
+    let alg = seq(&[
+        &tlv(0x06, oid::PBES2),
+        &params.to_der().map_err(|_| fail())?,
+    ]);
+    Ok((alg, ciphertext))
 }
 
-/// DER of the content type `data` (1.2.840.113549.1.7.1).
-const OID_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
-
-/// p12-keystore always writes a key safe, empty for a truststore; go-pkcs12's `DecodeTrustStore`
-/// (what Go consumers of ESO truststores use) accepts exactly one authenticated-safe item. Drop
-/// empty `data` items and recompute the HMAC-SHA256 MAC (same salt and iterations). `None`
-/// leaves the input unchanged (nothing to drop, or an unexpected layout).
-fn drop_empty_safes(der: &[u8], pass: &str) -> Option<Vec<u8>> {
+/// A PKCS#12 file laid out as go-pkcs12's `Modern` encoder does: one encrypted safe with the
+/// certificate bags, then (if there is a key) one plain safe with the shrouded key bag; an
+/// HMAC-SHA256 MAC. Returned as base64, like ESO.
+fn encode_pfx(
+    func: &'static str,
+    salts: &Salts,
+    cert_bags: &[Vec<u8>],
+    key_bag: Option<Vec<u8>>,
+    pass: &str,
+) -> R<String> {
     use hmac::{KeyInit as _, Mac as _};
-    let (pfx, _) = read_tlv(der)?;
-    let items = read_all(pfx.content)?;
-    let (version, auth, mac) = (items.first()?, items.get(1)?, items.get(2)?);
-    let auth_items = read_all(auth.content)?;
-    let content_type = auth_items.first().filter(|t| t.content == OID_DATA)?;
-    let (octets, _) = read_tlv(auth_items.get(1).filter(|t| t.tag == 0xa0)?.content)?;
-    let (safes, _) = read_tlv(octets.content)?;
-    let all = read_all(safes.content)?;
-    let kept: Vec<&[u8]> = all
-        .iter()
-        .filter(|ci| !is_empty_data(ci))
-        .map(|ci| ci.raw)
-        .collect();
-    if kept.len() == all.len() || kept.is_empty() {
-        return None;
+    let refs: Vec<&[u8]> = cert_bags.iter().map(Vec::as_slice).collect();
+    let (alg, ciphertext) = pbes2_encrypt(func, salts, "certs", pass, &seq(&refs))?;
+    let encrypted_content_info = seq(&[&tlv(0x06, oid::DATA), &alg, &tlv(0x80, &ciphertext)]);
+    let encrypted_data = seq(&[&uint(&[0]), &encrypted_content_info]);
+    let mut safes = vec![seq(&[
+        &tlv(0x06, oid::ENCRYPTED_DATA),
+        &tlv(0xa0, &encrypted_data),
+    ])];
+    if let Some(bag) = key_bag {
+        safes.push(seq(&[
+            &tlv(0x06, oid::DATA),
+            &tlv(0xa0, &tlv(0x04, &seq(&[&bag]))),
+        ]));
     }
-    let content = seq(&kept);
-    let mac_items = read_all(mac.content)?;
-    let digest_info = read_all(mac_items.first()?.content)?;
-    let alg = digest_info.first()?;
-    let sha256_oid = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
-    read_all(alg.content)?
-        .first()
-        .filter(|o| o.content == sha256_oid)?;
-    let salt = mac_items.get(1).filter(|t| t.tag == 0x04)?;
-    let iterations = mac_items.get(2).filter(|t| t.tag == 0x02)?;
-    let rounds = i32::try_from(
-        iterations
-            .content
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
-    )
-    .ok()?;
-    let key = pkcs12::kdf::derive_key_utf8::<sha2::Sha256>(
+    let refs: Vec<&[u8]> = safes.iter().map(Vec::as_slice).collect();
+    let auth_safe = seq(&refs);
+
+    let mac_salt: [u8; 8] = salts.get("mac salt");
+    let mac_key = pkcs12::kdf::derive_key_utf8::<sha2::Sha256>(
         pass,
-        salt.content,
+        &mac_salt,
         pkcs12::kdf::Pkcs12KeyType::Mac,
-        rounds,
+        PKCS12_ITERATIONS as i32,
         32,
     )
-    .ok()?;
-    let mut hmac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
-    hmac.update(&content);
-    let digest = hmac.finalize().into_bytes();
+    .map_err(|_| CryptoError::Pkcs12Encode {
+        func,
+        reason: "the password cannot be encoded as a BMPString".to_string(),
+    })?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&mac_key).map_err(|_| {
+        CryptoError::Pkcs12Encode {
+            func,
+            reason: "MAC failed".to_string(),
+        }
+    })?;
+    mac.update(&auth_safe);
+    let digest = mac.finalize().into_bytes();
     let mac_data = seq(&[
-        &seq(&[alg.raw, &tlv(0x04, &digest)]),
-        salt.raw,
-        iterations.raw,
+        &seq(&[
+            &seq(&[&tlv(0x06, oid::SHA256), &[0x05, 0x00]]),
+            &tlv(0x04, &digest),
+        ]),
+        &tlv(0x04, &mac_salt),
+        &uint(&PKCS12_ITERATIONS.to_be_bytes()),
     ]);
-    let auth = seq(&[content_type.raw, &tlv(0xa0, &tlv(0x04, &content))]);
-    Some(seq(&[version.raw, &auth, &mac_data]))
+    let pfx = seq(&[
+        &uint(&[3]),
+        &seq(&[&tlv(0x06, oid::DATA), &tlv(0xa0, &tlv(0x04, &auth_safe))]),
+        &mac_data,
+    ]);
+    Ok(base64::engine::general_purpose::STANDARD.encode(pfx))
 }
 
-/// A `data` ContentInfo whose SafeContents is empty.
-fn is_empty_data(ci: &Tlv<'_>) -> bool {
-    let Some(items) = read_all(ci.content) else {
-        return false;
+/// Go's `pkix.Name.String()` for the common attributes (RFC 2253 order: last RDN first), used as
+/// a truststore entry's friendly name (what Java shows as its alias).
+fn subject_string(der: &[u8]) -> String {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(der) else {
+        return String::new();
     };
-    let [oid, explicit] = items.as_slice() else {
-        return false;
-    };
-    oid.content == OID_DATA
-        && explicit.tag == 0xa0
-        && read_tlv(explicit.content)
-            .is_some_and(|(o, _)| o.tag == 0x04 && o.content == [0x30, 0x00])
+    let mut rdns: Vec<String> = Vec::new();
+    for rdn in c.subject().iter() {
+        let parts: Vec<String> = rdn
+            .iter()
+            .map(|atv| {
+                let key = match atv.attr_type().to_id_string().as_str() {
+                    "2.5.4.3" => "CN".to_string(),
+                    "2.5.4.6" => "C".to_string(),
+                    "2.5.4.7" => "L".to_string(),
+                    "2.5.4.8" => "ST".to_string(),
+                    "2.5.4.9" => "STREET".to_string(),
+                    "2.5.4.10" => "O".to_string(),
+                    "2.5.4.11" => "OU".to_string(),
+                    "2.5.4.5" => "SERIALNUMBER".to_string(),
+                    "2.5.4.17" => "POSTALCODE".to_string(),
+                    other => other.to_string(),
+                };
+                let value = atv.as_str().map(str::to_string).unwrap_or_default();
+                format!("{key}={}", escape_dn(&value))
+            })
+            .collect();
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    rdns.join(",")
+}
+
+/// RFC 2253 escaping of an attribute value.
+fn escape_dn(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, ' ' | '#'))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// ESO's `certsKeyToPkcs12`: key + leaf + CA certificates → base64 PKCS#12.
@@ -679,27 +810,19 @@ fn to_pkcs12(
 ) -> R<String> {
     use sha1::Digest as _;
     let key = private_key_pkcs8(func, key_pem.as_bytes())?;
-    let key = PrivateKey::from_der(&key).map_err(|_| CryptoError::BadPrivateKey { func })?;
-    let local_key_id = sha1::Sha1::digest(&leaf).to_vec();
-    let mut chain = Vec::with_capacity(cas.len() + 1);
-    for der in std::iter::once(leaf).chain(cas) {
-        chain.push(
-            Certificate::from_der(&der).map_err(|_| CryptoError::BadCertificate {
-                func,
-                what: "certificate",
-            })?,
-        );
-    }
-    let alias = chain
-        .first()
-        .map(|c| c.subject().to_string())
-        .unwrap_or_default();
-    let mut ks = KeyStore::new();
-    ks.add_entry(
-        &alias,
-        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, chain)),
+    let mut parts: Vec<&[u8]> = vec![&key, &leaf];
+    parts.extend(cas.iter().map(Vec::as_slice));
+    let salts = Salts::new(pass, &parts);
+    let local_key_id = attribute(oid::LOCAL_KEY_ID, tlv(0x04, &sha1::Sha1::digest(&leaf)));
+    let mut bags = vec![cert_bag(&leaf, vec![local_key_id.clone()])];
+    bags.extend(cas.iter().map(|c| cert_bag(c, vec![])));
+    let (alg, ciphertext) = pbes2_encrypt(func, &salts, "key", pass, &key)?;
+    let key_bag = safe_bag(
+        oid::SHROUDED_KEY_BAG,
+        &seq(&[&alg, &tlv(0x04, &ciphertext)]),
+        vec![local_key_id],
     );
-    write_p12(func, &ks, pass)
+    encode_pfx(func, &salts, &bags, Some(key_bag), pass)
 }
 
 /// First certificate of `cert` (ESO's `pemToPkcs12`), or all of them (`fullPemToPkcs12`).
@@ -726,7 +849,8 @@ fn pem_to_pkcs12(func: &'static str, full: bool, cert: &str, key: &str, pass: &s
     to_pkcs12(func, leaf, certs.collect(), key, pass)
 }
 
-/// ESO's `pemTruststoreToPKCS12`: trusted-certificate entries only (Java truststore style).
+/// ESO's `pemTruststoreToPKCS12`: trusted-certificate bags only (Java truststore style), each
+/// with its subject as friendly name.
 fn truststore_to_pkcs12(func: &'static str, cert: &str, pass: &str) -> R<String> {
     let certs = parse_certs(func, "certificate", cert.as_bytes())?;
     if certs.is_empty() && !cert.trim().is_empty() {
@@ -735,22 +859,21 @@ fn truststore_to_pkcs12(func: &'static str, cert: &str, pass: &str) -> R<String>
             what: "certificate",
         });
     }
-    let mut ks = KeyStore::new();
-    for c in certs {
-        let c = Certificate::from_der(&c.der).map_err(|_| CryptoError::BadCertificate {
-            func,
-            what: "certificate",
-        })?;
-        let base = c.subject().to_string();
-        let mut alias = base.clone();
-        let mut n = 2;
-        while ks.entry(&alias).is_some() {
-            alias = format!("{base} #{n}");
-            n += 1;
-        }
-        ks.add_entry(&alias, KeyStoreEntry::Certificate(c));
-    }
-    write_p12(func, &ks, pass)
+    let parts: Vec<&[u8]> = certs.iter().map(|c| c.der.as_slice()).collect();
+    let salts = Salts::new(pass, &parts);
+    let bags: Vec<Vec<u8>> = certs
+        .iter()
+        .map(|c| {
+            cert_bag(
+                &c.der,
+                vec![
+                    attribute(oid::JAVA_TRUSTED, tlv(0x06, oid::ANY_EXTENDED_KEY_USAGE)),
+                    friendly_name(&subject_string(&c.der)),
+                ],
+            )
+        })
+        .collect();
+    encode_pfx(func, &salts, &bags, None, pass)
 }
 
 // ---------------------------------------------------------------------------------------------

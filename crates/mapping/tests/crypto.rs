@@ -1,8 +1,8 @@
 //! ESO's certificate/key template functions (issue #3): PKCS#12 in and out, chains, SANs, JWK,
 //! rsaDecrypt. Expected outputs under `fixtures/expected/` were produced once by ESO v2.9's own
 //! Go functions on the fixtures that `fixtures/gen.sh` generates with openssl (see
-//! `fixtures/README.md`); PKCS#12 outputs (random salts) are checked by round trip through our
-//! parser and `openssl pkcs12`.
+//! `fixtures/README.md`); PKCS#12 outputs are checked by round trip through our parser and
+//! `openssl pkcs12`.
 #![allow(
     clippy::unwrap_used,
     clippy::unwrap_in_result,
@@ -324,6 +324,32 @@ fn pem_to_pkcs12_round_trips() {
         ),
     ] {
         assert_err(tpl, func);
+    }
+}
+
+/// Salts and IVs derive from the inputs: the same inputs give the same file (no Secret rewrite on
+/// every refresh, unlike ESO); any change to the key, a certificate or the password changes it.
+#[test]
+fn pkcs12_encoders_are_deterministic() {
+    for tpl in [
+        "{{ fullPemToPkcs12 .chain_pem .leaf_key }}",
+        r#"{{ pemToPkcs12Pass .leaf_crt .leaf_key "p" }}"#,
+        "{{ pemTruststoreToPKCS12 .cas_pem }}",
+    ] {
+        assert_eq!(ok(tpl), ok(tpl), "{tpl}");
+    }
+    let outputs = [
+        ok("{{ fullPemToPkcs12 .chain_pem .leaf_key }}"),
+        ok("{{ fullPemToPkcs12 .leaf_crt .leaf_key }}"),
+        ok(r#"{{ fullPemToPkcs12Pass .chain_pem .leaf_key "p" }}"#),
+        ok(r#"{{ fullPemToPkcs12Pass .chain_pem .leaf_key "q" }}"#),
+        ok("{{ pemTruststoreToPKCS12 .cas_pem }}"),
+        ok(r#"{{ pemTruststoreToPKCS12Pass .cas_pem "p" }}"#),
+    ];
+    for (i, a) in outputs.iter().enumerate() {
+        for b in &outputs[i + 1..] {
+            assert_ne!(a, b);
+        }
     }
 }
 
