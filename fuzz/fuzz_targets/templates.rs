@@ -22,6 +22,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let template = String::from_utf8_lossy(template);
+    // Known gap, not a finding: execution time has no budget (docs/reliability.md, "Not yet"),
+    // so nested `range`s, or a `range` over a `repeat`-built list, may run for minutes. Skip
+    // them so the bounded CI run stays deterministic; one `range` over data is still fuzzed.
+    if template.matches("range").count() > 1
+        || (template.contains("range") && template.contains("repeat"))
+    {
+        return;
+    }
     let mut map = BTreeMap::new();
     for line in String::from_utf8_lossy(rest).lines() {
         let (k, v) = line.split_once('=').unwrap_or((line, ""));

@@ -127,7 +127,15 @@ fn run_targets(seconds: u64, targets: &[&str]) -> Result<()> {
         let text = fs::read_to_string(&log_path).unwrap_or_default();
         if !status.success() {
             let lines: Vec<&str> = text.lines().collect();
-            let tail = lines.len().saturating_sub(60);
+            // The panic message or libFuzzer's verdict (a hang, out of memory), then the tail
+            // with the failing input and how to reproduce it.
+            for (i, line) in lines.iter().enumerate() {
+                if line.contains("panicked at") || line.contains("ERROR: libFuzzer") {
+                    let end = (i + 2).min(lines.len());
+                    eprintln!("{}", lines.get(i..end).unwrap_or_default().join("\n"));
+                }
+            }
+            let tail = lines.len().saturating_sub(40);
             eprintln!("{}", lines.get(tail..).unwrap_or_default().join("\n"));
             bail!(
                 "fuzz target {target} failed ({status}); the failing input is under \
