@@ -74,13 +74,21 @@ pub fn render_with(text: &str, ctx: &Value) -> Result<String, String> {
 
 /// Render `text` with an arbitrary context value.
 pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
+    render_budgeted(text, ctx, MAX_WORK_UNITS)
+}
+
+/// [`render_value`] with a work budget of `budget` units (see [`MAX_WORK_UNITS`]).
+fn render_budgeted(text: &str, ctx: Value, budget: u64) -> Result<String, String> {
     check_action_chars(text)?;
     check_nesting(text)?;
     let mut t = Template::default();
     t.add_funcs(FUNCS);
-    t.parse(pre_trim_left(text).into_owned())
+    t.add_func(TICK, tick);
+    let trimmed = pre_trim_left(text);
+    t.parse(rewrite_for_gtmpl(&trimmed).into_owned())
         .map_err(|e| e.to_string())?;
     let mut w = Capped(Vec::new());
+    WORK_LEFT.with(|left| left.set(budget));
     t.execute(&mut w, &Context::from(ctx))
         .map_err(|e| e.to_string())?;
     let out = String::from_utf8(w.0).map_err(|e| e.to_string())?;
@@ -90,6 +98,228 @@ pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
         );
     }
     Ok(out)
+}
+
+/// Work one template execution may do, in units: one per `range` iteration, `define`/`block`
+/// execution and function call, plus one per KiB of text a function call takes or returns.
+/// gtmpl has no way to stop an execution, so without a bound a few nested `range`s over long
+/// lists (even with an empty body) keep a reconcile worker busy for hours. Real templates use a
+/// few thousand units; this allows about four million loop iterations or four GiB of text moved
+/// through functions, a few seconds of CPU. Counting work instead of reading a clock keeps the
+/// engine deterministic: a template that fits does so on every machine.
+pub const MAX_WORK_UNITS: u64 = 4_000_000;
+
+thread_local! {
+    /// Units left for the execution running on this thread ([`render_value`] sets it; gtmpl
+    /// executes synchronously and calls our functions on the same thread).
+    static WORK_LEFT: std::cell::Cell<u64> = const { std::cell::Cell::new(MAX_WORK_UNITS) };
+}
+
+/// Charge `units` to the running execution; an error once the budget is spent.
+fn charge(units: u64) -> Result<(), FuncError> {
+    WORK_LEFT.with(|left| match left.get().checked_sub(units) {
+        Some(rest) => {
+            left.set(rest);
+            Ok(())
+        }
+        None => {
+            left.set(0);
+            Err(err(format!(
+                "template execution exceeded its work budget ({MAX_WORK_UNITS} units: loop \
+                 iterations, function calls and KiB of text they handle); reduce nested \
+                 ranges or the size of the data they iterate over"
+            )))
+        }
+    })
+}
+
+/// Name of the function [`insert_ticks`] calls at the start of every loop iteration and every
+/// `define`/`block` execution. It renders nothing.
+const TICK: &str = "esoTick";
+
+fn tick(_: &[Value]) -> Result<Value, FuncError> {
+    charge(1)?;
+    Ok(Value::String(String::new()))
+}
+
+/// Rewrite the template text before gtmpl parses it, fixing two places where gtmpl's execution
+/// differs from Go's `text/template`, and adding the work-budget ticks:
+///
+/// * `range` over a map: Go visits the keys in sorted order; gtmpl iterates a `HashMap`, so the
+///   order changed from one render to the next and a Secret built by a `range` over `.` was
+///   rewritten at every refresh. Every `range X` becomes
+///   `{{$r := X}}{{$k := esoKeys $r}}{{range $i, $v := esoValues $r}}{{$key := index $k $i}}`
+///   (with the user's own variable names), which visits maps in key order and arrays in order.
+/// * `{{range X}}...{{else}}...{{end}}`: gtmpl runs the `else` branch even when the range had
+///   elements; it becomes `{{range ...}}...{{end}}{{if empty $r}}...{{end}}`.
+/// * `{{esoTick}}` after every `range`, `define` and `block` action, so each loop iteration and
+///   each template execution is charged to the work budget even when its body calls nothing.
+///
+/// The output is unchanged otherwise: the inserted actions render nothing, the original
+/// action's left trim marker goes on the first inserted action and its right trim marker on
+/// the last, so the same whitespace is trimmed. A `range` written with `=` (assignment to
+/// existing variables) is left as it is.
+fn rewrite_for_gtmpl(text: &str) -> Cow<'_, str> {
+    enum Block {
+        Range(Option<usize>),
+        Other,
+    }
+    let mut out = String::new();
+    let mut rest = text;
+    let mut changed = false;
+    let mut stack: Vec<Block> = Vec::new();
+    let mut next_id = 0usize;
+    while let Some(start) = rest.find("{{") {
+        let Some((action, after)) = split_action(&rest[start + 2..]) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        rest = after;
+        let left = action.starts_with("- ") || action == "-";
+        let inner = if left { &action[1..] } else { action };
+        let right = inner.trim_end().ends_with(" -") && inner.trim().len() > 1;
+        let inner = if right {
+            inner.trim_end().strip_suffix('-').unwrap_or(inner)
+        } else {
+            inner
+        };
+        let body = inner.trim();
+        let keyword = body
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        let (l, r) = (if left { "- " } else { "" }, if right { " -" } else { "" });
+        match keyword {
+            "range" => {
+                let spec = body.get(5..).map(str::trim).and_then(parse_range);
+                match spec {
+                    Some((vars, pipe)) => {
+                        changed = true;
+                        let id = next_id;
+                        next_id += 1;
+                        out.push_str(&format!(
+                            "{{{{{l}$esoR{id} := {pipe}}}}}{{{{$esoK{id} := esoKeys $esoR{id}}}}}"
+                        ));
+                        match vars {
+                            RangeVars::None => out.push_str(&format!(
+                                "{{{{range esoValues $esoR{id}}}}}"
+                            )),
+                            RangeVars::Value(v) => out.push_str(&format!(
+                                "{{{{range {v} := esoValues $esoR{id}}}}}"
+                            )),
+                            RangeVars::KeyValue(k, v) => out.push_str(&format!(
+                                "{{{{range $esoI{id}, {v} := esoValues $esoR{id}}}}}{{{{{k} := index $esoK{id} $esoI{id}}}}}"
+                            )),
+                        }
+                        out.push_str(&format!("{{{{{TICK}{r}}}}}"));
+                        stack.push(Block::Range(Some(id)));
+                        continue;
+                    }
+                    None => stack.push(Block::Range(None)),
+                }
+            }
+            "define" | "block" => {
+                changed = true;
+                stack.push(Block::Other);
+                out.push_str(&format!("{{{{{action}}}}}{{{{{TICK}{r}}}}}"));
+                continue;
+            }
+            "if" | "with" => stack.push(Block::Other),
+            "else" if body == "else" => {
+                if let Some(Block::Range(Some(id))) = stack.last() {
+                    changed = true;
+                    let id = *id;
+                    if let Some(top) = stack.last_mut() {
+                        *top = Block::Other;
+                    }
+                    out.push_str(&format!("{{{{{l}end}}}}{{{{if empty $esoR{id}{r}}}}}"));
+                    continue;
+                }
+            }
+            "end" => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        out.push_str("{{");
+        out.push_str(action);
+        out.push_str("}}");
+    }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// The variables a `range` declares.
+enum RangeVars<'a> {
+    None,
+    Value(&'a str),
+    KeyValue(&'a str, &'a str),
+}
+
+/// Split what follows `range` into its declared variables and its pipeline; `None` for the
+/// assignment form (`$i, $v = X`) and anything unexpected, which are left to gtmpl as written.
+fn parse_range(spec: &str) -> Option<(RangeVars<'_>, &str)> {
+    if spec.is_empty() {
+        return None;
+    }
+    let is_var = |s: &str| {
+        s.strip_prefix('$')
+            .is_some_and(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    };
+    // A declaration is `$a :=` or `$a, $b :=` before the pipeline; `$x` alone is a pipeline.
+    let decl_end = spec.find(":=").filter(|&i| {
+        let head = &spec[..i];
+        head.split(',').count() <= 2 && head.split(',').all(|v| is_var(v.trim()))
+    });
+    let Some(i) = decl_end else {
+        // The assignment form `$a, $b = X` (not `==`) is left to gtmpl as written.
+        let assigns = spec.find('=').is_some_and(|i| {
+            spec.as_bytes().get(i + 1) != Some(&b'=')
+                && spec[..i].split(',').all(|v| is_var(v.trim()))
+        });
+        return (!assigns).then_some((RangeVars::None, spec));
+    };
+    let (decl, pipe) = (&spec[..i], spec[i + 2..].trim());
+    if pipe.is_empty() {
+        return None;
+    }
+    match decl.split_once(',') {
+        Some((k, v)) => Some((RangeVars::KeyValue(k.trim(), v.trim()), pipe)),
+        None => Some((RangeVars::Value(decl.trim()), pipe)),
+    }
+}
+
+/// `esoValues X`: a map's values in key order (Go's `range` order), an array as it is, nothing
+/// for nil.
+fn eso_values(a: &[Value]) -> Result<Value, FuncError> {
+    match a.first() {
+        Some(Value::Map(m) | Value::Object(m)) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Ok(Value::Array(
+                keys.into_iter().filter_map(|k| m.get(k).cloned()).collect(),
+            ))
+        }
+        Some(Value::Array(v)) => Ok(Value::Array(v.clone())),
+        Some(Value::Nil | Value::NoValue) | None => Ok(Value::Array(Vec::new())),
+        Some(other) => Err(err(format!("range can't iterate over {other}"))),
+    }
+}
+
+/// `esoKeys X`: a map's keys in sorted order, an array's indices.
+fn eso_keys(a: &[Value]) -> Result<Value, FuncError> {
+    match a.first() {
+        Some(Value::Map(m) | Value::Object(m)) => {
+            let mut keys: Vec<String> = m.keys().cloned().collect();
+            keys.sort();
+            Ok(Value::Array(keys.into_iter().map(Value::String).collect()))
+        }
+        Some(Value::Array(v)) => Ok(Value::Array((0..v.len()).map(Value::from).collect())),
+        _ => Ok(Value::Array(Vec::new())),
+    }
 }
 
 /// Largest text a template, or one function inside it, may produce: twice what a Secret can
@@ -154,7 +384,10 @@ macro_rules! capped_funcs {
     ($(($name:expr, $f:path $(,)?)),* $(,)?) => {
         [$(($name, {
             fn capped(a: &[Value]) -> Result<Value, FuncError> {
-                cap($name, $f(a))
+                charge(1 + (a.iter().map(text_size).sum::<usize>() >> 10) as u64)?;
+                let r = cap($name, $f(a))?;
+                charge((text_size(&r) >> 10) as u64)?;
+                Ok(r)
             }
             capped as Func
         })),*]
@@ -970,6 +1203,8 @@ const FUNCS: &[(&str, Func)] = &capped_funcs![
     ("substr", substr),
     ("trunc", trunc),
     ("hasKey", has_key),
+    ("esoValues", eso_values),
+    ("esoKeys", eso_keys),
 ];
 
 #[cfg(test)]
@@ -1231,5 +1466,84 @@ mod tests {
         }
         // ASCII text before the marker is left to gtmpl, unchanged.
         assert_eq!(render("a \n{{- .v }}", &d).as_deref(), Ok("ax"));
+    }
+
+    #[test]
+    fn ranges_follow_go_and_ticks_leave_the_output_unchanged() {
+        let d = BTreeMap::from([
+            ("a".to_string(), "x,y,z".to_string()),
+            ("b".to_string(), "v".to_string()),
+        ]);
+        for (t, want) in [
+            (
+                "{{ range splitList \",\" .a }}[{{ . }}]{{ end }}",
+                "[x][y][z]",
+            ),
+            (
+                "{{- range $i, $e := splitList \",\" .a -}}\n  {{ $i }}={{ $e }}\n{{- end }}",
+                "0=x1=y2=z",
+            ),
+            (
+                "{{ range splitList \",\" .a -}}   {{ . }} {{- else }}none{{ end }}",
+                "xyz",
+            ),
+            (
+                "{{ define \"t\" -}}\n  <{{ . }}>{{ end }}{{ template \"t\" .b }}",
+                "<v>",
+            ),
+            ("{{ block \"u\" .b }}({{ . }}){{ end }}", "(v)"),
+            ("{{ \"range\" }} {{/* range */}}{{ .b }}", "range v"),
+        ] {
+            assert_eq!(render(t, &d).as_deref(), Ok(want), "{t}");
+        }
+    }
+
+    #[test]
+    fn range_over_a_map_visits_keys_in_sorted_order_every_time() {
+        let d: BTreeMap<String, String> = (0..20)
+            .map(|i| (format!("key{i:02}"), format!("v{i}")))
+            .collect();
+        let want: String = d.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        for _ in 0..10 {
+            assert_eq!(
+                render("{{ range $k, $v := . }}{{ $k }}={{ $v }}\n{{ end }}", &d).as_deref(),
+                Ok(want.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn loops_are_bounded_by_the_work_budget() {
+        let items = vec!["i"; 100].join(",");
+        let d = BTreeMap::from([("l".to_string(), items)]);
+        let ctx = context(&d);
+        // 100 x 100 x 100 iterations with an empty body: a million ticks.
+        let nested = "{{ $l := splitList \",\" .l }}{{ range $l }}{{ range $l }}{{ range $l }}{{ end }}{{ end }}{{ end }}done";
+        let e = render_budgeted(nested, ctx.clone(), 50_000).unwrap_err();
+        assert!(e.contains("work budget"), "{e}");
+        // One level fits easily, and the budget is per execution.
+        let one = "{{ range splitList \",\" .l }}{{ end }}done";
+        for _ in 0..3 {
+            assert_eq!(
+                render_budgeted(one, ctx.clone(), 50_000).as_deref(),
+                Ok("done")
+            );
+        }
+        // Exponential define chains are charged per execution too.
+        let mut chain = String::from("{{ define \"t0\" }}{{ end }}");
+        for i in 1..20 {
+            chain.push_str(&format!(
+                "{{{{ define \"t{i}\" }}}}{{{{ template \"t{}\" }}}}{{{{ template \"t{}\" }}}}{{{{ end }}}}",
+                i - 1,
+                i - 1
+            ));
+        }
+        chain.push_str("{{ template \"t19\" }}");
+        let e = render_budgeted(&chain, ctx.clone(), 50_000).unwrap_err();
+        assert!(e.contains("work budget"), "{e}");
+        // Text moved through functions is charged per KiB.
+        let big = "{{ $x := repeat 1000000 \"a\" }}{{ range splitList \",\" .l }}{{ $x | b64enc | len }}{{ end }}";
+        let e = render_budgeted(big, ctx, 50_000).unwrap_err();
+        assert!(e.contains("work budget"), "{e}");
     }
 }
