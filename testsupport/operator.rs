@@ -14,6 +14,8 @@ pub struct Operator {
     pub log: std::path::PathBuf,
     /// `127.0.0.1:<port>` serving `/healthz` and `/readyz`.
     pub health_addr: String,
+    /// `host:port` of its metrics server.
+    pub metrics_addr: String,
 }
 
 impl Operator {
@@ -56,12 +58,13 @@ impl Operator {
             format!("127.0.0.1:{p}")
         };
         let health_addr = port(1);
+        let metrics_addr = port(0);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_eso-operator"));
         cmd.args([
             "--namespace",
             ns,
             "--metrics-addr",
-            &port(0),
+            &metrics_addr,
             "--health-addr",
             &health_addr,
             "--loglevel",
@@ -87,6 +90,7 @@ impl Operator {
             child,
             log,
             health_addr,
+            metrics_addr,
         }
     }
 
@@ -129,4 +133,20 @@ pub fn aws_store_and_creds(ns: &str) -> String {
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds, namespace: {ns}}}\nstringData: {{access-key: testing, secret-key: testing}}\n---\n\
          apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws, namespace: {ns}}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n"
     )
+}
+
+/// `GET path` from `addr` over plain HTTP/1.1: the whole response (status line, headers, body).
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    Some(resp)
 }

@@ -844,7 +844,7 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
 /// with a property, template with a missing key, invalid keys from extract, a successful sync)
 /// appears in no log line (debug level), Event or status message, raw or base64-encoded.
 #[test]
-fn sentinel_value_never_leaks_into_logs_events_or_status() {
+fn sentinel_value_never_leaks_into_logs_events_status_or_metrics() {
     let Some(env) = cluster::env() else { return };
     let ns = namespace(env, "e2e-sentinel");
     let sentinel = "S3ntinel-Value-7f3a91";
@@ -927,10 +927,16 @@ fn sentinel_value_never_leaks_into_logs_events_or_status() {
     let log = op.log();
     let events = get(env, &["get", "events", "-n", &ns, "-o", "yaml"]);
     let status = get(env, &["get", "externalsecrets", "-n", &ns, "-o", "yaml"]);
+    let metrics = operator::http_get(&op.metrics_addr, "/metrics").expect("metrics answer");
+    assert!(
+        metrics.contains("externalsecret"),
+        "the metrics endpoint serves the operator's metrics: {metrics}"
+    );
     for (what, text) in [
         ("operator log", &log),
         ("events", &events),
         ("ExternalSecret status", &status),
+        ("metrics", &metrics),
     ] {
         assert!(!text.contains(sentinel), "{what} contains the secret value");
         assert!(
