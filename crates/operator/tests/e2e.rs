@@ -498,6 +498,66 @@ fn namespace_isolation_at_runtime() {
     let _ = env.kubectl(&["delete", "namespace", &a, &b, "--wait=false"]);
 }
 
+/// A ClusterSecretStore's namespace conditions: a namespace that does not match is refused
+/// (Ready=False, nothing written); labelling it admits it at the next reconcile; removing the
+/// label refuses it again and the synced Secret is kept, not emptied.
+#[test]
+fn cluster_store_conditions_follow_namespace_labels() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "e2e-cond");
+    let store = format!("cond-{ns}");
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {{name: {store}}}\nspec:\n  conditions:\n  - namespaceSelector:\n      matchLabels: {{team: {ns}}}\n  provider:\n    fake:\n      data:\n      - key: k\n        value: v1\n"
+        ),
+    );
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es, namespace: {ns}}}\n\
+         spec:\n  refreshInterval: 2s\n  secretStoreRef: {{name: {store}, kind: ClusterSecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
+        ),
+    );
+    let op = Operator::start(env, &ns, None, &[]);
+    let r = eventually(
+        Duration::from_secs(30),
+        &format!("refused while the namespace does not match\n{}", op.log()),
+        || {
+            let r = es_ready(env, &ns, "es");
+            r.starts_with("False/").then_some(r)
+        },
+    );
+    assert!(r.contains("not allowed from namespace"), "{r}");
+    assert!(get(env, &["get", "secret", "es", "-n", &ns, "-o", "name"]).is_empty());
+
+    let label = format!("team={ns}");
+    let _ = env.kubectl(&["label", "namespace", &ns, &label]);
+    eventually(
+        Duration::from_secs(30),
+        &format!("admitted after the label\n{}", op.log()),
+        || (secret_value(env, &ns, "es", "v").as_deref() == Some("v1")).then_some(()),
+    );
+
+    let _ = env.kubectl(&["label", "namespace", &ns, "team-"]);
+    let r = eventually(
+        Duration::from_secs(30),
+        &format!("refused again after the label is removed\n{}", op.log()),
+        || {
+            let r = es_ready(env, &ns, "es");
+            r.starts_with("False/").then_some(r)
+        },
+    );
+    assert!(r.contains("not allowed from namespace"), "{r}");
+    assert_eq!(
+        secret_value(env, &ns, "es", "v").as_deref(),
+        Some("v1"),
+        "the synced Secret is kept"
+    );
+    let _ = env.kubectl(&["delete", "clustersecretstore", &store, "--wait=false"]);
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
 /// AWS unreachable for longer than two refresh intervals: the Secret never changes, Ready=False
 /// with the reason, and it recovers within about one refresh once AWS is back.
 #[test]
