@@ -812,7 +812,11 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
         cluster::out(&o)
     );
     // The kustomize base (generated from the chart, checked in CI) validates server-side too.
+    // A server-side dry run does not create the base's namespace, and its namespaced objects
+    // are refused when that namespace does not exist yet (it may or may not, depending on the
+    // other tests): create it first.
     let base = root().join("deploy/manifests");
+    let _ = env.kubectl(&["create", "namespace", "external-secrets"]);
     let o = env.kubectl(&["apply", "--dry-run=server", "-k", base.to_str().unwrap()]);
     assert!(o.status.success(), "deploy/manifests: {}", cluster::out(&o));
     // With CRDs: they validate too and carry the keep policy.
