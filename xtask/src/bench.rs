@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::kubectl::Kubectl;
+
 use crate::proxy::Proxy;
 
 #[path = "../../testsupport/moto.rs"]
@@ -38,37 +40,7 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-struct Kubectl {
-    bin: PathBuf,
-    envs: Vec<(String, String)>,
-}
-
 impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("running kubectl")?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
-    }
-
     /// Sum of apiserver_request_total for mutating verbs on the given resources.
     fn writes(&self, resources: &[&str]) -> Result<u64> {
         let metrics = self.run(&["get", "--raw", "/metrics"], None)?;
@@ -279,27 +251,7 @@ impl Setup {
             bin: crate::testenv::tool_path("kubectl")?,
             envs,
         };
-        k.run(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &root.join("deploy/crds").display().to_string(),
-            ],
-            None,
-        )?;
-        for crd in ["externalsecrets", "secretstores", "clustersecretstores"] {
-            k.run(
-                &[
-                    "wait",
-                    "--for=condition=Established",
-                    &format!("crd/{crd}.external-secrets.io"),
-                    "--timeout=60s",
-                ],
-                None,
-            )?;
-        }
+        k.install_crds(&root)?;
         let proxy = Proxy::start(&moto_url)?;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::kubectl::Kubectl;
+
 #[path = "../../testsupport/moto.rs"]
 mod moto;
 
@@ -24,39 +26,6 @@ fn state_dir() -> PathBuf {
 
 fn pid_file() -> PathBuf {
     state_dir().join("demo-operator.pid")
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    envs: Vec<(String, String)>,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("running kubectl")?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            use std::io::Write;
-            pipe.write_all(input.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).to_string())
-    }
 }
 
 fn decode(b64: &str) -> String {
@@ -156,27 +125,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
 
     println!("==> installing the CRDs");
-    k.run(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root.join("deploy/crds").display().to_string(),
-        ],
-        None,
-    )?;
-    for crd in ["externalsecrets", "secretstores", "clustersecretstores"] {
-        k.run(
-            &[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}.external-secrets.io"),
-                "--timeout=60s",
-            ],
-            None,
-        )?;
-    }
+    k.install_crds(&root)?;
 
     println!("==> aws secretsmanager create-secret --name my-db-secret (moto at {moto_url})");
     match moto::create_secret(&moto_url, "my-db-secret", DB) {

@@ -13,6 +13,7 @@ mod ci;
 mod crdgen;
 mod demo;
 mod fuzz;
+mod kubectl;
 mod manifests;
 #[path = "../../testsupport/proxy.rs"]
 mod proxy;
