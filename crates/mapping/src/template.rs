@@ -69,16 +69,16 @@ pub fn context(data: &BTreeMap<String, String>) -> Value {
 
 /// Render `text` with a prebuilt context.
 pub fn render_with(text: &str, ctx: &Value) -> Result<String, String> {
-    render_value(text, ctx.clone())
+    render_budgeted(text, ctx, MAX_WORK_UNITS)
 }
 
 /// Render `text` with an arbitrary context value.
 pub fn render_value(text: &str, ctx: Value) -> Result<String, String> {
-    render_budgeted(text, ctx, MAX_WORK_UNITS)
+    render_budgeted(text, &ctx, MAX_WORK_UNITS)
 }
 
 /// [`render_value`] with a work budget of `budget` units (see [`MAX_WORK_UNITS`]).
-fn render_budgeted(text: &str, ctx: Value, budget: u64) -> Result<String, String> {
+fn render_budgeted(text: &str, ctx: &Value, budget: u64) -> Result<String, String> {
     check_action_chars(text)?;
     check_nesting(text)?;
     let mut t = Template::default();
@@ -89,8 +89,8 @@ fn render_budgeted(text: &str, ctx: Value, budget: u64) -> Result<String, String
         .map_err(|e| e.to_string())?;
     let mut w = Capped(Vec::new());
     WORK_LEFT.with(|left| left.set(budget));
-    t.execute(&mut w, &Context::from(ctx))
-        .map_err(|e| e.to_string())?;
+    t.execute(&mut w, &Context::from(ctx.clone()))
+        .map_err(|e| redact(e.to_string(), ctx))?;
     let out = String::from_utf8(w.0).map_err(|e| e.to_string())?;
     if out.contains(NO_VALUE) && !text.contains(NO_VALUE) {
         return Err(
@@ -98,6 +98,31 @@ fn render_budgeted(text: &str, ctx: Value, budget: u64) -> Result<String, String
         );
     }
     Ok(out)
+}
+
+/// Replace every context value (the secret data) that occurs in an execution error by
+/// `<redacted>`. gtmpl's own messages quote the values they fail on ("unable to get 1 in …",
+/// "unable to compare … and 1") and a function may echo an argument; the error ends up in the
+/// ExternalSecret's status and Events, where a secret value must never appear. Values shorter
+/// than 4 bytes are left alone: they would mangle the message and reveal next to nothing.
+fn redact(mut msg: String, ctx: &Value) -> String {
+    fn collect<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) if s.len() >= 4 => out.push(s),
+            Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+            Value::Map(m) | Value::Object(m) => m.values().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    let mut values = Vec::new();
+    collect(ctx, &mut values);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values {
+        if msg.contains(v) {
+            msg = msg.replace(v, "<redacted>");
+        }
+    }
+    msg
 }
 
 /// Work one template execution may do, in units: one per `range` iteration, `define`/`block`
@@ -305,7 +330,9 @@ fn eso_values(a: &[Value]) -> Result<Value, FuncError> {
         }
         Some(Value::Array(v)) => Ok(Value::Array(v.clone())),
         Some(Value::Nil | Value::NoValue) | None => Ok(Value::Array(Vec::new())),
-        Some(other) => Err(err(format!("range can't iterate over {other}"))),
+        Some(_) => Err(err(
+            "range can't iterate over a string, number or bool (only lists and maps)",
+        )),
     }
 }
 
@@ -1499,6 +1526,28 @@ mod tests {
     }
 
     #[test]
+    fn execution_errors_never_quote_a_data_value() {
+        let d = BTreeMap::from([
+            ("pw".to_string(), "SENTINELxyz".to_string()),
+            ("n".to_string(), "1".to_string()),
+        ]);
+        for t in [
+            "{{ range .pw }}{{ end }}",
+            "{{ index .pw 1 }}",
+            "{{ lt .pw 1 }}",
+            "{{ regexMatch .pw .pw }}{{ regexMatch (printf \"(%s\" .pw) .n }}",
+        ] {
+            let e = render(t, &d).unwrap_err();
+            assert!(!e.contains("SENTINEL"), "{t}: {e}");
+        }
+        assert!(
+            render("{{ index .pw 1 }}", &d)
+                .unwrap_err()
+                .contains("<redacted>")
+        );
+    }
+
+    #[test]
     fn range_over_a_map_visits_keys_in_sorted_order_every_time() {
         let d: BTreeMap<String, String> = (0..20)
             .map(|i| (format!("key{i:02}"), format!("v{i}")))
@@ -1519,15 +1568,12 @@ mod tests {
         let ctx = context(&d);
         // 100 x 100 x 100 iterations with an empty body: a million ticks.
         let nested = "{{ $l := splitList \",\" .l }}{{ range $l }}{{ range $l }}{{ range $l }}{{ end }}{{ end }}{{ end }}done";
-        let e = render_budgeted(nested, ctx.clone(), 50_000).unwrap_err();
+        let e = render_budgeted(nested, &ctx, 50_000).unwrap_err();
         assert!(e.contains("work budget"), "{e}");
         // One level fits easily, and the budget is per execution.
         let one = "{{ range splitList \",\" .l }}{{ end }}done";
         for _ in 0..3 {
-            assert_eq!(
-                render_budgeted(one, ctx.clone(), 50_000).as_deref(),
-                Ok("done")
-            );
+            assert_eq!(render_budgeted(one, &ctx, 50_000).as_deref(), Ok("done"));
         }
         // Exponential define chains are charged per execution too.
         let mut chain = String::from("{{ define \"t0\" }}{{ end }}");
@@ -1539,11 +1585,11 @@ mod tests {
             ));
         }
         chain.push_str("{{ template \"t19\" }}");
-        let e = render_budgeted(&chain, ctx.clone(), 50_000).unwrap_err();
+        let e = render_budgeted(&chain, &ctx, 50_000).unwrap_err();
         assert!(e.contains("work budget"), "{e}");
         // Text moved through functions is charged per KiB.
         let big = "{{ $x := repeat 1000000 \"a\" }}{{ range splitList \",\" .l }}{{ $x | b64enc | len }}{{ end }}";
-        let e = render_budgeted(big, ctx, 50_000).unwrap_err();
+        let e = render_budgeted(big, &ctx, 50_000).unwrap_err();
         assert!(e.contains("work budget"), "{e}");
     }
 }
