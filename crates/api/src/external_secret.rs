@@ -31,7 +31,7 @@ pub const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))
     printcolumn = r#"{"name":"Refresh Interval","type":"string","jsonPath":".spec.refreshInterval"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.refreshTime"}"#,
+    printcolumn = r#"{"name":"Last Change","type":"date","jsonPath":".status.refreshTime"}"#,
     selectable = ".spec.secretStoreRef.name",
     selectable = ".spec.secretStoreRef.kind",
     selectable = ".spec.target.name",
@@ -658,7 +658,9 @@ pub enum MergeStrategy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretStatus {
-    /// Start time of the last successful refresh.
+    /// Start time of the last successful refresh that changed the Secret or this status (ESO
+    /// rewrites it at every refresh; this operator only on change, so a no-op refresh makes no
+    /// write). Shown as the `Last Change` column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_time: Option<Time>,
     /// `<generation>-<hash of labels and annotations>` at the last sync, as ESO computes it.

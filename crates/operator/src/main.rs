@@ -117,6 +117,10 @@ struct RunArgs {
     /// Upper bound of the provider value cache, in MiB.
     #[arg(long, default_value_t = 64)]
     provider_cache_mib: u64,
+    /// After a (re)start, refreshes that are overdue only by time (spec unchanged, Secret valid)
+    /// are spread over min(refreshInterval, this) instead of all running at once.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    restart_spread: Duration,
     /// Liveness fails when work is overdue by this long.
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     liveness_stall_threshold: Duration,
@@ -280,6 +284,7 @@ async fn run(args: RunArgs) -> Result<()> {
         store_requeue_interval: args.store_requeue_interval,
         enable_cluster_stores: args.enable_cluster_store_reconciler,
         remote_change_poll: Some(args.remote_change_poll_interval).filter(|d| !d.is_zero()),
+        restart_spread: args.restart_spread,
         ..eso_reconciler::Config::default()
     };
     let hub = wiring::hub(

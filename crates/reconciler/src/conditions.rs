@@ -25,6 +25,8 @@ pub const MSG_MISSING: &str = "secret will not be created due to CreationPolicy=
 pub const MSG_PROVIDER: &str = "could not get secret data from provider";
 /// Message prefix: delete failed / Delete without Owner.
 pub const MSG_DELETE_FAILED: &str = "could not delete secret";
+/// Orphan cleanup (a renamed target's old Secret) failed.
+pub const MSG_ORPHAN_CLEANUP: &str = "could not delete orphaned secrets";
 /// Message prefix: write failed.
 pub const MSG_UPDATE_FAILED: &str = "could not update secret";
 /// Message: immutable.

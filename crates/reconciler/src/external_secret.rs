@@ -49,6 +49,9 @@ pub(crate) enum SyncFailure {
     },
     /// Kubernetes API failure.
     Kube(kube::Error),
+    /// Something the ExternalSecret depends on is not there yet (a templateFrom ConfigMap or
+    /// Secret): retried with a short bounded backoff, not left until the next refresh.
+    Waiting(String),
 }
 
 impl SyncFailure {
@@ -57,7 +60,9 @@ impl SyncFailure {
             SyncFailure::Provider(f) => {
                 (format!("{MSG_PROVIDER}: {}", f.message), f.message.clone())
             }
-            SyncFailure::Mapping(m) => (format!("{MSG_PROVIDER}: {m}"), m.clone()),
+            SyncFailure::Mapping(m) | SyncFailure::Waiting(m) => {
+                (format!("{MSG_PROVIDER}: {m}"), m.clone())
+            }
             SyncFailure::Write {
                 message, detail, ..
             } => {
@@ -80,7 +85,7 @@ impl SyncFailure {
             ),
             SyncFailure::Mapping(_) => true,
             SyncFailure::Write { permanent, .. } => *permanent,
-            SyncFailure::Kube(_) => false,
+            SyncFailure::Kube(_) | SyncFailure::Waiting(_) => false,
         }
     }
 }
@@ -102,10 +107,21 @@ pub(crate) struct EsState {
     /// can lag behind our own status write (a reconcile triggered by the Secret we just created
     /// sees the old status); this keeps such a reconcile from reading the provider again.
     pub synced_version: Option<String>,
+    /// The last sync attempt in this process failed: the next reconcile (a wake-up by a store,
+    /// a namespace or a retry) tries again instead of trusting the schedule.
+    pub failed: bool,
+    /// First seen after a (re)start while overdue only by time: its refresh was scheduled within
+    /// the restart spread instead of at once.
+    pub deferred: bool,
 }
 
 fn now() -> Timestamp {
     Timestamp::now()
+}
+
+/// The watchdog key of an ExternalSecret.
+pub(crate) fn es_dog_key(namespace: &str, name: &str) -> u64 {
+    crate::Watchdog::key("ExternalSecret", namespace, name)
 }
 
 fn seed_of(namespace: &str, name: &str) -> u64 {
@@ -175,7 +191,7 @@ pub async fn reconcile(
     let ns = es.namespace().unwrap_or_default();
     let name = es.name_any();
     let started = Instant::now();
-    let _busy = ctx.watchdog.start();
+    let _busy = ctx.watchdog.start(es_dog_key(&ns, &name));
     ctx.metrics.inc(
         "externalsecret_sync_calls_total",
         crate::metrics::es_labels(&ns, &name),
@@ -242,10 +258,51 @@ async fn reconcile_inner(
                 _ => true,
             }
         });
+    // A failed last attempt is retried when the object is woken (a store turning Ready, a
+    // namespace's labels changing, the backoff) rather than waiting for the next refresh.
+    let failed_before =
+        state.failed || (state.last_check.is_none() && ready_status(es) == Some("False"));
     let needs_refresh = forced.is_some()
+        || failed_before
         || (!synced_here
             && refresh::should_refresh(es, &current_version, now_ts, state.last_check));
     debug!(%ns, %name, needs_refresh, valid, "reconcile");
+    // After a restart or failover nothing is known in memory, and an object whose Secret did
+    // not change for one interval has an old `refreshTime` (it is written only on change): it
+    // looks overdue. When it is overdue by time only — spec, labels and annotations as last
+    // synced, the last sync successful, the Secret valid — its refresh is scheduled within the
+    // restart spread (deterministically per object) instead of at once, so a restart costs no
+    // more provider reads per interval than steady state. A remote change is still seen at the
+    // next change poll, which forces a refresh.
+    if needs_refresh
+        && forced.is_none()
+        && !failed_before
+        && valid
+        && state.last_check.is_none()
+        && !state.deferred
+        && ready_status(es) == Some("True")
+        && es
+            .status
+            .as_ref()
+            .and_then(|s| s.synced_resource_version.as_deref())
+            == Some(current_version.as_str())
+        && matches!(es.spec.refresh_policy, None | Some(RefreshPolicy::Periodic))
+        && let Some(interval) = es.spec.refresh_interval_duration().filter(|i| !i.is_zero())
+    {
+        let window = interval.min(ctx.config.restart_spread);
+        let d = refresh::jitter(window, 1.0, seed_of(ns, name)).max(Duration::from_millis(100));
+        ctx.update_state(&key, |s| s.deferred = true);
+        ctx.metrics.set_condition(
+            "externalsecret_status_condition",
+            ns,
+            name,
+            CONDITION_READY,
+            "True",
+        );
+        debug!(%ns, %name, after = ?d, "overdue after a restart: refresh scheduled within the spread");
+        ctx.watchdog.expect_by(es_dog_key(ns, name), d);
+        return Ok(Action::requeue(d));
+    }
     if !needs_refresh && valid {
         ctx.metrics.set_condition(
             "externalsecret_status_condition",
@@ -286,6 +343,7 @@ async fn reconcile_inner(
             ctx.update_state(&key, |s| {
                 s.last_check = Some(now_ts);
                 s.failures = 0;
+                s.failed = false;
                 s.synced_version = Some(current_version.clone());
             });
             Ok(requeue(es, ns, name, ctx, now_ts, Some(now_ts), false))
@@ -313,10 +371,11 @@ async fn reconcile_inner(
             // store problem followed by a mapping error must not share a key.
             let action = match &failure {
                 SyncFailure::Provider(_) => "Fetch",
-                SyncFailure::Mapping(_) => "Map",
+                SyncFailure::Mapping(_) | SyncFailure::Waiting(_) => "Map",
                 _ => "Write",
             };
             publish_action(ctx, es, EventType::Warning, "UpdateFailed", action, &detail).await;
+            ctx.update_state(&key, |s| s.failed = true);
             if failure.permanent() {
                 ctx.update_state(&key, |s| s.failures = 0);
                 // Wait for a spec change, a store change, or the next refresh.
@@ -328,6 +387,7 @@ async fn reconcile_inner(
                     action: "sync",
                     source: e,
                 },
+                SyncFailure::Waiting(m) => Error::Waiting(m),
                 other => Error::Sync(other.condition_message().0),
             })
         }
@@ -362,7 +422,7 @@ fn requeue(
                     .min(ctx.config.restart_spread);
                 d = refresh::jitter(window, 1.0, seed_of(ns, name));
             }
-            ctx.watchdog.expect_by(d);
+            ctx.watchdog.expect_by(es_dog_key(ns, name), d);
             Action::requeue(d.max(Duration::from_millis(100)))
         }
         None => Action::await_change(),
@@ -473,23 +533,7 @@ async fn cleanup(
     name: &str,
     ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
-    ctx.forget(ns, name);
-    ctx.metrics.remove(
-        "externalsecret_status_condition",
-        &[("namespace", ns), ("name", name)],
-    );
-    ctx.metrics.remove(
-        "externalsecret_sync_calls_total",
-        &[("namespace", ns), ("name", name)],
-    );
-    ctx.metrics.remove(
-        "externalsecret_sync_calls_error",
-        &[("namespace", ns), ("name", name)],
-    );
-    ctx.metrics.remove(
-        "externalsecret_reconcile_duration",
-        &[("namespace", ns), ("name", name)],
-    );
+    ctx.forget_es(ns, name);
     let finalizers = es.finalizers();
     if !finalizers.iter().any(|f| f == FINALIZER_EXTERNAL_SECRET) {
         return Ok(Action::await_change());
@@ -679,6 +723,9 @@ async fn sync(
             permanent: true,
         }),
         Decision::Create | Decision::Write | Decision::Merge => {
+            if policy == CreationPolicy::Owner {
+                delete_orphans(es, ns, name, target, ctx).await?;
+            }
             let wrote =
                 write_secret(es, ns, name, target, existing, &mapped, decision, ctx).await?;
             if let Some(verb) = wrote {
@@ -704,6 +751,81 @@ async fn sync(
             })
         }
     }
+}
+
+/// ESO's orphan cleanup under creationPolicy Owner: a Secret this ExternalSecret created under
+/// another name (its `target.name` was changed) still holds the old values; it is deleted.
+/// Found in the managed-Secret cache by the `created-by` label and checked to be controlled by
+/// this very ExternalSecret (name and uid), so nothing else is ever deleted.
+async fn delete_orphans(
+    es: &ExternalSecret,
+    ns: &str,
+    name: &str,
+    target: &str,
+    ctx: &Context,
+) -> Result<(), SyncFailure> {
+    // The previous target is recorded in status.binding; without one (or when it differs) look.
+    let bound = es
+        .status
+        .as_ref()
+        .and_then(|s| s.binding.as_ref())
+        .map(|b| b.name.as_str());
+    if bound == Some(target) {
+        return Ok(());
+    }
+    let created_by = eso_mapping::created_by_label(ns, name);
+    let uid = es.uid().unwrap_or_default();
+    let orphans: Vec<(String, Option<String>)> = ctx
+        .secrets
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(ns) && s.name_any() != target)
+        .filter(|s| s.labels().get(LABEL_CREATED_BY) == Some(&created_by))
+        .filter(|s| {
+            ownership::controller_of(s.owner_references()).is_some_and(|c| {
+                c.kind == "ExternalSecret" && c.name == name && (uid.is_empty() || c.uid == uid)
+            })
+        })
+        .map(|s| (s.name_any(), s.uid()))
+        .collect();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    for (orphan, orphan_uid) in orphans {
+        let dp = DeleteParams {
+            preconditions: orphan_uid.map(|u| kube::api::Preconditions {
+                uid: Some(u),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        ctx.metrics.inc(
+            "eso_secret_writes_total",
+            vec![("verb", "delete".to_string())],
+        );
+        match api.delete(&orphan, &dp).await {
+            Ok(_) => {
+                info!(%ns, %name, secret = %orphan, "deleted the Secret left behind by a target rename");
+                publish(
+                    ctx,
+                    es,
+                    EventType::Normal,
+                    "Deleted",
+                    &format!(
+                        "secret {orphan} deleted because it was orphaned (target is now {target})"
+                    ),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => {
+                return Err(SyncFailure::Write {
+                    message: MSG_ORPHAN_CLEANUP,
+                    detail: e.to_string(),
+                    permanent: false,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How old a shared cached answer may be for this ExternalSecret: never older than its refresh
@@ -786,7 +908,7 @@ async fn read_template_sources(
                 .await
                 .map_err(SyncFailure::Kube)?
                 .ok_or_else(|| {
-                    SyncFailure::Mapping(format!("template ConfigMap {ns}/{} not found", cm.name))
+                    SyncFailure::Waiting(format!("template ConfigMap {ns}/{} not found", cm.name))
                 })?;
             let mut data: BTreeMap<String, Vec<u8>> = obj
                 .data
@@ -806,7 +928,7 @@ async fn read_template_sources(
                 .await
                 .map_err(SyncFailure::Kube)?
                 .ok_or_else(|| {
-                    SyncFailure::Mapping(format!("template Secret {ns}/{} not found", sec.name))
+                    SyncFailure::Waiting(format!("template Secret {ns}/{} not found", sec.name))
                 })?;
             let data = obj
                 .data
@@ -836,14 +958,30 @@ async fn write_secret(
     let policy = es.spec.target.creation_policy;
     let merge = decision == Decision::Merge;
 
-    // The data the Secret will hold, for the hash: ours, or (Merge) the live data with ours on top.
+    let manager = eso_mapping::field_manager(name);
+
+    // The data the Secret will hold, for the hash: ours, or (Merge) the live data with ours on
+    // top, less the keys this ExternalSecret wrote before and no longer maps (they are removed
+    // below; keys written by anyone else stay).
     let full_data: BTreeMap<String, Vec<u8>> = if merge {
         let live = api.get_opt(target).await.map_err(SyncFailure::Kube)?;
+        let (owned, others) = live
+            .as_ref()
+            .map(|s| {
+                (
+                    secrets::Owned::of(s, &manager),
+                    secrets::Owned::of_others(s, &manager),
+                )
+            })
+            .unwrap_or_default();
         let mut d: BTreeMap<String, Vec<u8>> = live
             .and_then(|s| s.data)
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| (k, v.0))
+            .filter(|(k, _)| {
+                !owned.data.contains(k) || others.data.contains(k) || mapped.data.contains_key(k)
+            })
             .collect();
         for (k, v) in &mapped.data {
             d.insert(k.clone(), v.clone());
@@ -866,6 +1004,17 @@ async fn write_secret(
             eso_mapping::created_by_label(ns, name),
         );
     }
+
+    // What this ExternalSecret's field manager will own once the Secret is written: compared
+    // with what it owns now, so a key, label, annotation or finalizer dropped from the
+    // ExternalSecret is noticed without reading the provider or the Secret's values.
+    let desired = secrets::Owned {
+        data: mapped.data.keys().cloned().collect(),
+        labels: labels.keys().cloned().collect(),
+        annotations: annotations.keys().cloned().collect(),
+        finalizers: mapped.finalizers.iter().cloned().collect(),
+    };
+    let desired_digest = desired.digest();
 
     let immutable = es.spec.target.immutable.unwrap_or(false);
     if let Some(secret) = existing
@@ -893,6 +1042,7 @@ async fn write_secret(
             &mapped.data,
             merge,
         )
+        && secrets::owned_digest(secret, &manager) == desired_digest
     {
         return Ok(None);
     }
@@ -930,7 +1080,6 @@ async fn write_secret(
     if immutable {
         body["immutable"] = json!(true);
     }
-    let manager = eso_mapping::field_manager(name);
     ctx.metrics.inc(
         "eso_secret_writes_total",
         vec![("verb", "apply".to_string())],
@@ -944,40 +1093,74 @@ async fn write_secret(
         .await
         .map_err(classify_write_error)?;
 
-    // Owner/Orphan: the Secret holds exactly our data. Keys written by someone else (server-side
-    // apply never removes fields it does not own) are removed explicitly.
-    if !merge {
-        let extra: Vec<String> = written
-            .data
-            .as_ref()
-            .map(|d| {
-                d.keys()
-                    .filter(|k| !mapped.data.contains_key(*k))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !extra.is_empty() {
-            let mut ops = vec![
-                json!({"op": "test", "path": "/metadata/resourceVersion", "value": written.resource_version()}),
-            ];
-            for k in &extra {
-                ops.push(json!({"op": "remove", "path": format!("/data/{}", k.replace('~', "~0").replace('/', "~1"))}));
-            }
-            let patch: json_patch::Patch =
-                serde_json::from_value(json!(ops)).map_err(|e| SyncFailure::Write {
-                    message: MSG_UPDATE_FAILED,
-                    detail: e.to_string(),
-                    permanent: false,
-                })?;
-            ctx.metrics.inc(
-                "eso_secret_writes_total",
-                vec![("verb", "patch".to_string())],
-            );
-            api.patch(target, &PatchParams::default(), &Patch::<()>::Json(patch))
-                .await
-                .map_err(classify_write_error)?;
+    // Server-side apply removes what this manager applied before and omits now. What it does
+    // not remove is removed explicitly: under Owner/Orphan every data key we did not write (the
+    // Secret holds exactly our data), and under every policy the keys, labels and annotations
+    // this ExternalSecret's manager still owns through an Update (written by ESO before the
+    // switch) but no longer wants. Labels, annotations and Merge keys of others stay.
+    let owned = secrets::Owned::of(&written, &manager);
+    let others = secrets::Owned::of_others(&written, &manager);
+    let live_keys = written
+        .data
+        .as_ref()
+        .map(|d| d.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let stale_data: Vec<&String> = live_keys
+        .iter()
+        .filter(|k| {
+            !mapped.data.contains_key(*k)
+                && (!merge || (owned.data.contains(*k) && !others.data.contains(*k)))
+        })
+        .collect();
+    let live_labels = written.metadata.labels.clone().unwrap_or_default();
+    let live_annotations = written.metadata.annotations.clone().unwrap_or_default();
+    let stale_labels: Vec<&String> = owned
+        .labels
+        .iter()
+        .filter(|k| {
+            !desired.labels.contains(*k)
+                && !others.labels.contains(*k)
+                && live_labels.contains_key(*k)
+        })
+        .collect();
+    let stale_annotations: Vec<&String> = owned
+        .annotations
+        .iter()
+        .filter(|k| {
+            !desired.annotations.contains(*k)
+                && !others.annotations.contains(*k)
+                && live_annotations.contains_key(*k)
+        })
+        .collect();
+    if !stale_data.is_empty() || !stale_labels.is_empty() || !stale_annotations.is_empty() {
+        let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+        let mut ops = vec![
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": written.resource_version()}),
+        ];
+        for k in &stale_data {
+            ops.push(json!({"op": "remove", "path": format!("/data/{}", escape(k))}));
         }
+        for k in &stale_labels {
+            ops.push(json!({"op": "remove", "path": format!("/metadata/labels/{}", escape(k))}));
+        }
+        for k in &stale_annotations {
+            ops.push(
+                json!({"op": "remove", "path": format!("/metadata/annotations/{}", escape(k))}),
+            );
+        }
+        let patch: json_patch::Patch =
+            serde_json::from_value(json!(ops)).map_err(|e| SyncFailure::Write {
+                message: MSG_UPDATE_FAILED,
+                detail: e.to_string(),
+                permanent: false,
+            })?;
+        ctx.metrics.inc(
+            "eso_secret_writes_total",
+            vec![("verb", "patch".to_string())],
+        );
+        api.patch(target, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+            .map_err(classify_write_error)?;
     }
     Ok(Some(if existing.is_some() {
         "Updated"
@@ -1050,6 +1233,9 @@ fn up_to_date(
     true
 }
 
+/// Longest wait between retries while a dependency (templateFrom source) is missing.
+pub const WAITING_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
 /// Backoff for transient failures: exponential from 1 s with ±20 % jitter, capped at the
 /// refresh interval (so recovery never waits longer than one refresh) and at `max_backoff`.
 pub fn error_policy(
@@ -1068,6 +1254,11 @@ pub fn error_policy(
         s.failures
     });
     let mut cap = ctx.config.max_backoff;
+    if matches!(error, Error::Waiting(_)) {
+        // A missing dependency usually appears soon (applied in the same batch): look again
+        // at least every WAITING_BACKOFF_CAP.
+        cap = cap.min(WAITING_BACKOFF_CAP);
+    }
     if let Some(i) = es.spec.refresh_interval_duration()
         && !i.is_zero()
     {
@@ -1078,7 +1269,7 @@ pub fn error_policy(
     let j = refresh::jitter(d, 0.4, seed_of(&ns, &name) ^ u64::from(failures));
     let d = (d.mul_f64(0.8) + j).max(Duration::from_millis(500));
     warn!(%ns, %name, error = %error, retry_in = ?d, "sync failed");
-    ctx.watchdog.expect_by(d);
+    ctx.watchdog.expect_by(es_dog_key(&ns, &name), d);
     Action::requeue(d)
 }
 
@@ -1120,6 +1311,35 @@ pub(crate) fn secret_to_es(
             let es = g.0.as_ref().ok()?;
             (es.namespace().as_deref() == Some(namespace) && target_name(es) == secret_name)
                 .then(|| ObjectRef::from_obj(&*g))
+        })
+        .collect()
+}
+
+/// The ExternalSecrets of a namespace that use a ClusterSecretStore and whose last sync failed
+/// (a namespace label change may have admitted them).
+pub(crate) fn failed_in_namespace(
+    es_store: &kube::runtime::reflector::Store<DeserializeGuard<ExternalSecret>>,
+    ctx: &Context,
+    namespace: &str,
+) -> Vec<ObjectRef<DeserializeGuard<ExternalSecret>>> {
+    es_store
+        .state()
+        .into_iter()
+        .filter_map(|g| {
+            let es = g.0.as_ref().ok()?;
+            if es.namespace().as_deref() != Some(namespace) {
+                return None;
+            }
+            if !referenced_stores(es)
+                .iter()
+                .any(|s| s.kind == StoreKind::ClusterSecretStore)
+            {
+                return None;
+            }
+            let key = ObjectRef::<ExternalSecret>::new(&es.name_any()).within(namespace);
+            let state = ctx.es_state(&key);
+            let failed = state.failed || ready_status(es) == Some("False");
+            failed.then(|| ObjectRef::from_obj(&*g))
         })
         .collect()
 }

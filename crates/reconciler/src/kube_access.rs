@@ -22,8 +22,10 @@ const TOKEN_TTL_SECONDS: i64 = 600;
 
 fn kube_error(e: kube::Error, what: String) -> ProviderError {
     match &e {
+        // A credentials Secret or ServiceAccount that does not exist yet is usually being
+        // created (applied in the same batch): retried with backoff, not treated as permanent.
         kube::Error::Api(s) if s.code == 404 => {
-            ProviderError::invalid_config(format!("{what} not found"))
+            ProviderError::unavailable(format!("{what} not found"))
         }
         kube::Error::Api(s) if s.code == 403 => {
             ProviderError::access_denied(format!("the operator may not read {what}: {}", s.message))

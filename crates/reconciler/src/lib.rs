@@ -40,7 +40,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use hub::{FailureClass, FetchFailure, ProviderHub, StoreContext, Validation};
 pub use metrics::Metrics;
@@ -112,6 +112,9 @@ pub enum Error {
     /// The sync failed for another reason (already reported in status).
     #[error("{0}")]
     Sync(String),
+    /// A dependency of the ExternalSecret is missing; retried with a short bounded backoff.
+    #[error("waiting: {0}")]
+    Waiting(String),
 }
 
 /// Liveness: detects a work queue that stopped draining.
@@ -126,7 +129,9 @@ struct WatchdogState {
     in_flight: HashMap<u64, Instant>,
     next_id: u64,
     last_progress: Instant,
-    earliest_due: Option<Instant>,
+    /// When each object's next reconcile is due, by [`Watchdog::key`]. Per object, so an
+    /// object that is deleted (or reconciled early) takes its due time with it.
+    due: HashMap<u64, Instant>,
 }
 
 /// Marks one reconcile in flight until dropped.
@@ -153,33 +158,60 @@ impl Watchdog {
                 in_flight: HashMap::new(),
                 next_id: 0,
                 last_progress: Instant::now(),
-                earliest_due: None,
+                due: HashMap::new(),
             }),
             stall_after,
         }
     }
 
-    /// Record the start of a reconcile.
-    pub fn start(&self) -> Busy<'_> {
+    /// A stable key for an object (`kind`, namespace, name), for [`Watchdog::start`],
+    /// [`Watchdog::expect_by`] and [`Watchdog::forget`].
+    pub fn key(kind: &str, namespace: &str, name: &str) -> u64 {
+        // FNV-1a: stable, no randomness needed.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in kind
+            .bytes()
+            .chain([0])
+            .chain(namespace.bytes())
+            .chain([0])
+            .chain(name.bytes())
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+
+    /// Record the start of a reconcile of the object `key` (its due time is met).
+    pub fn start(&self, key: u64) -> Busy<'_> {
         let mut id = 0;
         if let Ok(mut s) = self.inner.lock() {
             s.next_id += 1;
             id = s.next_id;
             s.in_flight.insert(id, Instant::now());
             s.last_progress = Instant::now();
-            if s.earliest_due.is_some_and(|d| d <= Instant::now()) {
-                s.earliest_due = None;
-            }
+            s.due.remove(&key);
         }
         Busy { dog: self, id }
     }
 
-    /// Record that work is scheduled `after` from now.
-    pub fn expect_by(&self, after: Duration) {
+    /// Record that the object `key` is scheduled for a reconcile `after` from now.
+    pub fn expect_by(&self, key: u64, after: Duration) {
         if let Ok(mut s) = self.inner.lock() {
-            let due = Instant::now() + after;
-            s.earliest_due = Some(s.earliest_due.map_or(due, |d| d.min(due)));
+            s.due.insert(key, Instant::now() + after);
         }
+    }
+
+    /// Forget the object `key` (it was deleted): its due time no longer counts.
+    pub fn forget(&self, key: u64) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.due.remove(&key);
+        }
+    }
+
+    /// How many objects have a due time (tests, diagnostics).
+    pub fn scheduled(&self) -> usize {
+        self.inner.lock().map(|s| s.due.len()).unwrap_or(0)
     }
 
     /// Healthy unless a reconcile has been running longer than the threshold, or scheduled work
@@ -197,13 +229,13 @@ impl Watchdog {
                 now.duration_since(*oldest)
             ));
         }
-        if let Some(due) = s.earliest_due
-            && now > due + self.stall_after
+        if let Some(due) = s.due.values().min()
+            && now > *due + self.stall_after
             && now.duration_since(s.last_progress) > self.stall_after
         {
             return Err(format!(
                 "work queue stalled: work overdue by {:?}",
-                now.duration_since(due)
+                now.duration_since(*due)
             ));
         }
         Ok(())
@@ -297,11 +329,66 @@ impl Context {
         self.forced.lock().ok().and_then(|mut f| f.remove(key))
     }
 
-    fn forget(&self, ns: &str, name: &str) {
+    /// Drop everything kept for an ExternalSecret that left the cluster: its in-memory state, a
+    /// pending forced refresh, its due time and its metric series (a deleted failing object must
+    /// not keep an alert firing).
+    pub(crate) fn forget_es(&self, ns: &str, name: &str) {
+        let key = ObjectRef::new(name).within(ns);
         if let Ok(mut s) = self.state.lock() {
-            s.remove(&ObjectRef::new(name).within(ns));
+            s.remove(&key);
+        }
+        if let Ok(mut f) = self.forced.lock() {
+            f.remove(&key);
+        }
+        self.watchdog.forget(external_secret::es_dog_key(ns, name));
+        for family in metrics::PER_EXTERNAL_SECRET {
+            self.metrics
+                .remove(family, &[("namespace", ns), ("name", name)]);
         }
     }
+
+    /// After a relist, forget every ExternalSecret that is no longer in the cache (deleted while
+    /// the watch was down, so no delete event was seen).
+    fn sweep_es(&self, cache: &Store<DeserializeGuard<ExternalSecret>>) {
+        let known: Vec<ObjectRef<ExternalSecret>> = self
+            .state
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        for k in known {
+            let ns = k.namespace.clone().unwrap_or_default();
+            if cache.get(&ObjectRef::new(&k.name).within(&ns)).is_none() {
+                self.forget_es(&ns, &k.name);
+            }
+        }
+    }
+
+    /// Drop what is kept for a deleted store: the provider's cached values and clients (keyed
+    /// by uid), its due time and its metric series.
+    pub(crate) fn forget_store(&self, kind: eso_api::StoreKind, ns: &str, name: &str, uid: &str) {
+        if !uid.is_empty() {
+            self.hub.forget_store(uid);
+        }
+        self.watchdog.forget(Watchdog::key(kind.as_str(), ns, name));
+        let family = match kind {
+            eso_api::StoreKind::SecretStore => "secretstore_status_condition",
+            eso_api::StoreKind::ClusterSecretStore => "clustersecretstore_status_condition",
+        };
+        if ns.is_empty() {
+            self.metrics.remove(family, &[("name", name)]);
+        } else {
+            self.metrics
+                .remove(family, &[("namespace", ns), ("name", name)]);
+        }
+    }
+}
+
+/// An object that left a watched cache.
+enum Gone {
+    ExternalSecret(String, String),
+    /// A relist completed: objects missing from it are gone.
+    Relisted,
+    Store(eso_api::StoreKind, String, String, String),
 }
 
 fn scoped<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -356,13 +443,44 @@ pub async fn run(
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
     // Stores: controllers own the reflectors; the ExternalSecret controller reads them.
+    // Deletions seen by the watches, handled once the Context exists.
+    let (gone_tx, mut gone_rx) = futures::channel::mpsc::unbounded::<Gone>();
     let ss_api: Api<DeserializeGuard<SecretStore>> = scoped(&client, &ns);
-    let ss_controller = Controller::new(ss_api.clone(), watcher::Config::default().any_semantic());
-    let ss_store = ss_controller.store();
+    let (ss_store, ss_writer) = reflector::store::<DeserializeGuard<SecretStore>>();
+    let ss_tx = gone_tx.clone();
+    let ss_stream = watcher(ss_api.clone(), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(ss_writer)
+        .inspect(move |ev| {
+            if let Ok(watcher::Event::Delete(g)) = ev {
+                let _ = ss_tx.unbounded_send(Gone::Store(
+                    eso_api::StoreKind::SecretStore,
+                    g.namespace().unwrap_or_default(),
+                    g.name_any(),
+                    g.uid().unwrap_or_default(),
+                ));
+            }
+        })
+        .applied_objects();
+    let ss_controller = Controller::for_stream(ss_stream, ss_store.clone());
     let css_api: Api<DeserializeGuard<ClusterSecretStore>> = Api::all(client.clone());
-    let css_controller =
-        Controller::new(css_api.clone(), watcher::Config::default().any_semantic());
-    let css_store = css_controller.store();
+    let (css_store, css_writer) = reflector::store::<DeserializeGuard<ClusterSecretStore>>();
+    let css_tx = gone_tx.clone();
+    let css_stream = watcher(css_api.clone(), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(css_writer)
+        .inspect(move |ev| {
+            if let Ok(watcher::Event::Delete(g)) = ev {
+                let _ = css_tx.unbounded_send(Gone::Store(
+                    eso_api::StoreKind::ClusterSecretStore,
+                    String::new(),
+                    g.name_any(),
+                    g.uid().unwrap_or_default(),
+                ));
+            }
+        })
+        .applied_objects();
+    let css_controller = Controller::for_stream(css_stream, css_store.clone());
 
     // Managed Secrets, label-selected and trimmed.
     let (secret_reader, secret_writer) = reflector::store::<Secret>();
@@ -397,6 +515,18 @@ pub async fn run(
             }
         })
         .reflect(es_writer)
+        .inspect(move |ev| match ev {
+            Ok(watcher::Event::Delete(g)) => {
+                let _ = gone_tx.unbounded_send(Gone::ExternalSecret(
+                    g.namespace().unwrap_or_default(),
+                    g.name_any(),
+                ));
+            }
+            Ok(watcher::Event::InitDone) => {
+                let _ = gone_tx.unbounded_send(Gone::Relisted);
+            }
+            _ => {}
+        })
         .applied_objects();
     let es_controller = Controller::for_stream(es_stream, es_store.clone())
         .with_config(ControllerConfig::default().concurrency(config.concurrency));
@@ -420,7 +550,30 @@ pub async fn run(
         state: Mutex::new(HashMap::new()),
         forced: Mutex::new(HashMap::new()),
     });
+    {
+        let ctx = ctx.clone();
+        let cache = es_store.clone();
+        tokio::spawn(async move {
+            while let Some(g) = gone_rx.next().await {
+                match g {
+                    Gone::ExternalSecret(ns, name) => {
+                        debug!(%ns, %name, "ExternalSecret deleted: forgetting its state");
+                        ctx.forget_es(&ns, &name);
+                    }
+                    Gone::Relisted => ctx.sweep_es(&cache),
+                    Gone::Store(kind, ns, name, uid) => {
+                        debug!(kind = kind.as_str(), %ns, %name, "store deleted: forgetting its caches");
+                        ctx.forget_store(kind, &ns, &name, &uid);
+                    }
+                }
+            }
+        });
+    }
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+    // A namespace whose labels change may now match a ClusterSecretStore's conditions: failed
+    // ExternalSecrets in it are retried at once instead of at their next refresh.
+    let (wake_tx, wake_rx) =
+        futures::channel::mpsc::unbounded::<ObjectRef<DeserializeGuard<ExternalSecret>>>();
     if let Some(poll) = config.remote_change_poll.filter(|p| !p.is_zero()) {
         tokio::spawn(changes::watch(
             ctx.clone(),
@@ -505,7 +658,7 @@ pub async fn run(
                 )
             },
         )
-        .reconcile_on(trigger_rx)
+        .reconcile_on(futures::stream::select(trigger_rx, wake_rx))
         .graceful_shutdown_on(shutdown.clone())
         .run(
             external_secret::reconcile,
@@ -533,10 +686,19 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let ns_task = ns_stream.for_each(|r| async move {
-        if let Err(e) = r {
-            warn!(error = %e, "namespace watch");
+    let ns_ctx = ctx.clone();
+    let es_for_ns = es_store.clone();
+    let ns_task = ns_stream.for_each(move |r| {
+        match r {
+            Ok(n) => {
+                for obj in external_secret::failed_in_namespace(&es_for_ns, &ns_ctx, &n.name_any())
+                {
+                    let _ = wake_tx.unbounded_send(obj);
+                }
+            }
+            Err(e) => warn!(error = %e, "namespace watch"),
         }
+        futures::future::ready(())
     });
     let enable_css = config.enable_cluster_stores;
     tokio::select! {
@@ -555,7 +717,7 @@ mod watchdog_tests {
     #[test]
     fn a_stuck_reconcile_fails_liveness() {
         let dog = Watchdog::new(Duration::from_millis(100));
-        let busy = dog.start();
+        let busy = dog.start(1);
         assert!(dog.healthy().is_ok());
         std::thread::sleep(Duration::from_millis(250));
         assert!(dog.healthy().unwrap_err().contains("running for"));
@@ -566,14 +728,37 @@ mod watchdog_tests {
     #[test]
     fn a_queue_that_stops_draining_fails_liveness() {
         let dog = Watchdog::new(Duration::from_millis(100));
-        drop(dog.start());
-        dog.expect_by(Duration::from_millis(10));
+        drop(dog.start(1));
+        dog.expect_by(1, Duration::from_millis(10));
         assert!(dog.healthy().is_ok(), "work scheduled, not overdue yet");
         std::thread::sleep(Duration::from_millis(300));
         assert!(dog.healthy().unwrap_err().contains("stalled"));
         // The queue drains again: healthy.
-        drop(dog.start());
+        drop(dog.start(1));
         assert!(dog.healthy().is_ok());
+    }
+
+    #[test]
+    fn a_deleted_object_takes_its_due_time_with_it() {
+        // A quiet cluster: one object scheduled, then deleted before its reconcile. Without
+        // `forget`, its due time would pass and liveness would fail with nothing to do.
+        let dog = Watchdog::new(Duration::from_millis(50));
+        let (a, b) = (
+            Watchdog::key("ExternalSecret", "ns", "a"),
+            Watchdog::key("ExternalSecret", "ns", "b"),
+        );
+        dog.expect_by(a, Duration::from_millis(10));
+        dog.expect_by(b, Duration::from_secs(3600));
+        dog.forget(a);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(dog.healthy().is_ok(), "{:?}", dog.healthy());
+        assert_eq!(dog.scheduled(), 1);
+        // An object reconciled early: its later due time replaces the earlier one.
+        dog.expect_by(b, Duration::from_millis(10));
+        drop(dog.start(b));
+        dog.expect_by(b, Duration::from_secs(3600));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(dog.healthy().is_ok(), "{:?}", dog.healthy());
     }
 
     #[test]

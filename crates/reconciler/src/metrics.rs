@@ -174,6 +174,14 @@ impl Metrics {
     }
 }
 
+/// The metric families with one series per ExternalSecret (removed when it is deleted).
+pub const PER_EXTERNAL_SECRET: [&str; 4] = [
+    "externalsecret_status_condition",
+    "externalsecret_sync_calls_total",
+    "externalsecret_sync_calls_error",
+    "externalsecret_reconcile_duration",
+];
+
 /// Labels for one ExternalSecret, sorted.
 pub fn es_labels(namespace: &str, name: &str) -> Labels {
     vec![

@@ -3,9 +3,9 @@
 //! the cache keeps metadata, the data *keys*, and the hash of the data as observed, so drift is
 //! detected without holding any secret value in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use eso_api::well_known::ANNOTATION_DATA_HASH;
+use eso_api::well_known::{ANNOTATION_DATA_HASH, FIELD_MANAGER_PREFIX};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
@@ -27,12 +27,144 @@ pub fn trim(secret: &mut Secret) {
         }
     }
     secret.string_data = None;
+    // What each ExternalSecret's field manager owns, condensed to a digest: enough to see that
+    // a key, label or annotation was dropped from the ExternalSecret without keeping the lists.
+    let managers: BTreeSet<String> = secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|e| e.manager.clone())
+        .filter(|m| m.starts_with(FIELD_MANAGER_PREFIX))
+        .collect();
+    let digests: Vec<(String, String)> = managers
+        .iter()
+        .map(|m| {
+            (
+                format!("{OWNED_DIGEST_PREFIX}{m}"),
+                Owned::of(secret, m).digest(),
+            )
+        })
+        .collect();
     secret.metadata.managed_fields = None;
-    secret
+    let annotations = secret
         .metadata
         .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(OBSERVED_HASH.to_string(), hash);
+        .get_or_insert_with(BTreeMap::new);
+    annotations.insert(OBSERVED_HASH.to_string(), hash);
+    annotations.extend(digests);
+}
+
+/// Prefix of the internal annotations [`trim`] leaves on cached Secrets: one per ESO field
+/// manager found in `managedFields`, whose value is [`Owned::digest`] of what that manager owns.
+pub const OWNED_DIGEST_PREFIX: &str = "eso.internal/owned.";
+
+/// The data keys, labels, annotations and finalizers one field manager owns on a Secret, read
+/// from `metadata.managedFields` (every operation: ESO writes with Update, this operator with
+/// server-side apply under the same manager name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owned {
+    /// Owned `data` keys.
+    pub data: BTreeSet<String>,
+    /// Owned label keys.
+    pub labels: BTreeSet<String>,
+    /// Owned annotation keys.
+    pub annotations: BTreeSet<String>,
+    /// Owned finalizers (server-side apply entries only).
+    pub finalizers: BTreeSet<String>,
+}
+
+impl Owned {
+    /// What `manager` owns on `secret`, from its `managedFields`.
+    pub fn of(secret: &Secret, manager: &str) -> Self {
+        Self::select(secret, |m| m == manager)
+    }
+
+    /// What every other manager owns on `secret` (fields owned by two managers stay when one
+    /// of them lets go).
+    pub fn of_others(secret: &Secret, manager: &str) -> Self {
+        Self::select(secret, |m| m != manager)
+    }
+
+    fn select(secret: &Secret, pick: impl Fn(&str) -> bool) -> Self {
+        let mut out = Owned::default();
+        for entry in secret.metadata.managed_fields.iter().flatten() {
+            if !entry.manager.as_deref().is_some_and(&pick) {
+                continue;
+            }
+            let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
+                continue;
+            };
+            let apply = entry.operation.as_deref() == Some("Apply");
+            collect_keys(fields.get("f:data"), &mut out.data);
+            let meta = fields.get("f:metadata");
+            collect_keys(meta.and_then(|m| m.get("f:labels")), &mut out.labels);
+            collect_keys(
+                meta.and_then(|m| m.get("f:annotations")),
+                &mut out.annotations,
+            );
+            if apply
+                && let Some(serde_json::Value::Object(f)) = meta.and_then(|m| m.get("f:finalizers"))
+            {
+                for k in f.keys() {
+                    if let Some(v) = k.strip_prefix("v:")
+                        && let Ok(name) = serde_json::from_str::<String>(v)
+                    {
+                        out.finalizers.insert(name);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A short digest of the four sets (names only, never values).
+    pub fn digest(&self) -> String {
+        // FNV-1a over a framed encoding: stable across runs and processes.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |b: u8| {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        };
+        for (tag, set) in [
+            (b'd', &self.data),
+            (b'l', &self.labels),
+            (b'a', &self.annotations),
+            (b'f', &self.finalizers),
+        ] {
+            for k in set {
+                eat(tag);
+                k.bytes().for_each(&mut eat);
+                eat(0);
+            }
+        }
+        format!("{h:016x}")
+    }
+}
+
+fn collect_keys(fields: Option<&serde_json::Value>, into: &mut BTreeSet<String>) {
+    if let Some(serde_json::Value::Object(m)) = fields {
+        into.extend(
+            m.keys()
+                .filter_map(|k| k.strip_prefix("f:"))
+                .map(String::from),
+        );
+    }
+}
+
+/// The digest of what `manager` owns on `secret`: from the annotation [`trim`] leaves on cached
+/// Secrets, or computed from the `managedFields` of a Secret read directly.
+pub fn owned_digest(secret: &Secret, manager: &str) -> String {
+    if observed_hash(secret).is_some() {
+        return secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(&format!("{OWNED_DIGEST_PREFIX}{manager}")))
+            .cloned()
+            .unwrap_or_else(|| Owned::default().digest());
+    }
+    Owned::of(secret, manager).digest()
 }
 
 /// The hash of the data as observed (set by [`trim`]).

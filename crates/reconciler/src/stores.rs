@@ -117,18 +117,15 @@ pub(crate) fn resolve_for(
             ),
         ));
     }
+    // ESO's flood gate: a store is used only once its Ready condition is True. A store not yet
+    // validated (no condition) waits too; its validation writes the condition and the store
+    // watch wakes this ExternalSecret.
     if ctx.config.flood_gate
-        && let Some(c) = get_ready(&conditions)
-        && c.status == ConditionStatus::False
+        && let Err(why) = store_usable(&conditions)
     {
         return Err(FetchFailure::new(
             FailureClass::Unavailable,
-            format!(
-                "{} {:?} is not ready: {}",
-                r.kind.as_str(),
-                r.name,
-                c.message.clone().unwrap_or_default()
-            ),
+            format!("{} {:?} is not ready: {why}", r.kind.as_str(), r.name),
         ));
     }
     Ok(StoreContext {
@@ -139,6 +136,20 @@ pub(crate) fn resolve_for(
         generation,
         spec,
     })
+}
+
+/// ESO's flood gate: a store may be used only when its Ready condition is True (not False, not
+/// Unknown, not absent). `Err` carries why, for the ExternalSecret's condition.
+pub fn store_usable(conditions: &[eso_api::Condition]) -> Result<(), String> {
+    match get_ready(conditions) {
+        Some(c) if c.status == ConditionStatus::True => Ok(()),
+        Some(c) => Err(c
+            .message
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| format!("Ready is {}", c.status.as_str()))),
+        None => Err("not validated yet".to_string()),
+    }
 }
 
 /// ESO's ClusterSecretStore namespace conditions: no conditions admit every namespace; otherwise
@@ -316,7 +327,12 @@ where
         debug!(store = %sc.name, "skipping: another controller class");
         return Ok(Action::await_change());
     }
-    let _busy = ctx.watchdog.start();
+    let dog_key = crate::Watchdog::key(
+        sc.kind.as_str(),
+        sc.namespace.as_deref().unwrap_or(""),
+        &sc.name,
+    );
+    let _busy = ctx.watchdog.start(dog_key);
     let provider = sc.spec.provider.kind_name().unwrap_or("").to_string();
     let (status, reason, message, capabilities, event_type) =
         if !SUPPORTED_PROVIDERS.contains(&provider.as_str()) {
@@ -414,7 +430,7 @@ where
     } else {
         every
     };
-    ctx.watchdog.expect_by(every);
+    ctx.watchdog.expect_by(dog_key, every);
     Ok(Action::requeue(every))
 }
 
@@ -482,6 +498,27 @@ mod tests {
         ));
         // conditions are ORed
         assert!(namespace_matches(&[by_name, by_regex], "team-y", &labels));
+    }
+
+    #[test]
+    fn flood_gate_admits_only_ready_true() {
+        let cond = |status: ConditionStatus| eso_api::Condition {
+            type_: CONDITION_READY.to_string(),
+            status,
+            reason: None,
+            message: Some("why".into()),
+            last_transition_time: None,
+        };
+        assert!(store_usable(&[cond(ConditionStatus::True)]).is_ok());
+        assert_eq!(
+            store_usable(&[cond(ConditionStatus::False)]),
+            Err("why".into())
+        );
+        assert_eq!(
+            store_usable(&[cond(ConditionStatus::Unknown)]),
+            Err("why".into())
+        );
+        assert_eq!(store_usable(&[]), Err("not validated yet".into()));
     }
 
     #[test]
