@@ -59,7 +59,11 @@ impl Operator {
         };
         let health_addr = port(1);
         let metrics_addr = port(0);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eso-operator"));
+        // `ESO_OPERATOR_BIN` runs another build of the operator under the same test (e.g. the
+        // previous commit's, to show that a lifecycle test fails without its fix).
+        let bin = std::env::var("ESO_OPERATOR_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_eso-operator").to_string());
+        let mut cmd = Command::new(bin);
         cmd.args([
             "--namespace",
             ns,

@@ -494,3 +494,62 @@ fn k8s_time(t: std::time::SystemTime) -> String {
         rem % 60
     )
 }
+
+/// A ClusterSecretStore's namespace conditions with a realistic interval (1h): labelling the
+/// namespace admits a refused ExternalSecret within seconds (the namespace watch wakes it), and
+/// removing the label refuses it again within seconds, the synced Secret kept.
+#[test]
+fn namespace_labels_admit_and_refuse_without_waiting_for_the_interval() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "lc-nslabel");
+    let store = format!("lc-{ns}");
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {{name: {store}}}\nspec:\n  conditions:\n  - namespaceSelector:\n      matchLabels: {{team: {ns}}}\n  provider:\n    fake:\n      data:\n      - key: k\n        value: v1\n"
+        ),
+    );
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es, namespace: {ns}}}\n\
+         spec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: {store}, kind: ClusterSecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
+        ),
+    );
+    let op = Operator::start(env, &ns, None, &[]);
+    eventually(
+        Duration::from_secs(30),
+        &format!("refused\n{}", op.log()),
+        || {
+            let r = es_ready(env, &ns, "es");
+            (r.starts_with("False/") && r.contains("not allowed from namespace")).then_some(())
+        },
+    );
+    // Let the first retries pass, so only a wake-up can explain a quick admission.
+    std::thread::sleep(Duration::from_secs(5));
+    kubectl_ok(env, &["label", "namespace", &ns, &format!("team={ns}")]);
+    let start = Instant::now();
+    eventually(
+        Duration::from_secs(15),
+        &format!("admitted after the label\n{}", op.log()),
+        || (secret_value(env, &ns, "es", "v").as_deref() == Some("v1")).then_some(()),
+    );
+    eprintln!("admitted {:?} after the label", start.elapsed());
+    wait_ready(env, &ns, "es", &op);
+
+    kubectl_ok(env, &["label", "namespace", &ns, "team-"]);
+    eventually(
+        Duration::from_secs(15),
+        &format!("refused again after the label is removed\n{}", op.log()),
+        || {
+            let r = es_ready(env, &ns, "es");
+            (r.starts_with("False/") && r.contains("not allowed from namespace")).then_some(())
+        },
+    );
+    assert_eq!(
+        secret_value(env, &ns, "es", "v").as_deref(),
+        Some("v1"),
+        "the synced Secret is kept"
+    );
+    let _ = env.kubectl(&["delete", "clustersecretstore", &store, "--wait=false"]);
+}

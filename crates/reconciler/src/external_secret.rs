@@ -208,6 +208,15 @@ pub async fn reconcile(
             crate::metrics::es_labels(&ns, &name),
         );
     }
+    // Deleted while this reconcile ran: the delete event's cleanup may have run before the
+    // series above were set again.
+    if ctx
+        .external_secrets
+        .get(&ObjectRef::new(&name).within(&ns))
+        .is_none()
+    {
+        ctx.forget_es(&ns, &name);
+    }
     result
 }
 
@@ -262,8 +271,12 @@ async fn reconcile_inner(
     // namespace's labels changing, the backoff) rather than waiting for the next refresh.
     let failed_before =
         state.failed || (state.last_check.is_none() && ready_status(es) == Some("False"));
+    // A ClusterSecretStore that no longer admits this namespace (its labels changed) is
+    // reported at once, not at the next refresh; the Secret is kept.
+    let refused = !stores::cluster_stores_admit(es, ns, ctx);
     let needs_refresh = forced.is_some()
         || failed_before
+        || refused
         || (!synced_here
             && refresh::should_refresh(es, &current_version, now_ts, state.last_check));
     debug!(%ns, %name, needs_refresh, valid, "reconcile");
@@ -1315,11 +1328,10 @@ pub(crate) fn secret_to_es(
         .collect()
 }
 
-/// The ExternalSecrets of a namespace that use a ClusterSecretStore and whose last sync failed
-/// (a namespace label change may have admitted them).
-pub(crate) fn failed_in_namespace(
+/// The ExternalSecrets of a namespace that use a ClusterSecretStore (a namespace label change
+/// may admit or refuse them).
+pub(crate) fn cluster_store_users_in_namespace(
     es_store: &kube::runtime::reflector::Store<DeserializeGuard<ExternalSecret>>,
-    ctx: &Context,
     namespace: &str,
 ) -> Vec<ObjectRef<DeserializeGuard<ExternalSecret>>> {
     es_store
@@ -1336,10 +1348,7 @@ pub(crate) fn failed_in_namespace(
             {
                 return None;
             }
-            let key = ObjectRef::<ExternalSecret>::new(&es.name_any()).within(namespace);
-            let state = ctx.es_state(&key);
-            let failed = state.failed || ready_status(es) == Some("False");
-            failed.then(|| ObjectRef::from_obj(&*g))
+            Some(ObjectRef::from_obj(&*g))
         })
         .collect()
 }

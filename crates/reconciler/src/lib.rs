@@ -260,6 +260,7 @@ pub struct Context {
     stores: Store<DeserializeGuard<SecretStore>>,
     cluster_stores: Store<DeserializeGuard<ClusterSecretStore>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
+    external_secrets: Store<DeserializeGuard<ExternalSecret>>,
     state: Mutex<HashMap<ObjectRef<ExternalSecret>, EsState>>,
     forced: Mutex<HashMap<ObjectRef<ExternalSecret>, std::time::SystemTime>>,
 }
@@ -547,6 +548,7 @@ pub async fn run(
         stores: ss_store.clone(),
         cluster_stores: css_store.clone(),
         namespaces: ns_reader.clone(),
+        external_secrets: es_store.clone(),
         state: Mutex::new(HashMap::new()),
         forced: Mutex::new(HashMap::new()),
     });
@@ -570,8 +572,9 @@ pub async fn run(
         });
     }
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
-    // A namespace whose labels change may now match a ClusterSecretStore's conditions: failed
-    // ExternalSecrets in it are retried at once instead of at their next refresh.
+    // A namespace whose labels change may now match (or no longer match) a ClusterSecretStore's
+    // conditions: the ExternalSecrets in it that use one are looked at again at once, instead of
+    // at their next refresh (a cheap check; no provider call unless they were refused).
     let (wake_tx, wake_rx) =
         futures::channel::mpsc::unbounded::<ObjectRef<DeserializeGuard<ExternalSecret>>>();
     if let Some(poll) = config.remote_change_poll.filter(|p| !p.is_zero()) {
@@ -686,12 +689,12 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let ns_ctx = ctx.clone();
     let es_for_ns = es_store.clone();
     let ns_task = ns_stream.for_each(move |r| {
         match r {
             Ok(n) => {
-                for obj in external_secret::failed_in_namespace(&es_for_ns, &ns_ctx, &n.name_any())
+                for obj in
+                    external_secret::cluster_store_users_in_namespace(&es_for_ns, &n.name_any())
                 {
                     let _ = wake_tx.unbounded_send(obj);
                 }

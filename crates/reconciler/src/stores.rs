@@ -138,6 +138,17 @@ pub(crate) fn resolve_for(
     })
 }
 
+/// Whether every ClusterSecretStore the ExternalSecret references (and the operator knows)
+/// admits its namespace. A cheap check made at every reconcile.
+pub(crate) fn cluster_stores_admit(es: &ExternalSecret, ns: &str, ctx: &Context) -> bool {
+    crate::external_secret::referenced_stores(es)
+        .iter()
+        .filter(|r| r.kind == StoreKind::ClusterSecretStore)
+        .all(|r| {
+            lookup(ctx, ns, r).is_none_or(|(spec, ..)| namespace_allowed(&spec.conditions, ns, ctx))
+        })
+}
+
 /// ESO's flood gate: a store may be used only when its Ready condition is True (not False, not
 /// Unknown, not absent). `Err` carries why, for the ExternalSecret's condition.
 pub fn store_usable(conditions: &[eso_api::Condition]) -> Result<(), String> {
