@@ -119,7 +119,7 @@ struct RunArgs {
     provider_cache_mib: u64,
     /// After a (re)start, refreshes that are overdue only by time (spec unchanged, Secret valid)
     /// are spread over min(refreshInterval, this) instead of all running at once.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "ESO_RESTART_SPREAD", default_value = "5m", value_parser = parse_duration)]
     restart_spread: Duration,
     /// Liveness fails when work is overdue by this long.
     #[arg(long, default_value = "2m", value_parser = parse_duration)]

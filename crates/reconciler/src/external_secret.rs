@@ -110,9 +110,10 @@ pub(crate) struct EsState {
     /// The last sync attempt in this process failed: the next reconcile (a wake-up by a store,
     /// a namespace or a retry) tries again instead of trusting the schedule.
     pub failed: bool,
-    /// First seen after a (re)start while overdue only by time: its refresh was scheduled within
-    /// the restart spread instead of at once.
-    pub deferred: bool,
+    /// First seen after a (re)start while overdue only by time: its refresh is scheduled for
+    /// this instant within the restart spread instead of at once. Reconciles woken before then
+    /// (a store or Secret event) keep waiting; the one at or after it reads the provider.
+    pub deferred_until: Option<Instant>,
 }
 
 fn now() -> Timestamp {
@@ -292,7 +293,7 @@ async fn reconcile_inner(
         && !failed_before
         && valid
         && state.last_check.is_none()
-        && !state.deferred
+        && state.deferred_until.is_none_or(|t| t > Instant::now())
         && ready_status(es) == Some("True")
         && es
             .status
@@ -302,9 +303,18 @@ async fn reconcile_inner(
         && matches!(es.spec.refresh_policy, None | Some(RefreshPolicy::Periodic))
         && let Some(interval) = es.spec.refresh_interval_duration().filter(|i| !i.is_zero())
     {
-        let window = interval.min(ctx.config.restart_spread);
-        let d = refresh::jitter(window, 1.0, seed_of(ns, name)).max(Duration::from_millis(100));
-        ctx.update_state(&key, |s| s.deferred = true);
+        let until = match state.deferred_until {
+            Some(t) => t,
+            None => {
+                let window = interval.min(ctx.config.restart_spread);
+                let t = Instant::now() + refresh::jitter(window, 1.0, seed_of(ns, name));
+                ctx.update_state(&key, |s| s.deferred_until = Some(t));
+                t
+            }
+        };
+        let d = until
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
         ctx.metrics.set_condition(
             "externalsecret_status_condition",
             ns,

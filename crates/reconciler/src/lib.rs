@@ -446,20 +446,44 @@ pub async fn run(
     // Stores: controllers own the reflectors; the ExternalSecret controller reads them.
     // Deletions seen by the watches, handled once the Context exists.
     let (gone_tx, mut gone_rx) = futures::channel::mpsc::unbounded::<Gone>();
+    let (es_store, es_writer) = reflector::store::<DeserializeGuard<ExternalSecret>>();
+    // One watch per store kind: its events update the store cache first, then wake the
+    // ExternalSecrets that use the store (so a woken ExternalSecret sees the new status).
+    let (store_wake_tx, store_wake_rx) =
+        futures::channel::mpsc::unbounded::<ObjectRef<DeserializeGuard<ExternalSecret>>>();
     let ss_api: Api<DeserializeGuard<SecretStore>> = scoped(&client, &ns);
     let (ss_store, ss_writer) = reflector::store::<DeserializeGuard<SecretStore>>();
     let ss_tx = gone_tx.clone();
-    let ss_stream = watcher(ss_api.clone(), watcher::Config::default().any_semantic())
+    let ss_stream = watcher(ss_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(ss_writer)
-        .inspect(move |ev| {
-            if let Ok(watcher::Event::Delete(g)) = ev {
-                let _ = ss_tx.unbounded_send(Gone::Store(
-                    eso_api::StoreKind::SecretStore,
-                    g.namespace().unwrap_or_default(),
-                    g.name_any(),
-                    g.uid().unwrap_or_default(),
-                ));
+        .inspect({
+            let es_store = es_store.clone();
+            let wake = store_wake_tx.clone();
+            move |ev| {
+                let touched = match ev {
+                    Ok(watcher::Event::Delete(g)) => {
+                        let _ = ss_tx.unbounded_send(Gone::Store(
+                            eso_api::StoreKind::SecretStore,
+                            g.namespace().unwrap_or_default(),
+                            g.name_any(),
+                            g.uid().unwrap_or_default(),
+                        ));
+                        Some(g)
+                    }
+                    Ok(watcher::Event::Apply(g)) => Some(g),
+                    _ => None,
+                };
+                if let Some(g) = touched {
+                    for r in external_secret::stores_to_es(
+                        &es_store,
+                        eso_api::StoreKind::SecretStore,
+                        g.namespace(),
+                        g.name_any(),
+                    ) {
+                        let _ = wake.unbounded_send(r);
+                    }
+                }
             }
         })
         .applied_objects();
@@ -467,17 +491,36 @@ pub async fn run(
     let css_api: Api<DeserializeGuard<ClusterSecretStore>> = Api::all(client.clone());
     let (css_store, css_writer) = reflector::store::<DeserializeGuard<ClusterSecretStore>>();
     let css_tx = gone_tx.clone();
-    let css_stream = watcher(css_api.clone(), watcher::Config::default().any_semantic())
+    let css_stream = watcher(css_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(css_writer)
-        .inspect(move |ev| {
-            if let Ok(watcher::Event::Delete(g)) = ev {
-                let _ = css_tx.unbounded_send(Gone::Store(
-                    eso_api::StoreKind::ClusterSecretStore,
-                    String::new(),
-                    g.name_any(),
-                    g.uid().unwrap_or_default(),
-                ));
+        .inspect({
+            let es_store = es_store.clone();
+            let wake = store_wake_tx.clone();
+            move |ev| {
+                let touched = match ev {
+                    Ok(watcher::Event::Delete(g)) => {
+                        let _ = css_tx.unbounded_send(Gone::Store(
+                            eso_api::StoreKind::ClusterSecretStore,
+                            String::new(),
+                            g.name_any(),
+                            g.uid().unwrap_or_default(),
+                        ));
+                        Some(g)
+                    }
+                    Ok(watcher::Event::Apply(g)) => Some(g),
+                    _ => None,
+                };
+                if let Some(g) = touched {
+                    for r in external_secret::stores_to_es(
+                        &es_store,
+                        eso_api::StoreKind::ClusterSecretStore,
+                        None,
+                        g.name_any(),
+                    ) {
+                        let _ = wake.unbounded_send(r);
+                    }
+                }
             }
         })
         .applied_objects();
@@ -507,7 +550,6 @@ pub async fn run(
 
     // ExternalSecrets are cached without managedFields (a third of each object, never read).
     let es_api: Api<DeserializeGuard<ExternalSecret>> = scoped(&client, &ns);
-    let (es_store, es_writer) = reflector::store::<DeserializeGuard<ExternalSecret>>();
     let es_stream = watcher(es_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|g: &mut DeserializeGuard<ExternalSecret>| {
@@ -629,39 +671,15 @@ pub async fn run(
     }
 
     let es_for_secrets = es_store.clone();
-    let es_for_ss = es_store.clone();
-    let es_for_css = es_store.clone();
     let es_controller = es_controller
         .watches_stream(secret_stream, move |s: Secret| {
             let ns = s.namespace().unwrap_or_default();
             external_secret::secret_to_es(&es_for_secrets, &ns, &s.name_any())
         })
-        .watches(
-            ss_api,
-            watcher::Config::default().any_semantic(),
-            move |s: DeserializeGuard<SecretStore>| {
-                let ns = s.namespace();
-                external_secret::stores_to_es(
-                    &es_for_ss,
-                    eso_api::StoreKind::SecretStore,
-                    ns,
-                    s.name_any(),
-                )
-            },
-        )
-        .watches(
-            css_api,
-            watcher::Config::default().any_semantic(),
-            move |s: DeserializeGuard<ClusterSecretStore>| {
-                external_secret::stores_to_es(
-                    &es_for_css,
-                    eso_api::StoreKind::ClusterSecretStore,
-                    None,
-                    s.name_any(),
-                )
-            },
-        )
-        .reconcile_on(futures::stream::select(trigger_rx, wake_rx))
+        .reconcile_on(futures::stream::select(
+            futures::stream::select(trigger_rx, wake_rx),
+            store_wake_rx,
+        ))
         .graceful_shutdown_on(shutdown.clone())
         .run(
             external_secret::reconcile,
