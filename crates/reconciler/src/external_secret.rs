@@ -1321,23 +1321,6 @@ pub(crate) fn stores_to_es(
         .collect()
 }
 
-/// Map a changed managed Secret to the ExternalSecrets in its namespace that target it.
-pub(crate) fn secret_to_es(
-    es_store: &kube::runtime::reflector::Store<DeserializeGuard<ExternalSecret>>,
-    namespace: &str,
-    secret_name: &str,
-) -> Vec<ObjectRef<DeserializeGuard<ExternalSecret>>> {
-    es_store
-        .state()
-        .into_iter()
-        .filter_map(|g| {
-            let es = g.0.as_ref().ok()?;
-            (es.namespace().as_deref() == Some(namespace) && target_name(es) == secret_name)
-                .then(|| ObjectRef::from_obj(&*g))
-        })
-        .collect()
-}
-
 /// The ExternalSecrets of a namespace that use a ClusterSecretStore (a namespace label change
 /// may admit or refuse them).
 pub(crate) fn cluster_store_users_in_namespace(

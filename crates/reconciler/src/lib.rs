@@ -16,6 +16,7 @@ pub mod changes;
 pub mod conditions;
 pub mod external_secret;
 pub mod hub;
+pub mod index;
 pub mod kube_access;
 pub mod metrics;
 pub mod ownership;
@@ -447,6 +448,7 @@ pub async fn run(
     // Deletions seen by the watches, handled once the Context exists.
     let (gone_tx, mut gone_rx) = futures::channel::mpsc::unbounded::<Gone>();
     let (es_store, es_writer) = reflector::store::<DeserializeGuard<ExternalSecret>>();
+    let targets = Arc::new(index::TargetIndex::default());
     // One watch per store kind: its events update the store cache first, then wake the
     // ExternalSecrets that use the store (so a woken ExternalSecret sees the new status).
     let (store_wake_tx, store_wake_rx) =
@@ -558,17 +560,36 @@ pub async fn run(
             }
         })
         .reflect(es_writer)
-        .inspect(move |ev| match ev {
-            Ok(watcher::Event::Delete(g)) => {
-                let _ = gone_tx.unbounded_send(Gone::ExternalSecret(
-                    g.namespace().unwrap_or_default(),
-                    g.name_any(),
-                ));
+        .inspect({
+            let targets = targets.clone();
+            let target_of = |g: &DeserializeGuard<ExternalSecret>| {
+                g.0.as_ref().ok().map(external_secret::target_name)
+            };
+            move |ev| match ev {
+                Ok(watcher::Event::Apply(g)) => {
+                    if let Some(t) = target_of(g) {
+                        targets.apply(&g.namespace().unwrap_or_default(), &g.name_any(), &t);
+                    }
+                }
+                Ok(watcher::Event::Init) => targets.relist_start(),
+                Ok(watcher::Event::InitApply(g)) => {
+                    if let Some(t) = target_of(g) {
+                        targets.relist_item(&g.namespace().unwrap_or_default(), &g.name_any(), &t);
+                    }
+                }
+                Ok(watcher::Event::Delete(g)) => {
+                    targets.delete(&g.namespace().unwrap_or_default(), &g.name_any());
+                    let _ = gone_tx.unbounded_send(Gone::ExternalSecret(
+                        g.namespace().unwrap_or_default(),
+                        g.name_any(),
+                    ));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    targets.relist_done();
+                    let _ = gone_tx.unbounded_send(Gone::Relisted);
+                }
+                Err(_) => {}
             }
-            Ok(watcher::Event::InitDone) => {
-                let _ = gone_tx.unbounded_send(Gone::Relisted);
-            }
-            _ => {}
         })
         .applied_objects();
     let es_controller = Controller::for_stream(es_stream, es_store.clone())
@@ -670,11 +691,14 @@ pub async fn run(
         });
     }
 
-    let es_for_secrets = es_store.clone();
     let es_controller = es_controller
         .watches_stream(secret_stream, move |s: Secret| {
             let ns = s.namespace().unwrap_or_default();
-            external_secret::secret_to_es(&es_for_secrets, &ns, &s.name_any())
+            targets
+                .targeting(&ns, &s.name_any())
+                .into_iter()
+                .map(|name| ObjectRef::new(&name).within(&ns))
+                .collect::<Vec<ObjectRef<DeserializeGuard<ExternalSecret>>>>()
         })
         .reconcile_on(futures::stream::select(
             futures::stream::select(trigger_rx, wake_rx),
