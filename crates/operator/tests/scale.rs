@@ -68,15 +68,20 @@ fn list_secrets(p: &proxy::Proxy) -> u64 {
         .sum()
 }
 
-/// (completed poll rounds, ListSecrets seen by the proxy), read just after a round completed:
-/// the next round starts one poll interval later, so no listing is in flight.
-fn after_a_round(op: &Operator, p: &proxy::Proxy) -> (u64, u64) {
+/// (completed poll rounds, ListSecrets seen by the proxy, listings the operator made), read
+/// just after a round completed: the next round starts one poll interval later (the interval is
+/// chosen so that a round fits in it), so no listing is in flight.
+fn after_a_round(op: &Operator, p: &proxy::Proxy) -> (u64, u64, u64) {
     let before = counter(op, "eso_remote_change_polls_total");
     let start = Instant::now();
     loop {
         let now = counter(op, "eso_remote_change_polls_total");
         if now > before {
-            return (now, list_secrets(p));
+            return (
+                now,
+                list_secrets(p),
+                counter(op, "eso_remote_change_listings_total"),
+            );
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
@@ -116,6 +121,8 @@ fn remote_change_poll_lists_once_per_provider_scope_across_namespaces() {
     let remote = sized("ESO_SCALE_REMOTE_SECRETS", 150).max(namespaces);
     let referent = 3.min(namespaces);
     let pages = remote.div_ceil(100) as u64;
+    // A round (at most 4 listings at once, `pages` calls each) must fit in one interval.
+    let poll = 3.max(pages);
 
     let private = Private::up("scale");
     let env = &private.env;
@@ -172,7 +179,7 @@ fn remote_change_poll_lists_once_per_provider_scope_across_namespaces() {
         Some(&proxy.url),
         &[
             "--remote-change-poll-interval",
-            "3s",
+            &format!("{poll}s"),
             "--store-requeue-interval",
             "1h",
         ],
@@ -187,26 +194,28 @@ fn remote_change_poll_lists_once_per_provider_scope_across_namespaces() {
     // A coarse figure first (ListSecrets over four poll intervals), which needs nothing from
     // the operator: it also measures builds without the poll metrics.
     let w0 = list_secrets(&proxy);
-    std::thread::sleep(Duration::from_secs(12));
+    std::thread::sleep(Duration::from_secs(4 * poll));
     println!(
-        "ListSecrets in 12 s (about 4 polls at 3 s): {}",
+        "ListSecrets in {} s (about 4 polls at {poll} s): {}",
+        4 * poll,
         list_secrets(&proxy) - w0
     );
-    let (p0, l0) = after_a_round(&op, &proxy);
-    let mut last = (p0, l0);
+    let (p0, l0, m0) = after_a_round(&op, &proxy);
+    let mut last = (p0, l0, m0);
     while last.0 < p0 + 3 {
         last = after_a_round(&op, &proxy);
     }
-    let (p1, l1) = last;
+    let (p1, l1, m1) = last;
     let rounds = p1 - p0;
     let per_round = (l1 - l0) as f64 / rounds as f64;
-    let listings = counter(&op, "eso_remote_change_listings_total");
+    let listings = (m1 - m0) as f64 / rounds as f64;
     println!(
         "{namespaces} namespaces (+{referent} with referent auth), {remote} remote secrets: \
-         {per_round} ListSecrets per poll over {rounds} polls ({pages} pages per listing; \
-         {listings} listings in {p1} polls)"
+         {per_round} ListSecrets per poll over {rounds} polls ({pages} pages per listing, \
+         {listings} listings per poll)"
     );
     // One listing for the shared store and one per referent namespace, each `pages` calls.
+    assert_eq!(listings, (1 + referent) as f64, "listings per poll round");
     assert_eq!(
         per_round,
         (pages * (1 + referent as u64)) as f64,
