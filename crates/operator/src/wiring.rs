@@ -87,6 +87,10 @@ impl ProviderHub for MeteredHub {
         r
     }
 
+    fn client_scope(&self, store: &StoreContext, es_namespace: &str) -> String {
+        self.inner.client_scope(store, es_namespace)
+    }
+
     fn forget_store(&self, store_uid: &str) {
         self.inner.forget_store(store_uid);
     }

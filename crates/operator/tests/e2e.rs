@@ -904,6 +904,244 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
     }
 }
 
+/// `/readyz` answers 200 within `timeout`.
+fn becomes_ready(op: &Operator, timeout: Duration) {
+    eventually(timeout, &format!("/readyz 200\n{}", op.log()), || {
+        operator::http_get(&op.health_addr, "/readyz")
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            .then_some(())
+    });
+}
+
+/// `--enable-cluster-store-reconciler=false`: the operator becomes ready (it used to wait for a
+/// ClusterSecretStore cache nothing fills: 503 forever), syncs SecretStore users, and an
+/// ExternalSecret that references a ClusterSecretStore is told why it is refused instead of
+/// being skipped silently (ESO) or told the store does not exist.
+#[test]
+fn cluster_store_reconciler_disabled_is_ready_and_refuses_cluster_stores_in_status() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "e2e-nocss");
+    let css = testenv::unique_name("css");
+    apply(env, &fake_store(&ns, "fake", &[("k", "v1")]));
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {{name: {css}}}\nspec:\n  provider:\n    fake:\n      data:\n      - {{key: k, value: v1}}\n---\n\
+             apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: via-ss, namespace: {ns}}}\n\
+             spec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: fake, kind: SecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n---\n\
+             apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: via-css, namespace: {ns}}}\n\
+             spec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: {css}, kind: ClusterSecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
+        ),
+    );
+    let op = Operator::start(env, &ns, None, &["--enable-cluster-store-reconciler=false"]);
+    becomes_ready(&op, Duration::from_secs(30));
+    eventually(Duration::from_secs(30), "SecretStore user synced", || {
+        (secret_value(env, &ns, "via-ss", "v").as_deref() == Some("v1")).then_some(())
+    });
+    let refused = eventually(
+        Duration::from_secs(30),
+        &format!("ClusterSecretStore user refused\n{}", op.log()),
+        || {
+            let r = es_ready(env, &ns, "via-css");
+            r.starts_with("False/").then_some(r)
+        },
+    );
+    assert!(
+        refused.contains("--enable-cluster-store-reconciler=false")
+            && refused.contains(&css)
+            && refused.contains("SecretStore in namespace"),
+        "{refused}"
+    );
+    assert!(
+        get(env, &["get", "secret", "via-css", "-n", &ns, "-o", "name"]).is_empty(),
+        "no Secret for the refused ExternalSecret"
+    );
+    drop(op);
+    let _ = env.kubectl(&[
+        "delete",
+        "clustersecretstores.external-secrets.io",
+        &css,
+        "--wait=false",
+    ]);
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// The chart's namespace-scoped RBAC (`scopedRBAC: true`: a Role and RoleBinding, no ClusterRole)
+/// is enough for the operator: it is run with the rendered chart's flags as the chart's
+/// ServiceAccount, whose only grant is that Role. It becomes ready, syncs a SecretStore
+/// user from moto, is never refused a request, and reports a ClusterSecretStore reference as
+/// unsupported in this mode in the ExternalSecret's status.
+#[test]
+fn scoped_rbac_chart_runs_the_operator_with_a_role_only() {
+    let Some(env) = cluster::env() else { return };
+    let chart = root().join("deploy/charts/eso-rs");
+    let chart = chart.to_str().unwrap();
+    let release_ns = namespace(env, "e2e-scoped-rel");
+    let ns = namespace(env, "e2e-scoped");
+    let release = testenv::unique_name("rel");
+    let render = |only: &str| {
+        let o = helm(
+            env,
+            &[
+                "template",
+                &release,
+                chart,
+                "-n",
+                &release_ns,
+                "--set",
+                "installCRDs=false",
+                "--set",
+                "scopedRBAC=true",
+                "--set",
+                &format!("scopedNamespace={ns}"),
+                "--show-only",
+                only,
+            ],
+        );
+        assert!(o.status.success(), "helm template: {}", cluster::out(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let rbac = format!(
+        "{}\n---\n{}",
+        render("templates/serviceaccount.yaml"),
+        render("templates/rbac.yaml")
+    );
+    assert!(
+        !rbac.contains("ClusterRole"),
+        "scoped RBAC renders a ClusterRole:\n{rbac}"
+    );
+    let deployment = render("templates/deployment.yaml");
+    let args: Vec<String> = deployment
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("- --"))
+        .map(|a| format!("--{}", a.trim_matches('"')))
+        .collect();
+    assert!(args.contains(&format!("--namespace={ns}")), "{args:?}");
+    let flag = "--enable-cluster-store-reconciler=false";
+    assert!(args.iter().any(|a| a == flag), "chart flags: {args:?}");
+    // The objects carry their namespaces (the ServiceAccount and leader election Role in the
+    // release namespace, the controller Role and RoleBinding in the watched one).
+    let o = env.kubectl_stdin(&["apply", "-f", "-"], &rbac);
+    assert!(o.status.success(), "apply RBAC: {}", cluster::out(&o));
+    let sa = get(
+        env,
+        &[
+            "get",
+            "sa",
+            "-n",
+            &release_ns,
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    assert!(!sa.is_empty(), "chart rendered no ServiceAccount");
+    let who = format!("system:serviceaccount:{release_ns}:{sa}");
+    for (verb, resource, scope) in [
+        ("list", "clustersecretstores.external-secrets.io", "-A"),
+        ("list", "namespaces", "-A"),
+        ("list", "externalsecrets.external-secrets.io", "-A"),
+    ] {
+        let o = env.kubectl(&["auth", "can-i", verb, resource, "--as", &who, scope]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "no",
+            "{who} may {verb} {resource}"
+        );
+    }
+    eventually(Duration::from_secs(30), "the Role is in effect", || {
+        let o = env.kubectl(&[
+            "auth",
+            "can-i",
+            "list",
+            "externalsecrets.external-secrets.io",
+            "--as",
+            &who,
+            "-n",
+            &ns,
+        ]);
+        (String::from_utf8_lossy(&o.stdout).trim() == "yes").then_some(())
+    });
+
+    let key = testenv::unique_name("scoped");
+    moto::create_secret(&moto_url(env), &key, DB).expect("create remote secret");
+    let css = testenv::unique_name("css");
+    apply(env, &aws_store_and_creds(&ns));
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {{name: {css}}}\nspec:\n  provider:\n    fake:\n      data:\n      - {{key: k, value: v1}}\n---\n\
+             apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: db, namespace: {ns}}}\n\
+             spec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  data:\n  - {{secretKey: password, remoteRef: {{key: {key}, property: password}}}}\n---\n\
+             apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: via-css, namespace: {ns}}}\n\
+             spec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: {css}, kind: ClusterSecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
+        ),
+    );
+    let as_sa = testenv::TestEnv {
+        kubeconfig: service_account_kubeconfig(env, &release_ns, &sa),
+        ..env.clone()
+    };
+    // The chart's own flags (the Deployment never runs here: testenv has no kubelet).
+    let op = Operator::start(&as_sa, &ns, None, &[flag]);
+    becomes_ready(&op, Duration::from_secs(30));
+    eventually(
+        Duration::from_secs(60),
+        &format!("synced as the scoped ServiceAccount\n{}", op.log()),
+        || {
+            (secret_value(env, &ns, "db", "password").as_deref() == Some("dbpassword"))
+                .then_some(())
+        },
+    );
+    let ready = es_ready(env, &ns, "db");
+    assert!(ready.starts_with("True/SecretSynced"), "{ready}");
+    let refused = eventually(
+        Duration::from_secs(30),
+        "ClusterSecretStore user refused",
+        || {
+            let r = es_ready(env, &ns, "via-css");
+            r.starts_with("False/").then_some(r)
+        },
+    );
+    assert!(
+        refused.contains("namespace-scoped") && refused.contains("scopedRBAC"),
+        "{refused}"
+    );
+    // The store proved access with the Role (status patch allowed).
+    eventually(Duration::from_secs(30), "SecretStore Ready", || {
+        (get(
+            env,
+            &[
+                "get",
+                "secretstores.external-secrets.io",
+                "aws",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.status.conditions[0].status}",
+            ],
+        ) == "True")
+            .then_some(())
+    });
+    let log = op.log().to_lowercase();
+    assert!(
+        !log.contains("forbidden"),
+        "a request outside the Role was made:\n{}",
+        op.log()
+    );
+    drop(op);
+    let _ = env.kubectl(&[
+        "delete",
+        "clustersecretstores.external-secrets.io",
+        &css,
+        "--wait=false",
+    ]);
+    for n in [&ns, &release_ns] {
+        let _ = env.kubectl(&["delete", "namespace", n, "--wait=false"]);
+    }
+}
+
 /// A recognizable secret value pushed through failure paths (missing property, non-JSON value
 /// with a property, template with a missing key, invalid keys from extract, a successful sync)
 /// appears in no log line (debug level), Event or status message, raw or base64-encoded.

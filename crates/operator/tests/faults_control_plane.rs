@@ -38,155 +38,17 @@ mod proxy;
 #[path = "../../../testsupport/operator.rs"]
 mod operator;
 
+#[path = "../../../testsupport/private.rs"]
+mod private;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cluster::{apply, decode_b64, encode_b64, eventually, out, root};
+use cluster::{apply, decode_b64, encode_b64, eventually, out};
 use operator::{Operator, aws_store_and_creds};
+use private::Private;
 use testenv::TestEnv;
-
-/// A private control plane, torn down on drop (even when the test fails).
-struct Private {
-    xtask: PathBuf,
-    name: String,
-    dir: PathBuf,
-    env: TestEnv,
-}
-
-fn xtask(bin: &PathBuf, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .current_dir(root())
-        // xtask finds the workspace from CARGO_MANIFEST_DIR (cargo sets it to this crate's).
-        .env("CARGO_MANIFEST_DIR", root().join("xtask"))
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
-}
-
-/// The xtask binary, built if missing or too old to know `--instance`.
-fn xtask_bin() -> PathBuf {
-    let bin = root().join("target/debug/xtask");
-    let supports_instances = |bin: &PathBuf| {
-        bin.is_file()
-            && xtask(bin, &["testenv", "status", "--instance", "probe"])
-                .status
-                .success()
-    };
-    if !supports_instances(&bin) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let o = Command::new(cargo)
-            .args(["build", "-q", "-p", "xtask"])
-            .current_dir(root())
-            .output()
-            .expect("cargo build -p xtask");
-        assert!(o.status.success(), "cargo build -p xtask: {}", out(&o));
-        assert!(
-            supports_instances(&bin),
-            "{} does not support --instance",
-            bin.display()
-        );
-    }
-    bin
-}
-
-impl Private {
-    fn up() -> Self {
-        let xtask_path = xtask_bin();
-        let name = format!("faults-{}", std::process::id());
-        let dir = root().join(format!("target/testenv-{name}"));
-        let o = xtask(&xtask_path, &["testenv", "up", "--instance", &name]);
-        // Tear down whatever started, even if `up` failed half-way.
-        let guard = |env| Private {
-            xtask: xtask_path.clone(),
-            name: name.clone(),
-            dir: dir.clone(),
-            env,
-        };
-        let placeholder = TestEnv {
-            kubeconfig: PathBuf::new(),
-            kubectl: PathBuf::new(),
-            helm: None,
-            moto_url: None,
-            dir: dir.clone(),
-        };
-        if !o.status.success() {
-            drop(guard(placeholder));
-            panic!("testenv up --instance {name}: {}", out(&o));
-        }
-        let env = testenv::from_dir(&dir).expect("private testenv env.json");
-        let p = guard(env);
-        // CRDs and admission policies, as the shared testenv has them.
-        let crds = root().join("deploy/crds");
-        let o = p.env.kubectl(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            crds.to_str().expect("utf-8 path"),
-        ]);
-        assert!(o.status.success(), "applying CRDs: {}", out(&o));
-        for crd in [
-            "externalsecrets.external-secrets.io",
-            "secretstores.external-secrets.io",
-            "clustersecretstores.external-secrets.io",
-        ] {
-            let o = p.env.kubectl(&[
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}"),
-                "--timeout=60s",
-            ]);
-            assert!(o.status.success(), "CRD {crd}: {}", out(&o));
-        }
-        p
-    }
-
-    /// `testenv restart [--kill] <component>`; returns how long the command took.
-    fn restart(&self, component: &str, kill: bool) -> Duration {
-        let start = Instant::now();
-        let mut args = vec!["testenv", "restart", "--instance", &self.name];
-        if kill {
-            args.push("--kill");
-        }
-        args.push(component);
-        let o = xtask(&self.xtask, &args);
-        assert!(o.status.success(), "restart {component}: {}", out(&o));
-        println!("{}", String::from_utf8_lossy(&o.stdout).trim());
-        start.elapsed()
-    }
-
-    /// etcd's client port (from the recorded command line).
-    fn etcd_port(&self) -> u16 {
-        let rec: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(self.dir.join("components/etcd.json")).expect("etcd record"),
-        )
-        .expect("etcd record json");
-        rec["args"]
-            .as_array()
-            .expect("args")
-            .iter()
-            .filter_map(|a| a.as_str())
-            .find_map(|a| a.strip_prefix("--listen-client-urls=http://127.0.0.1:"))
-            .and_then(|p| p.parse().ok())
-            .expect("etcd client port")
-    }
-}
-
-impl Drop for Private {
-    fn drop(&mut self) {
-        let o = xtask(&self.xtask, &["testenv", "down", "--instance", &self.name]);
-        if !o.status.success() {
-            eprintln!("testenv down --instance {}: {}", self.name, out(&o));
-        }
-        // Keep the logs for a post-mortem when the test failed.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
 
 /// (create_revision, version) of every Secret in `ns`, straight from etcd: `version` counts the
 /// writes since the key was created, so a rewrite or a delete-and-recreate is visible even when
@@ -602,7 +464,7 @@ fn control_plane_restarts_and_operator_sigkill_converge_without_lost_or_duplicat
     if cluster::env().is_none() {
         return;
     }
-    let private = Private::up();
+    let private = Private::up("faults");
     let env = &private.env;
     let ns = "faults";
     let o = env.kubectl(&["create", "namespace", ns]);

@@ -191,17 +191,30 @@ impl Registry {
         })
     }
 
+    /// The credential scope a request from an ExternalSecret in `es_namespace` uses for `store`
+    /// (the factory's [`ProviderFactory::auth_scope`](crate::ProviderFactory::auth_scope)).
+    /// Requests with the same store (UID, generation) and scope share one client, so they see
+    /// the same remote secrets: callers may ask once per scope and share the answer, e.g. one
+    /// change listing for a ClusterSecretStore used from any number of namespaces.
+    pub fn client_scope(
+        &self,
+        store: &StoreInfo,
+        es_namespace: &str,
+    ) -> Result<String, ProviderError> {
+        Ok(self.factory(store)?.auth_scope(store, es_namespace))
+    }
+
     async fn client(
         &self,
         store: &StoreInfo,
         es_namespace: &str,
     ) -> Result<(Scope, Arc<dyn SecretsProvider>), ProviderError> {
-        let factory = self.factory(store)?;
         let scope: Scope = (
             store.uid.clone(),
             store.generation,
-            factory.auth_scope(store, es_namespace),
+            self.client_scope(store, es_namespace)?,
         );
+        let factory = self.factory(store)?;
         {
             let clients = lock(&self.clients);
             if let Some(c) = clients.get(&scope)

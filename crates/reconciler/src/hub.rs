@@ -72,6 +72,15 @@ pub trait ProviderHub: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The credential scope of `store` for an ExternalSecret in `es_namespace`: two namespaces
+    /// with the same scope are served by the same client and see the same remote secrets, so
+    /// one [`ProviderHub::remote_changes`] answer serves both. The default is the namespace
+    /// itself (always correct, never shared); a hub that knows better (e.g. a ClusterSecretStore
+    /// with fixed credentials is one scope for every namespace) returns a shared value.
+    fn client_scope(&self, _store: &StoreContext, es_namespace: &str) -> String {
+        es_namespace.to_string()
+    }
+
     /// Forget cached values and clients of a store (e.g. it was deleted or changed).
     fn forget_store(&self, _store_uid: &str) {}
 }

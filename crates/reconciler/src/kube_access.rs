@@ -182,6 +182,13 @@ impl ProviderHub for RegistryHub {
             .map_err(failure)
     }
 
+    fn client_scope(&self, store: &StoreContext, es_namespace: &str) -> String {
+        // No factory for the store: the poll fails for it anyway; stay per namespace.
+        self.registry
+            .client_scope(store, es_namespace)
+            .unwrap_or_else(|_| es_namespace.to_string())
+    }
+
     fn forget_store(&self, store_uid: &str) {
         self.registry.forget_store(store_uid);
     }

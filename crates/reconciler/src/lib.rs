@@ -9,7 +9,12 @@
 //! - Secrets labelled `reconcile.external-secrets.io/managed=true` only, trimmed to metadata, key
 //!   names and a hash before caching ([`secrets`]);
 //! - SecretStores and ClusterSecretStores (a store turning Ready wakes the ExternalSecrets that use it);
-//! - Namespaces, metadata only (ClusterSecretStore namespace conditions).
+//! - Namespaces, metadata only (ClusterSecretStore namespace conditions; only the watched
+//!   namespace with [`Config::namespace`]).
+//!
+//! With [`Config::enable_cluster_stores`] off, neither ClusterSecretStores nor Namespaces are
+//! watched (so a namespace-scoped operator needs only a Role in its namespace), and an
+//! ExternalSecret referencing a ClusterSecretStore gets `Ready=False` saying so.
 #![warn(missing_docs)]
 
 pub mod changes;
@@ -53,7 +58,8 @@ use external_secret::EsState;
 pub struct Config {
     /// Only handle stores whose `spec.controller` is empty or equals this (`--controller-class`).
     pub controller_class: String,
-    /// Watch one namespace only (`--namespace`); `None`: all namespaces.
+    /// Watch one namespace only (`--namespace`); `None`: all namespaces. To run with a Role in
+    /// that namespace only (no ClusterRole), also turn `enable_cluster_stores` off.
     pub namespace: Option<String>,
     /// Concurrent ExternalSecret reconciles (`--concurrent`).
     pub concurrency: u16,
@@ -67,7 +73,9 @@ pub struct Config {
     pub restart_spread: Duration,
     /// Store re-validation interval when the store sets none (`--store-requeue-interval`).
     pub store_requeue_interval: Duration,
-    /// Run the ClusterSecretStore controller and honour ClusterSecretStore references.
+    /// Run the ClusterSecretStore controller and honour ClusterSecretStore references. Off:
+    /// ClusterSecretStores and Namespaces are not watched, and an ExternalSecret that references
+    /// a ClusterSecretStore is reported `Ready=False` with the reason.
     pub enable_cluster_stores: bool,
     /// Events reporter name.
     pub reporter: String,
@@ -279,24 +287,29 @@ impl Context {
         self.secrets.get(&ObjectRef::new(name).within(ns))
     }
 
-    /// Whether the Secret and store caches have completed their initial list.
-    fn caches_ready(&self) -> bool {
-        use futures::FutureExt as _;
-        self.secrets
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok())
-            && self
-                .stores
-                .wait_until_ready()
+    /// Whether every cache this configuration runs has completed its initial list. The one
+    /// readiness definition: reconciles decide nothing before it holds (after a restart every
+    /// Secret would look missing, every namespace unlabelled), and `/readyz` reports it
+    /// ([`Handles::ready`]). ClusterSecretStores and Namespaces (which only serve
+    /// ClusterSecretStore namespace conditions) are watched, and so count, only when
+    /// [`Config::enable_cluster_stores`] is set. Polled, not awaited: it must not depend on a
+    /// wakeup from the reflectors, and a reconcile holding a slot must not stall them.
+    pub fn caches_ready(&self) -> bool {
+        fn listed<K>(s: &Store<K>) -> bool
+        where
+            K: kube::Resource + Clone + 'static,
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            use futures::FutureExt as _;
+            s.wait_until_ready()
                 .now_or_never()
                 .is_some_and(|r| r.is_ok())
+        }
+        listed(&self.secrets)
+            && listed(&self.stores)
+            && listed(&self.external_secrets)
             && (!self.config.enable_cluster_stores
-                || self
-                    .cluster_stores
-                    .wait_until_ready()
-                    .now_or_never()
-                    .is_some_and(|r| r.is_ok()))
+                || (listed(&self.cluster_stores) && listed(&self.namespaces)))
     }
 
     fn es_state(&self, key: &ObjectRef<ExternalSecret>) -> EsState {
@@ -526,7 +539,12 @@ pub async fn run(
             }
         })
         .applied_objects();
-    let css_controller = Controller::for_stream(css_stream, css_store.clone());
+    // ClusterSecretStores (cluster-scoped) only when enabled: a namespace-scoped install
+    // (`--namespace`, Role-only RBAC) runs with `enable_cluster_stores: false` and may not list
+    // them (the stream is never polled then, and the cache stays empty).
+    let css_controller = config
+        .enable_cluster_stores
+        .then(|| Controller::for_stream(css_stream, css_store.clone()));
 
     // Managed Secrets, label-selected and trimmed.
     let (secret_reader, secret_writer) = reflector::store::<Secret>();
@@ -540,15 +558,22 @@ pub async fn run(
     .reflect(secret_writer)
     .touched_objects();
 
-    // Namespaces, metadata only.
+    // Namespaces, metadata only, for ClusterSecretStore namespace conditions: not watched when
+    // ClusterSecretStores are disabled, and only the watched namespace with `--namespace`.
     let (ns_reader, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-    let ns_stream = watcher(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(ns_writer)
-    .applied_objects();
+    let ns_watch = match &ns {
+        Some(n) => watcher::Config::default().fields(&format!("metadata.name={n}")),
+        None => watcher::Config::default(),
+    };
+    let ns_stream = config.enable_cluster_stores.then(|| {
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            ns_watch,
+        )
+        .default_backoff()
+        .reflect(ns_writer)
+        .applied_objects()
+    });
 
     // ExternalSecrets are cached without managedFields (a third of each object, never read).
     let es_api: Api<DeserializeGuard<ExternalSecret>> = scoped(&client, &ns);
@@ -651,45 +676,8 @@ pub async fn run(
         drop(trigger_tx);
     }
 
-    // Readiness: every cache synced.
-    {
-        let ready = handles.ready.clone();
-        let (a, b, c, d, e) = (
-            ss_store.clone(),
-            css_store.clone(),
-            secret_reader,
-            ns_reader,
-            es_store.clone(),
-        );
-        // Polled rather than awaited: readiness must not depend on a wakeup from the reflectors.
-        tokio::spawn(async move {
-            use futures::FutureExt as _;
-            loop {
-                let synced = a
-                    .wait_until_ready()
-                    .now_or_never()
-                    .is_some_and(|r| r.is_ok())
-                    && b.wait_until_ready()
-                        .now_or_never()
-                        .is_some_and(|r| r.is_ok())
-                    && c.wait_until_ready()
-                        .now_or_never()
-                        .is_some_and(|r| r.is_ok())
-                    && d.wait_until_ready()
-                        .now_or_never()
-                        .is_some_and(|r| r.is_ok())
-                    && e.wait_until_ready()
-                        .now_or_never()
-                        .is_some_and(|r| r.is_ok());
-                if synced {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            ready.store(true, Ordering::SeqCst);
-            info!("caches synced");
-        });
-    }
+    // Readiness: the same definition reconciles use (`Context::caches_ready`).
+    tokio::spawn(report_ready(ctx.clone(), handles.ready.clone()));
 
     let es_controller = es_controller
         .watches_stream(secret_stream, move |s: Secret| {
@@ -723,36 +711,182 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let css = css_controller
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            stores::reconcile_cluster_store,
-            stores::store_error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    let es_for_ns = es_store.clone();
-    let ns_task = ns_stream.for_each(move |r| {
-        match r {
-            Ok(n) => {
-                for obj in
-                    external_secret::cluster_store_users_in_namespace(&es_for_ns, &n.name_any())
-                {
-                    let _ = wake_tx.unbounded_send(obj);
-                }
+    let css = async {
+        match css_controller {
+            Some(c) => {
+                c.graceful_shutdown_on(shutdown.clone())
+                    .run(
+                        stores::reconcile_cluster_store,
+                        stores::store_error_policy,
+                        ctx.clone(),
+                    )
+                    .for_each(|_| async {})
+                    .await
             }
-            Err(e) => warn!(error = %e, "namespace watch"),
+            None => futures::future::pending::<()>().await,
         }
-        futures::future::ready(())
-    });
-    let enable_css = config.enable_cluster_stores;
+    };
+    let es_for_ns = es_store.clone();
+    let ns_task = async {
+        match ns_stream {
+            Some(s) => {
+                s.for_each(move |r| {
+                    match r {
+                        Ok(n) => {
+                            for obj in external_secret::cluster_store_users_in_namespace(
+                                &es_for_ns,
+                                &n.name_any(),
+                            ) {
+                                let _ = wake_tx.unbounded_send(obj);
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "namespace watch"),
+                    }
+                    futures::future::ready(())
+                })
+                .await
+            }
+            None => futures::future::pending::<()>().await,
+        }
+    };
     tokio::select! {
         _ = es_controller => {},
         _ = ss => {},
-        _ = async { if enable_css { css.await } else { futures::future::pending::<()>().await } } => {},
+        _ = css => {},
         _ = ns_task => {},
     }
     info!("controllers stopped");
+}
+
+#[cfg(test)]
+impl Context {
+    /// A context over caches the test fills (nothing is watched; the client points nowhere).
+    pub(crate) fn for_tests(config: Config, hub: Arc<dyn ProviderHub>) -> (Arc<Self>, TestWriters) {
+        #[allow(clippy::unwrap_used)]
+        let client =
+            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let (secrets, secrets_w) = reflector::store();
+        let (stores, stores_w) = reflector::store();
+        let (cluster_stores, cluster_stores_w) = reflector::store();
+        let (namespaces, namespaces_w) = reflector::store();
+        let (external_secrets, external_secrets_w) = reflector::store();
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "test".into(),
+                instance: None,
+            },
+        );
+        let ctx = Arc::new(Self {
+            client,
+            config,
+            hub,
+            recorder,
+            metrics: Arc::new(Metrics::default()),
+            watchdog: Arc::new(Watchdog::new(Duration::from_secs(120))),
+            secrets,
+            stores,
+            cluster_stores,
+            namespaces,
+            external_secrets,
+            state: Mutex::new(HashMap::new()),
+            forced: Mutex::new(HashMap::new()),
+        });
+        let writers = TestWriters {
+            secrets: secrets_w,
+            stores: stores_w,
+            cluster_stores: cluster_stores_w,
+            namespaces: namespaces_w,
+            external_secrets: external_secrets_w,
+        };
+        (ctx, writers)
+    }
+}
+
+/// The writers behind a [`Context::for_tests`] context's caches.
+#[cfg(test)]
+pub(crate) struct TestWriters {
+    pub secrets: reflector::store::Writer<Secret>,
+    pub stores: reflector::store::Writer<DeserializeGuard<SecretStore>>,
+    pub cluster_stores: reflector::store::Writer<DeserializeGuard<ClusterSecretStore>>,
+    pub namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    pub external_secrets: reflector::store::Writer<DeserializeGuard<ExternalSecret>>,
+}
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::*;
+
+    fn listed<K>(w: &mut reflector::store::Writer<K>)
+    where
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        w.apply_watcher_event(&watcher::Event::Init);
+        w.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    struct NoHub;
+    #[async_trait::async_trait]
+    impl ProviderHub for NoHub {
+        async fn fetch(
+            &self,
+            _: &StoreContext,
+            _: &str,
+            _: &[eso_mapping::Request],
+            _: Option<Duration>,
+        ) -> Result<eso_mapping::Fetched, FetchFailure> {
+            Err(FetchFailure::new(FailureClass::Unavailable, "no provider"))
+        }
+        async fn validate(&self, _: &StoreContext) -> Result<Validation, FetchFailure> {
+            Ok(Validation::Unknown(String::new()))
+        }
+    }
+
+    /// `--enable-cluster-store-reconciler=false`: nothing fills the ClusterSecretStore and
+    /// Namespace caches, and readiness (reconciles and `/readyz` alike) must not wait for them.
+    #[tokio::test]
+    async fn readiness_waits_only_for_the_caches_that_are_watched() {
+        for enabled in [false, true] {
+            let config = Config {
+                enable_cluster_stores: enabled,
+                ..Config::default()
+            };
+            let (ctx, mut w) = Context::for_tests(config, Arc::new(NoHub));
+            let ready = Arc::new(AtomicBool::new(false));
+            tokio::spawn(report_ready(ctx.clone(), ready.clone()));
+            assert!(!ctx.caches_ready());
+            listed(&mut w.secrets);
+            listed(&mut w.stores);
+            assert!(!ctx.caches_ready(), "ExternalSecrets not listed yet");
+            listed(&mut w.external_secrets);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(ctx.caches_ready(), !enabled);
+            assert_eq!(
+                ready.load(Ordering::SeqCst),
+                !enabled,
+                "/readyz follows caches_ready"
+            );
+            if enabled {
+                listed(&mut w.cluster_stores);
+                assert!(!ctx.caches_ready(), "Namespaces not listed yet");
+                listed(&mut w.namespaces);
+                assert!(ctx.caches_ready());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                assert!(ready.load(Ordering::SeqCst));
+            }
+        }
+    }
+}
+
+/// Set `ready` once [`Context::caches_ready`] holds (polled: readiness must not depend on a
+/// wakeup from the reflectors).
+async fn report_ready(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
+    while !ctx.caches_ready() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ready.store(true, Ordering::SeqCst);
+    info!("caches synced");
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ fn help(name: &str) -> (&'static str, &'static str) {
             "counter",
         ),
         "eso_status_writes_total" => ("Status writes made by the operator", "counter"),
+        "eso_remote_change_polls_total" => ("Remote change poll rounds completed", "counter"),
+        "eso_remote_change_listings_total" => (
+            "Remote change listings made (one per provider client scope and poll)",
+            "counter",
+        ),
         _ => ("", "gauge"),
     }
 }

@@ -91,6 +91,13 @@ pub(crate) fn resolve_for(
     ctx: &Context,
 ) -> Result<StoreContext, FetchFailure> {
     let _ = es;
+    if r.kind == StoreKind::ClusterSecretStore && !ctx.config.enable_cluster_stores {
+        // ESO skips such an ExternalSecret silently (empty status); say why instead.
+        return Err(FetchFailure::new(
+            FailureClass::InvalidConfig,
+            cluster_stores_disabled(&r.name, ns, ctx.config.namespace.is_some()),
+        ));
+    }
     let Some((spec, uid, generation, namespace, conditions)) = lookup(ctx, ns, r) else {
         return Err(FetchFailure::new(
             FailureClass::InvalidConfig,
@@ -161,6 +168,20 @@ pub fn store_usable(conditions: &[eso_api::Condition]) -> Result<(), String> {
             .unwrap_or_else(|| format!("Ready is {}", c.status.as_str()))),
         None => Err("not validated yet".to_string()),
     }
+}
+
+/// Why a ClusterSecretStore reference is refused when ClusterSecretStores are disabled, and
+/// what to do about it.
+pub fn cluster_stores_disabled(store: &str, ns: &str, namespace_scoped: bool) -> String {
+    let why = if namespace_scoped {
+        "this operator is namespace-scoped and does not read ClusterSecretStores \
+         (--enable-cluster-store-reconciler=false; the Helm chart sets it with scopedRBAC: true)"
+    } else {
+        "this operator runs with --enable-cluster-store-reconciler=false"
+    };
+    format!(
+        "ClusterSecretStore {store:?} cannot be used: {why}; reference a SecretStore in namespace {ns:?} instead"
+    )
 }
 
 /// ESO's ClusterSecretStore namespace conditions: no conditions admit every namespace; otherwise
