@@ -347,8 +347,10 @@ fn template_errors_name_the_field_not_the_value() {
         "{HEAD}target:\n  template:\n    data: {{x: '{{{{ .missing }}}}'}}\ndata:\n- {{secretKey: pw, remoteRef: {{key: k}}}}\n"
     );
     let e = run(&spec, &[("k", s(SENTINEL))]).unwrap_err().to_string();
+    // Go's (and so ESO's) message, naming the key the template references.
     assert!(
-        e.contains("spec.target.template.data[x]") && e.contains("missingkey"),
+        e.contains("spec.target.template.data[x]")
+            && e.contains("map has no entry for key \"missing\""),
         "{e}"
     );
     assert!(!e.contains(SENTINEL));
