@@ -9,7 +9,7 @@ use eso_api::{
 };
 
 use crate::property::{flatten_object, select_for};
-use crate::transform::{check_null, convert_key, decode_for, validate_key};
+use crate::transform::{check_null, convert_key, decode_for, validate_key, validate_remote_key};
 use crate::{
     Fetched, FindQuery, MappingError, RemoteRef, RemoteSecret, Request, StoreRef, VersionSelector,
 };
@@ -290,6 +290,10 @@ struct KeyOpts<'a> {
     conversion: Option<eso_api::ConversionStrategy>,
     decoding: Option<eso_api::DecodingStrategy>,
     null: Option<eso_api::NullBytePolicy>,
+    /// The keys go into the Secret as they are (no template): check them with Kubernetes' rules
+    /// here, where the field at fault is known. With a template, ESO's Unicode rules apply here
+    /// and Kubernetes' rules to the templated result.
+    final_keys: bool,
 }
 
 /// rewrite → (conversion when no rewrite) → key validation → decoding → null bytes.
@@ -320,7 +324,12 @@ fn process_map(
         if k.is_empty() {
             continue;
         }
-        validate_key(&k).map_err(|reason| MappingError::InvalidKey {
+        let check = if o.final_keys {
+            validate_key
+        } else {
+            validate_remote_key
+        };
+        check(&k).map_err(|reason| MappingError::InvalidKey {
             field: field.to_string(),
             secret_key: k.clone(),
             reason,
@@ -353,6 +362,7 @@ type ProviderData = (BTreeMap<String, Vec<u8>>, Vec<MissingSecret>);
 fn provider_data(input: &MappingInput<'_>) -> Result<ProviderData, MappingError> {
     let spec = input.spec;
     let retain = spec.target.deletion_policy == DeletionPolicy::Retain;
+    let final_keys = spec.target.template.is_none();
     let default = spec.secret_store_ref.as_ref();
     let mut memo = crate::property::JsonMemo::default();
     let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -386,6 +396,7 @@ fn provider_data(input: &MappingInput<'_>) -> Result<ProviderData, MappingError>
                 conversion: x.conversion_strategy,
                 decoding: x.decoding_strategy,
                 null: x.null_byte_policy,
+                final_keys,
             };
             process_map(&field, flat, &o)?
         } else if let Some(f) = &e.find {
@@ -405,6 +416,7 @@ fn provider_data(input: &MappingInput<'_>) -> Result<ProviderData, MappingError>
                 conversion: f.conversion_strategy,
                 decoding: f.decoding_strategy,
                 null: f.null_byte_policy,
+                final_keys,
             };
             process_map(&field, flat, &o)?
         } else {

@@ -6,7 +6,11 @@
 //! `with`, variables, trim markers, `index`, `printf`) the way `text/template` does, so existing
 //! ESO templates render unchanged; writing a second Go-template engine would only add risk.
 //! Go's `missingkey=error` is emulated: a reference to a key the data lacks renders gtmpl's
-//! `<no value>` marker, which we turn into an error unless the template itself contains it.
+//! `<no value>` marker (or reaches a function as an argument), which we turn into an error unless
+//! the template itself contains it. The error names the key as Go does
+//! (`map has no entry for key "nope"`): the failed template is executed once more with every map
+//! as a gtmpl object, on which gtmpl reports the field it could not find. A key name comes from the
+//! template text, never from the data, so no value can appear in the message.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +22,9 @@ use gtmpl_value::FuncError;
 use crate::crypto;
 
 const NO_VALUE: &str = "<no value>";
+
+/// The message when a missing key cannot be named.
+const MISSING_KEY: &str = "map has no entry for a key the template references (missingkey=error)";
 
 /// First of the 128 private-use code points (U+10FE80..=U+10FEFF) that stand for the raw bytes
 /// 0x80..=0xFF of a value that is not valid UTF-8.
@@ -89,15 +96,70 @@ fn render_budgeted(text: &str, ctx: &Value, budget: u64) -> Result<String, Strin
         .map_err(|e| e.to_string())?;
     let mut w = Capped(Vec::new());
     WORK_LEFT.with(|left| left.set(budget));
-    t.execute(&mut w, &Context::from(ctx.clone()))
-        .map_err(|e| redact(e.to_string(), ctx))?;
+    if let Err(e) = t.execute(&mut w, &Context::from(ctx.clone())) {
+        let msg = e.to_string();
+        if msg.contains(MISSING_KEY) {
+            return Err(missing_key_error(&t, ctx, budget));
+        }
+        return Err(redact(msg, ctx));
+    }
     let out = String::from_utf8(w.0).map_err(|e| e.to_string())?;
     if out.contains(NO_VALUE) && !text.contains(NO_VALUE) {
-        return Err(
-            "map has no entry for a key the template references (missingkey=error)".to_string(),
-        );
+        return Err(missing_key_error(&t, ctx, budget));
     }
     Ok(out)
+}
+
+thread_local! {
+    /// Set while [`missing_key_error`] re-executes a template: maps built by functions are then
+    /// gtmpl objects too, so a missing key in them is reported by name.
+    static NAMING_MISSING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A map built by a template function (`dict`, `fromJson`).
+fn map_value(m: HashMap<String, Value>) -> Value {
+    if NAMING_MISSING.with(std::cell::Cell::get) {
+        Value::Object(m)
+    } else {
+        Value::Map(m)
+    }
+}
+
+/// `v` with every map turned into a gtmpl object (a missing field on an object is an error
+/// naming the field; on a map it is `<no value>`).
+fn as_objects(v: &Value) -> Value {
+    match v {
+        Value::Map(m) | Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), as_objects(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(as_objects).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The missing-key error for a template whose execution met a key the data lacks: Go's
+/// `map has no entry for key "<name>"` when the key can be named (the first one missing in
+/// execution order, as Go stops there), else the generic message.
+fn missing_key_error(t: &Template, ctx: &Value, budget: u64) -> String {
+    /// Clears the flag however the execution ends.
+    struct Naming;
+    impl Drop for Naming {
+        fn drop(&mut self) {
+            NAMING_MISSING.with(|n| n.set(false));
+        }
+    }
+    NAMING_MISSING.with(|n| n.set(true));
+    let naming = Naming;
+    WORK_LEFT.with(|left| left.set(budget));
+    let mut w = Capped(Vec::new());
+    let r = t.execute(&mut w, &Context::from(as_objects(ctx)));
+    drop(naming);
+    match r {
+        Err(gtmpl::error::ExecError::NoFiledFor(name, _)) => {
+            format!("map has no entry for key {name:?}")
+        }
+        _ => MISSING_KEY.to_string(),
+    }
 }
 
 /// Replace every context value (the secret data) that occurs in an execution error by
@@ -717,9 +779,7 @@ pub(crate) fn s(v: &Value) -> String {
 /// Go's `missingkey=error`: a function handed a missing key fails.
 fn no_missing(name: &str, args: &[Value]) -> Result<(), FuncError> {
     if args.iter().any(|a| matches!(a, Value::NoValue)) {
-        return Err(err(format!(
-            "{name}: map has no entry for a key the template references (missingkey=error)"
-        )));
+        return Err(err(format!("{name}: {MISSING_KEY}")));
     }
     Ok(())
 }
@@ -951,7 +1011,7 @@ fn dict(a: &[Value]) -> Result<Value, FuncError> {
             pair.get(1).cloned().unwrap_or(Value::String(String::new())),
         );
     }
-    Ok(Value::Map(m))
+    Ok(map_value(m))
 }
 fn get(a: &[Value]) -> Result<Value, FuncError> {
     match arg("get", a, 0, 2)? {
@@ -1031,7 +1091,7 @@ fn from_json_value(v: serde_json::Value) -> Value {
             }
         }
         serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json_value).collect()),
-        serde_json::Value::Object(o) => Value::Map(
+        serde_json::Value::Object(o) => map_value(
             o.into_iter()
                 .map(|(k, v)| (k, from_json_value(v)))
                 .collect(),
@@ -1245,6 +1305,53 @@ mod tests {
             ("with-dash".to_string(), "d".to_string()),
             ("json".to_string(), r#"{"a":"b","n":[1,2]}"#.to_string()),
         ])
+    }
+
+    /// Go (and so ESO) names the missing key: `map has no entry for key "nope"`; the message
+    /// never carries a value of the data.
+    #[test]
+    fn a_missing_key_is_named_like_go_does() {
+        let d = data();
+        let named = |t: &str, key: &str| {
+            let e = render(t, &d).unwrap_err();
+            assert!(
+                e.contains(&format!("map has no entry for key \"{key}\"")),
+                "{t}: {e}"
+            );
+            for v in d.values() {
+                assert!(!e.contains(v.as_str()), "{t}: a value in {e}");
+            }
+        };
+        named("{{ .nope }}", "nope");
+        named("x {{ .user }} {{ .nope }} y", "nope");
+        // Go stops at the first missing key in execution order.
+        named("{{ .first }}{{ .second }}", "first");
+        // Handed to a function, piped, inside with/range, through a variable.
+        named(r#"{{ .nope | default "x" }}"#, "nope");
+        named("{{ b64enc .nope }}", "nope");
+        named("{{ with .user }}{{ $.nope }}{{ end }}", "nope");
+        named("{{ range $k, $v := . }}{{ $.missing }}{{ end }}", "missing");
+        named("{{ $x := . }}{{ $x.gone }}", "gone");
+        // A key missing from a map built by the template itself (Go: the same message).
+        named("{{ (.json | fromJson).nope }}", "nope");
+        named(r#"{{ (dict "a" "b").zz }}"#, "zz");
+        // Present keys still render, and a template that writes the marker itself is fine.
+        assert_eq!(render("{{ .user }}", &d).ok().as_deref(), Some("admin"));
+        assert_eq!(
+            render("<no value> {{ .user }}", &d).ok().as_deref(),
+            Some("<no value> admin")
+        );
+        // After a naming pass, maps from functions behave as maps again.
+        assert_eq!(
+            render(r#"{{ (dict "a" "b").zz | default "y" }}"#, &d).ok(),
+            None
+        );
+        assert_eq!(
+            render(r#"{{ hasKey (dict "a" "b") "a" }}"#, &d)
+                .ok()
+                .as_deref(),
+            Some("true")
+        );
     }
 
     #[test]

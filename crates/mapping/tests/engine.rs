@@ -347,11 +347,64 @@ fn template_errors_name_the_field_not_the_value() {
         "{HEAD}target:\n  template:\n    data: {{x: '{{{{ .missing }}}}'}}\ndata:\n- {{secretKey: pw, remoteRef: {{key: k}}}}\n"
     );
     let e = run(&spec, &[("k", s(SENTINEL))]).unwrap_err().to_string();
+    // Go's (and so ESO's) message, naming the key the template references.
     assert!(
-        e.contains("spec.target.template.data[x]") && e.contains("missingkey"),
+        e.contains("spec.target.template.data[x]")
+            && e.contains("map has no entry for key \"missing\""),
         "{e}"
     );
     assert!(!e.contains(SENTINEL));
+}
+
+/// ESO checks `dataFrom` keys with Unicode letter/number rules before templating and Kubernetes'
+/// rules on the final Secret: a remote key `clé` can be mapped by a template to a valid key;
+/// without a template (or when the template keeps it) the Secret key is refused.
+#[test]
+fn unicode_letters_in_datafrom_keys_pass_until_the_final_secret() {
+    let remote = [("k", s(r#"{"clé":"v1","ok":"v2"}"#))];
+    let templated = format!(
+        "{HEAD}target:\n  template:\n    data: {{cle: '{{{{ index . \"clé\" }}}}', ok: '{{{{ .ok }}}}'}}\ndataFrom:\n- extract: {{key: k}}\n"
+    );
+    let m = run(&templated, &remote).unwrap();
+    assert_eq!(m.data.keys().collect::<Vec<_>>(), ["cle", "ok"]);
+    assert_eq!(
+        (text(&m, "cle"), text(&m, "ok")),
+        ("v1".into(), "v2".into())
+    );
+    // find too, and a rewrite producing the non-ASCII key.
+    let find = format!(
+        "{HEAD}target:\n  template:\n    data: {{x: '{{{{ index . \"é\" }}}}'}}\ndataFrom:\n- find: {{name: {{regexp: '^k$'}}}}\n  rewrite:\n  - regexp: {{source: '^k$', target: 'é'}}\n"
+    );
+    assert_eq!(
+        text(&run(&find, &remote).unwrap(), "x"),
+        r#"{"clé":"v1","ok":"v2"}"#
+    );
+    // No template: the keys are the Secret's, refused with Kubernetes' rule, naming the field.
+    let plain = format!("{HEAD}dataFrom:\n- extract: {{key: k}}\n");
+    let e = run(&plain, &remote).unwrap_err().to_string();
+    assert!(
+        e.contains("spec.dataFrom[0]") && e.contains("\"clé\"") && e.contains("alphanumeric"),
+        "{e}"
+    );
+    // A template that keeps the provider keys (mergePolicy Merge): refused on the final Secret.
+    let merged = format!(
+        "{HEAD}target:\n  template:\n    mergePolicy: Merge\n    data: {{x: y}}\ndataFrom:\n- extract: {{key: k}}\n"
+    );
+    let e = run(&merged, &remote).unwrap_err().to_string();
+    assert!(
+        e.contains("spec.target.template") && e.contains("\"clé\""),
+        "{e}"
+    );
+    // Not a letter or number in Go's sense (a rewrite skips conversion): refused before
+    // templating, as ESO does.
+    let rewritten = format!(
+        "{HEAD}target:\n  template:\n    data: {{x: y}}\ndataFrom:\n- extract: {{key: k}}\n  rewrite:\n  - regexp: {{source: '^ok$', target: 'a b'}}\n"
+    );
+    let e = run(&rewritten, &remote).unwrap_err().to_string();
+    assert!(
+        e.contains("spec.dataFrom[0]") && e.contains("\"a b\"") && e.contains("letters"),
+        "{e}"
+    );
 }
 
 #[test]

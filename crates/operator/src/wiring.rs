@@ -108,7 +108,9 @@ pub(crate) fn hub(
         max_bytes: usize::try_from(cache.max_bytes).unwrap_or(usize::MAX),
         ..CacheConfig::default()
     };
-    let inner = RegistryHub::new(client, config).with_factory(Arc::new(AwsFactory::from_env()));
+    // Every AWS call feeds ESO's externalsecret_provider_api_calls_count.
+    let aws = AwsFactory::from_env().with_observer(metrics.clone());
+    let inner = RegistryHub::new(client, config).with_factory(Arc::new(aws));
     Arc::new(MeteredHub {
         inner,
         metrics,

@@ -10,7 +10,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_sts::types::Tag;
-use eso_provider::{KubeAccess, ProviderError};
+use eso_provider::{CallObserver, KubeAccess, ProviderError};
 
 /// Annotation on a ServiceAccount naming the role to assume with its token (IRSA).
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
@@ -60,6 +60,7 @@ pub(crate) struct ServiceAccountWebIdentity {
     pub audiences: Vec<String>,
     pub role_arn: String,
     pub sts: aws_sdk_sts::Client,
+    pub calls: CallObserver,
 }
 
 impl std::fmt::Debug for ServiceAccountWebIdentity {
@@ -79,14 +80,17 @@ impl ServiceAccountWebIdentity {
             .service_account_token(&self.namespace, &self.service_account, &self.audiences)
             .await
             .map_err(CredentialsError::provider_error)?;
-        let out = self
+        let sent = self
             .sts
             .assume_role_with_web_identity()
             .role_arn(&self.role_arn)
             .role_session_name(SESSION_NAME)
             .web_identity_token(token.token)
             .send()
-            .await
+            .await;
+        let out = self
+            .calls
+            .record(crate::PROVIDER_STS, "AssumeRoleWithWebIdentity", sent)
             .map_err(|e| CredentialsError::provider_error(crate::errors::chain(&e)))?;
         to_credentials(out.credentials, "sts-web-identity")
     }
@@ -124,6 +128,7 @@ pub(crate) struct AssumeRole {
     pub external_id: Option<String>,
     pub tags: Vec<(String, String)>,
     pub transitive_tag_keys: Vec<String>,
+    pub calls: CallObserver,
 }
 
 impl AssumeRole {
@@ -145,9 +150,9 @@ impl AssumeRole {
         for k in &self.transitive_tag_keys {
             req = req.transitive_tag_keys(k);
         }
-        let out = req
-            .send()
-            .await
+        let out = self
+            .calls
+            .record(crate::PROVIDER_STS, "AssumeRole", req.send().await)
             .map_err(|e| CredentialsError::provider_error(crate::errors::chain(&e)))?;
         to_credentials(out.credentials, "sts-assume-role")
     }

@@ -7,6 +7,12 @@
 //! `additionalRoles` chain and `role` with `externalID` and session tags. Reads use
 //! GetSecretValue, BatchGetSecretValue (up to 20 ids per call) and ListSecrets; validation uses
 //! STS GetCallerIdentity, which proves the credentials with no IAM permission needed.
+//!
+//! Every AWS call is reported to the factory's [`CallObserver`] (see [`AwsFactory::with_observer`])
+//! with ESO's label values: provider [`PROVIDER_SECRETS_MANAGER`] (`AWS/SecretsManager`) and the
+//! operation name (`GetSecretValue`, `BatchGetSecretValue`, `ListSecrets`, `DescribeSecret`), and
+//! [`PROVIDER_STS`] (`AWS/STS`) for `GetCallerIdentity`, `AssumeRole` and
+//! `AssumeRoleWithWebIdentity`, which ESO does not count.
 #![warn(missing_docs)]
 
 mod auth;
@@ -22,8 +28,8 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use eso_api::{AwsProvider, AwsServiceType, SecretStoreSpec, StoreKind};
 use eso_provider::{
-    Capabilities, FindQuery, KubeAccess, ProviderError, ProviderFactory, RemoteRef, RemoteSecret,
-    SecretsProvider, StoreInfo, VersionSelector,
+    ApiCallObserver, CallObserver, Capabilities, FindQuery, KubeAccess, ProviderError,
+    ProviderFactory, RemoteRef, RemoteSecret, SecretsProvider, StoreInfo, VersionSelector,
 };
 
 pub use auth::{ROLE_ARN_ANNOTATION, SESSION_NAME, STS_AUDIENCE};
@@ -31,12 +37,18 @@ pub use auth::{ROLE_ARN_ANNOTATION, SESSION_NAME, STS_AUDIENCE};
 /// Largest id list BatchGetSecretValue accepts.
 pub const BATCH_LIMIT: usize = 20;
 
-/// Endpoints and the HTTP client shared by every store.
+/// `provider` label of Secrets Manager calls (ESO's value).
+pub const PROVIDER_SECRETS_MANAGER: &str = "AWS/SecretsManager";
+/// `provider` label of STS calls (credentials and validation).
+pub const PROVIDER_STS: &str = "AWS/STS";
+
+/// Endpoints, the HTTP client and the call observer shared by every store.
 #[derive(Clone, Debug)]
 pub struct AwsFactory {
     secretsmanager_endpoint: Option<String>,
     sts_endpoint: Option<String>,
     http: SharedHttpClient,
+    calls: CallObserver,
 }
 
 fn env_first(names: &[&str]) -> Option<String> {
@@ -69,6 +81,7 @@ impl AwsFactory {
                 "AWS_ENDPOINT_URL",
             ]),
             http: http_client(),
+            calls: CallObserver::default(),
         }
     }
 
@@ -78,7 +91,15 @@ impl AwsFactory {
             secretsmanager_endpoint: secretsmanager,
             sts_endpoint: sts,
             http: http_client(),
+            calls: CallObserver::default(),
         }
+    }
+
+    /// Report every AWS call made by the providers this factory builds to `observer` (the
+    /// operator passes its metrics registry).
+    pub fn with_observer(mut self, observer: Arc<dyn ApiCallObserver>) -> Self {
+        self.calls = CallObserver::new(observer);
+        self
     }
 
     fn aws(spec: &SecretStoreSpec) -> Option<&AwsProvider> {
@@ -196,6 +217,7 @@ impl AwsFactory {
                 audiences,
                 role_arn,
                 sts: self.sts_client(region, None),
+                calls: self.calls.clone(),
             };
             return Ok(SharedCredentialsProvider::new(provider));
         }
@@ -282,6 +304,7 @@ impl ProviderFactory for AwsFactory {
                 external_id: None,
                 tags: Vec::new(),
                 transitive_tag_keys: Vec::new(),
+                calls: self.calls.clone(),
             });
         }
         if let Some(role) = aws.role.as_ref().filter(|r| !r.is_empty()) {
@@ -299,6 +322,7 @@ impl ProviderFactory for AwsFactory {
                 external_id: aws.external_id.clone().filter(|s| !s.is_empty()),
                 tags,
                 transitive_tag_keys: aws.transitive_tag_keys.clone(),
+                calls: self.calls.clone(),
             });
         }
         let mut b = aws_sdk_secretsmanager::Config::builder()
@@ -314,6 +338,7 @@ impl ProviderFactory for AwsFactory {
             client: aws_sdk_secretsmanager::Client::from_conf(b.build()),
             sts: self.sts_client(&region, Some(creds)),
             prefix: aws.prefix.clone().unwrap_or_default(),
+            calls: self.calls.clone(),
         }))
     }
 }
@@ -327,6 +352,7 @@ pub struct SecretsManagerProvider {
     client: aws_sdk_secretsmanager::Client,
     sts: aws_sdk_sts::Client,
     prefix: String,
+    calls: CallObserver,
 }
 
 impl SecretsManagerProvider {
@@ -334,14 +360,39 @@ impl SecretsManagerProvider {
         format!("{}{key}", self.prefix)
     }
 
+    /// Report a Secrets Manager call.
+    fn sm<T, E>(&self, call: &'static str, result: Result<T, E>) -> Result<T, E> {
+        self.calls.record(PROVIDER_SECRETS_MANAGER, call, result)
+    }
+
+    async fn get_value(
+        &self,
+        id: &str,
+        version: &VersionSelector,
+        key: &str,
+    ) -> Result<RemoteSecret, ProviderError> {
+        let mut req = self.client.get_secret_value().secret_id(id);
+        req = match version {
+            VersionSelector::Current => req.version_stage(eso_provider::DEFAULT_VERSION_STAGE),
+            VersionSelector::Stage(s) => req.version_stage(s),
+            VersionSelector::Id(v) => req.version_id(v),
+        };
+        let out = self
+            .sm("GetSecretValue", req.send().await)
+            .map_err(|e| errors::classify(&e, "GetSecretValue", key))?;
+        Ok(RemoteSecret::Value {
+            string: out.secret_string,
+            binary: out.secret_binary.map(|b| b.into_inner()),
+        })
+    }
+
     async fn tags(&self, key: &str) -> Result<RemoteSecret, ProviderError> {
         let id = self.id(key);
         let out = self
-            .client
-            .describe_secret()
-            .secret_id(&id)
-            .send()
-            .await
+            .sm(
+                "DescribeSecret",
+                self.client.describe_secret().secret_id(&id).send().await,
+            )
             .map_err(|e| errors::classify(&e, "DescribeSecret", key))?;
         let tags: BTreeMap<String, String> = out
             .tags
@@ -357,11 +408,14 @@ impl SecretsManagerProvider {
         ids: &[String],
     ) -> Result<BTreeMap<String, Result<RemoteSecret, ProviderError>>, ProviderError> {
         let out = self
-            .client
-            .batch_get_secret_value()
-            .set_secret_id_list(Some(ids.to_vec()))
-            .send()
-            .await
+            .sm(
+                "BatchGetSecretValue",
+                self.client
+                    .batch_get_secret_value()
+                    .set_secret_id_list(Some(ids.to_vec()))
+                    .send()
+                    .await,
+            )
             .map_err(|e| errors::classify(&e, "BatchGetSecretValue", &ids.join(",")))?;
         let mut res = BTreeMap::new();
         for v in out.secret_values.unwrap_or_default() {
@@ -397,23 +451,8 @@ impl SecretsProvider for SecretsManagerProvider {
         if remote.metadata {
             return self.tags(&remote.key).await;
         }
-        let mut req = self
-            .client
-            .get_secret_value()
-            .secret_id(self.id(&remote.key));
-        req = match &remote.version {
-            VersionSelector::Current => req.version_stage(eso_provider::DEFAULT_VERSION_STAGE),
-            VersionSelector::Stage(s) => req.version_stage(s),
-            VersionSelector::Id(id) => req.version_id(id),
-        };
-        let out = req
-            .send()
+        self.get_value(&self.id(&remote.key), &remote.version, &remote.key)
             .await
-            .map_err(|e| errors::classify(&e, "GetSecretValue", &remote.key))?;
-        Ok(RemoteSecret::Value {
-            string: out.secret_string,
-            binary: out.secret_binary.map(|b| b.into_inner()),
-        })
     }
 
     /// Current versions by name are read with BatchGetSecretValue, 20 per call; other requests one by one.
@@ -501,7 +540,7 @@ impl SecretsProvider for SecretsManagerProvider {
         let mut names = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let out = self
+            let sent = self
                 .client
                 .list_secrets()
                 .set_filters(if filters.is_empty() {
@@ -512,10 +551,10 @@ impl SecretsProvider for SecretsManagerProvider {
                 .set_next_token(token.take())
                 .max_results(100)
                 .send()
-                .await
-                .map_err(|e| {
-                    errors::classify(&e, "ListSecrets", query.path.as_deref().unwrap_or(""))
-                })?;
+                .await;
+            let out = self.sm("ListSecrets", sent).map_err(|e| {
+                errors::classify(&e, "ListSecrets", query.path.as_deref().unwrap_or(""))
+            })?;
             for s in out.secret_list.unwrap_or_default() {
                 // Match tags exactly (AWS filters do not pair keys with values).
                 let tags: BTreeMap<String, String> = s
@@ -552,21 +591,12 @@ impl SecretsProvider for SecretsManagerProvider {
                     Some(Err(e)) => return Err(e),
                     None => {
                         // Names from ListSecrets are full names: read without the store prefix.
-                        let out = self.client.get_secret_value().secret_id(n).send().await;
-                        match out {
-                            Ok(o) => {
-                                result.insert(
-                                    n.clone(),
-                                    RemoteSecret::Value {
-                                        string: o.secret_string,
-                                        binary: o.secret_binary.map(|b| b.into_inner()),
-                                    },
-                                );
+                        match self.get_value(n, &VersionSelector::Current, n).await {
+                            Ok(v) => {
+                                result.insert(n.clone(), v);
                             }
-                            Err(e) => match errors::classify(&e, "GetSecretValue", n) {
-                                ProviderError::NotFound { .. } => {}
-                                other => return Err(other),
-                            },
+                            Err(ProviderError::NotFound { .. }) => {}
+                            Err(other) => return Err(other),
                         }
                     }
                 }
@@ -582,7 +612,7 @@ impl SecretsProvider for SecretsManagerProvider {
         let mut out = BTreeMap::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self
+            let sent = self
                 .client
                 .list_secrets()
                 .set_filters(if self.prefix.is_empty() {
@@ -598,7 +628,9 @@ impl SecretsProvider for SecretsManagerProvider {
                 .set_next_token(token.take())
                 .max_results(100)
                 .send()
-                .await
+                .await;
+            let page = self
+                .sm("ListSecrets", sent)
                 .map_err(|e| errors::classify(&e, "ListSecrets", &self.prefix))?;
             for s in page.secret_list.unwrap_or_default() {
                 let Some(changed) = s
@@ -627,10 +659,9 @@ impl SecretsProvider for SecretsManagerProvider {
     }
 
     async fn validate(&self) -> Result<Capabilities, ProviderError> {
-        self.sts
-            .get_caller_identity()
-            .send()
-            .await
+        let sent = self.sts.get_caller_identity().send().await;
+        self.calls
+            .record(PROVIDER_STS, "GetCallerIdentity", sent)
             .map_err(|e| errors::classify(&e, "GetCallerIdentity", ""))?;
         Ok(Capabilities::ReadWrite)
     }

@@ -429,3 +429,117 @@ async fn jwt_service_account_auth_assumes_the_annotated_role_once() {
         "cache TTL 0: every fetch reads"
     );
 }
+
+/// Records every reported call.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(&'static str, &'static str, CallStatus)>>);
+
+impl ApiCallObserver for Recorder {
+    fn api_call(&self, provider: &'static str, call: &'static str, status: CallStatus) {
+        self.0.lock().unwrap().push((provider, call, status));
+    }
+}
+
+impl Recorder {
+    fn count(&self, provider: &str, call: &str, status: Option<CallStatus>) -> u64 {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, c, s)| *p == provider && *c == call && status.is_none_or(|w| w == *s))
+            .count() as u64
+    }
+}
+
+/// Every AWS call the provider makes (each read path, validation, role chains, web identity) is
+/// reported once with ESO's label values, as many times as the proxy saw the request, with
+/// "error" for a failed call. ESO's `externalsecret_provider_api_calls_count` is fed from this.
+#[tokio::test]
+async fn every_aws_call_is_reported_to_the_observer_once() {
+    let Some(e) = env() else { return };
+    let rec = Arc::new(Recorder::default());
+    let f = AwsFactory::with_endpoints(Some(e.proxy.url.clone()), Some(e.proxy.url.clone()))
+        .with_observer(rec.clone());
+    let a = testenv::unique_name("obs-a");
+    let b = testenv::unique_name("obs-b");
+    moto::create_secret(&e.moto, &a, "A").unwrap();
+    moto::create_secret_with_tags(&e.moto, &b, "B", &[("t", "v")]).unwrap();
+
+    // Static keys plus a role: validation needs AssumeRole, then GetCallerIdentity.
+    let s = store(serde_json::json!({"role": "arn:aws:iam::123456789012:role/obs"}));
+    let p = f.build(&s, "ns", Arc::new(StaticKeys)).await.unwrap();
+    p.validate().await.unwrap();
+    p.get_secret(&current(&a)).await.unwrap();
+    let missing = p
+        .get_secret(&current(&testenv::unique_name("obs-none")))
+        .await;
+    assert_eq!(missing.unwrap_err().class(), ErrorClass::NotFound);
+    let both = p.get_secrets(&[current(&a), current(&b)]).await;
+    assert!(both.iter().all(Result::is_ok));
+    p.get_secret(&RemoteRef {
+        key: b.clone(),
+        version: VersionSelector::Current,
+        metadata: true,
+    })
+    .await
+    .unwrap();
+    p.find(&FindQuery {
+        name_regexp: Some(format!("^{a}$")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    p.last_changed().await.unwrap();
+    // auth.jwt: a ServiceAccount token exchanged with AssumeRoleWithWebIdentity.
+    let jwt = f
+        .build(
+            &store(serde_json::json!({"auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}})),
+            "ns",
+            Arc::new(StaticKeys),
+        )
+        .await
+        .unwrap();
+    jwt.validate().await.unwrap();
+
+    let sm = "AWS/SecretsManager";
+    let sts = "AWS/STS";
+    assert_eq!(
+        rec.count(sm, "GetSecretValue", Some(CallStatus::Success)),
+        1
+    );
+    assert_eq!(rec.count(sm, "GetSecretValue", Some(CallStatus::Error)), 1);
+    assert_eq!(
+        rec.count(sm, "BatchGetSecretValue", None),
+        2,
+        "get_secrets + find"
+    );
+    assert_eq!(rec.count(sm, "DescribeSecret", None), 1);
+    // One per page of 100: moto's account holds every test's secrets.
+    assert!(
+        rec.count(sm, "ListSecrets", None) >= 2,
+        "find + last_changed"
+    );
+    // The STS and Secrets Manager clients each cache the assumed role's credentials.
+    assert!(rec.count(sts, "AssumeRole", None) >= 1);
+    assert_eq!(rec.count(sts, "AssumeRoleWithWebIdentity", None), 1);
+    assert_eq!(rec.count(sts, "GetCallerIdentity", None), 2);
+    // Exactly what reached AWS: one report per request the proxy forwarded, nothing else.
+    let seen = e.proxy.counts();
+    let reported = rec.0.lock().unwrap().len() as u64;
+    assert_eq!(reported, seen.values().sum::<u64>(), "{seen:?}");
+    for (op, n) in &seen {
+        let provider = if op.starts_with("AssumeRole") || op == "GetCallerIdentity" {
+            sts
+        } else {
+            sm
+        };
+        let call = rec
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, c, _)| *p == provider && c == op)
+            .count() as u64;
+        assert_eq!(call, *n, "{op}: {seen:?}");
+    }
+}

@@ -4,9 +4,12 @@
 //! A provider is one small crate: implement [`SecretsProvider`] (read one secret, read many,
 //! validate, capabilities) and a [`ProviderFactory`] that builds it from a store spec. Register the
 //! factory on a [`Registry`], which adds single-flight, time-bounded, size-capped caching of
-//! values and of built clients. See `docs/providers.md` and `examples/custom_provider.rs`.
+//! values and of built clients. Report every backend API call to a [`CallObserver`] (the
+//! operator exports them as ESO's `externalsecret_provider_api_calls_count`). See
+//! `docs/providers.md` and `examples/custom_provider.rs`.
 #![warn(missing_docs)]
 
+mod calls;
 mod error;
 pub mod fake;
 mod registry;
@@ -18,6 +21,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use eso_api::{SecretStoreSpec, StoreKind};
 
+pub use calls::{ApiCallObserver, CallObserver, CallStatus, NoObserver};
 pub use error::{ErrorClass, ProviderError};
 pub use eso_mapping::{
     DEFAULT_VERSION_STAGE, Fetched, FindQuery, RemoteRef, RemoteSecret, Request, StoreRef,

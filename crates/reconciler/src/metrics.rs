@@ -187,6 +187,26 @@ pub const PER_EXTERNAL_SECRET: [&str; 4] = [
     "externalsecret_reconcile_duration",
 ];
 
+/// ESO's provider call counter, fed by the providers through [`eso_provider::ApiCallObserver`]
+/// (providers never depend on the reconciler). Labels, sorted: `call`, `provider`, `status`.
+impl eso_provider::ApiCallObserver for Metrics {
+    fn api_call(
+        &self,
+        provider: &'static str,
+        call: &'static str,
+        status: eso_provider::CallStatus,
+    ) {
+        self.inc(
+            "externalsecret_provider_api_calls_count",
+            vec![
+                ("call", call.to_string()),
+                ("provider", provider.to_string()),
+                ("status", status.as_str().to_string()),
+            ],
+        );
+    }
+}
+
 /// Labels for one ExternalSecret, sorted.
 pub fn es_labels(namespace: &str, name: &str) -> Labels {
     vec![
@@ -198,6 +218,33 @@ pub fn es_labels(namespace: &str, name: &str) -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_api_calls_are_counted_with_esos_labels() {
+        use eso_provider::{ApiCallObserver, CallStatus};
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.api_call("AWS/SecretsManager", "GetSecretValue", CallStatus::Success);
+        }
+        m.api_call("AWS/SecretsManager", "GetSecretValue", CallStatus::Error);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE externalsecret_provider_api_calls_count counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "externalsecret_provider_api_calls_count{call=\"GetSecretValue\",provider=\"AWS/SecretsManager\",status=\"success\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "externalsecret_provider_api_calls_count{call=\"GetSecretValue\",provider=\"AWS/SecretsManager\",status=\"error\"} 1"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn renders_counters_and_condition_gauges() {
