@@ -1266,7 +1266,7 @@ fn helm_chart_takes_an_eso_values_file() {
     );
     let notes = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
-        notes.contains("Ignored values (ESO chart features this chart does not have): webhook, certController, processClusterExternalSecret, processPushSecret, grafanaDashboard"),
+        notes.contains("Ignored values (ESO chart features this chart does not have): webhook, certController, processClusterExternalSecret, processPushSecret"),
         "{notes}"
     );
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);

@@ -456,6 +456,39 @@ fn users_guide_with_the_operator_in_pods() {
         !metrics.contains("dbpassword"),
         "no secret value in /metrics"
     );
+    // The chart's Grafana dashboard queries what this scrape really has (the two not present
+    // after the guide's flow: no namespaced SecretStore, no failed reconcile).
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/charts/eso-rs/files/grafana-dashboard.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| {
+                    w.starts_with("externalsecret_")
+                        || w.starts_with("eso_")
+                        || w.contains("secretstore_")
+                })
+            {
+                if [
+                    "secretstore_status_condition",
+                    "externalsecret_sync_calls_error",
+                ]
+                .contains(&name)
+                {
+                    continue;
+                }
+                assert!(
+                    metrics.lines().any(|l| l.starts_with(name)),
+                    "dashboard metric {name} not in the pod's /metrics"
+                );
+            }
+        }
+    }
 
     // Two replicas with leader election; deleting the leader hands over within the lease.
     node.step("helm upgrade --set replicaCount=2,leaderElect=true");
