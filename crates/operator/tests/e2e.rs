@@ -1220,7 +1220,7 @@ fn helm_chart_takes_an_eso_values_file() {
     for want in [
         "replicas: 2",
         "- --concurrent=4",
-        "- --enable-leader-election=true",
+        "- --enable-leader-election\n",
         "- \"--loglevel=debug\"",
         "kind: PodDisruptionBudget",
         "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/eso",
