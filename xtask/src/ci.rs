@@ -3,7 +3,7 @@
 //! fmt --check, clippy -D warnings, crdgen --check, docs, testenv up, all workspace tests with
 //! `ESO_REQUIRE_TESTENV=1` (tests that need the control plane fail instead of skipping), the
 //! compiled examples, testenv down (always, even after a failure), and a bounded fuzz run when
-//! fuzz targets are registered.
+//! fuzz targets are registered. `--node` adds the opt-in in-pod suite (`cargo xtask node-e2e`).
 
 use std::process::Command;
 use std::time::Instant;
@@ -38,7 +38,8 @@ fn cargo(args: &[&str], envs: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
-/// Run CI. `--skip-fuzz` skips the bounded fuzz run; `--fuzz-seconds N` sets its length.
+/// Run CI. `--skip-fuzz` skips the bounded fuzz run; `--fuzz-seconds N` sets its length;
+/// `--node` adds the in-pod suite on the testenv node (`cargo xtask node-e2e`).
 pub fn run(args: &[String]) -> Result<()> {
     let total = Instant::now();
     let skip_fuzz = args.iter().any(|a| a == "--skip-fuzz");
@@ -118,6 +119,13 @@ pub fn run(args: &[String]) -> Result<()> {
     let down = step("testenv down", crate::testenv::down);
     result?;
     down?;
+
+    if args.iter().any(|a| a == "--node") {
+        // Opt-in (root, Linux): the chart in pods on a real node, the user's guide end to end.
+        // Cold it adds the node binaries (go build), Debian packages and the static release
+        // build of the operator image; see docs/node.md for the measured costs.
+        step("node e2e (cargo xtask node-e2e)", || crate::node::e2e(&[]))?;
+    }
 
     if !crate::fuzz::has_targets() {
         println!("\n(fuzzing skipped: no fuzz targets registered yet)");

@@ -93,11 +93,18 @@ fn stop_operator() {
     }
 }
 
-/// `cargo xtask demo [down]`.
+/// `cargo xtask demo [--node] [down]`.
 pub fn run(args: &[String]) -> Result<()> {
-    if args.first().map(String::as_str) == Some("down") {
+    let node = args.iter().any(|a| a == "--node");
+    if args.iter().any(|a| a == "down") {
+        if node {
+            return crate::testenv::Instance::named("node")?.down();
+        }
         stop_operator();
         return crate::testenv::down();
+    }
+    if node {
+        return run_node();
     }
     let root = crate::project_root();
     println!("==> building eso-operator");
@@ -241,6 +248,199 @@ pub fn run(args: &[String]) -> Result<()> {
          Try it yourself:\n  eval \"$(cargo xtask testenv env)\"\n  kubectl get es,secret -n default\n\n\
          Stop everything with:\n  cargo xtask demo down",
         child.id()
+    );
+    Ok(())
+}
+
+fn show(cmd: &str, output: &str) {
+    println!("$ {cmd}");
+    let o = output.trim_end();
+    if !o.is_empty() {
+        println!("{o}");
+    }
+}
+
+/// `cargo xtask demo --node`: the guide literally, with the operator in a pod on the testenv
+/// node (instance `node`): helm install, kubectl get pods, the manifests, the decoded Secret, the
+/// application's env from its log, then an AWS edit seen in the Secret.
+fn run_node() -> Result<()> {
+    let root = crate::project_root();
+    let inst = crate::testenv::Instance::named("node")?;
+    println!(
+        "==> the local control plane with a node (cargo xtask testenv --instance node up --node)"
+    );
+    inst.up_with(true)?;
+    println!("==> the operator image (cargo xtask image), loaded into the node's containerd");
+    let built = crate::image::build_operator_image(None, false)?;
+    crate::node::import(inst.dir(), &built.archive)?;
+    let envs = inst.env_vars()?;
+    let moto_url = envs
+        .iter()
+        .find(|(k, _)| k == "ESO_TESTENV_MOTO_URL")
+        .map(|(_, v)| v.clone())
+        .context("testenv did not export ESO_TESTENV_MOTO_URL")?;
+    let k = Kubectl {
+        bin: crate::testenv::tool_path("kubectl")?,
+        envs: envs.clone(),
+    };
+    let helm = |args: &[&str]| -> Result<String> {
+        let o = Command::new(crate::testenv::tool_path("helm")?)
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&root)
+            .output()?;
+        if !o.status.success() {
+            bail!(
+                "helm {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let _ = helm(&[
+        "uninstall",
+        "external-secrets",
+        "--namespace",
+        "external-secrets",
+    ]);
+    for (kind, ns, name) in [
+        ("deployment", "default", "my-app"),
+        ("externalsecret", "default", "my-db-secret"),
+        ("secret", "default", "my-db-secret"),
+    ] {
+        let _ = k.run(
+            &[
+                "delete",
+                kind,
+                name,
+                "-n",
+                ns,
+                "--ignore-not-found",
+                "--wait=true",
+            ],
+            None,
+        );
+    }
+
+    println!(
+        "\n==> §1 (the only addition: AWS_ENDPOINT_URL, so the SDK talks to moto instead of AWS)"
+    );
+    let endpoint = format!("extraEnv[0].name=AWS_ENDPOINT_URL,extraEnv[0].value={moto_url}");
+    show(
+        &format!(
+            "helm install external-secrets deploy/charts/eso-rs --namespace external-secrets --create-namespace --set {endpoint}"
+        ),
+        &helm(&[
+            "install",
+            "external-secrets",
+            "deploy/charts/eso-rs",
+            "--namespace",
+            "external-secrets",
+            "--create-namespace",
+            "--set",
+            &endpoint,
+        ])?,
+    );
+    k.run(
+        &[
+            "rollout",
+            "status",
+            "deployment/external-secrets-eso-rs",
+            "-n",
+            "external-secrets",
+            "--timeout=180s",
+        ],
+        None,
+    )?;
+    show(
+        "kubectl get pods -n external-secrets",
+        &k.run(&["get", "pods", "-n", "external-secrets"], None)?,
+    );
+
+    println!("\n==> §3 aws secretsmanager create-secret --name my-db-secret (moto at {moto_url})");
+    match moto::create_secret(&moto_url, "my-db-secret", DB) {
+        Ok(_) => {}
+        Err(e) if e.contains("ResourceExists") => {
+            moto::put_value(&moto_url, "my-db-secret", DB).map_err(anyhow::Error::msg)?;
+        }
+        Err(e) => bail!("creating the AWS secret in moto: {e}"),
+    }
+    println!("\n==> §4-6 (examples/seed; region set to us-east-1)");
+    for f in [
+        "aws-secret.yaml",
+        "cluster-secret-store.yaml",
+        "external-secret.yaml",
+    ] {
+        let text = std::fs::read_to_string(root.join("examples/seed").join(f))?
+            .replace("region: your-region", "region: us-east-1");
+        show(
+            &format!("kubectl apply -f {f}"),
+            &k.run(&["apply", "-f", "-"], Some(&text))?,
+        );
+    }
+    println!("\n==> §7");
+    let values = wait_for("the synced Secret", Duration::from_secs(120), || {
+        get_secret(&k).filter(|v| {
+            v.iter()
+                .any(|(key, val)| key == "password" && val == "dbpassword")
+        })
+    })?;
+    show(
+        "kubectl get secrets my-db-secret",
+        &k.run(&["get", "secrets", "my-db-secret", "-n", "default"], None)?,
+    );
+    println!("$ bash examples/seed/get-secret.sh");
+    for (key, v) in &values {
+        println!("{key}: {v}");
+    }
+
+    println!("\n==> §8");
+    let app = std::fs::read_to_string(root.join("examples/seed/my-app-deployment.yaml"))?;
+    show(
+        "kubectl apply -f examples/seed/my-app-deployment.yaml",
+        &k.run(&["apply", "-f", "-"], Some(&app))?,
+    );
+    k.run(
+        &[
+            "rollout",
+            "status",
+            "deployment/my-app",
+            "-n",
+            "default",
+            "--timeout=120s",
+        ],
+        None,
+    )?;
+    let logs = wait_for("the application's log", Duration::from_secs(60), || {
+        k.run(&["logs", "deployment/my-app", "-n", "default"], None)
+            .ok()
+            .filter(|l| l.contains("DB_USERNAME="))
+    })?;
+    let db: Vec<&str> = logs.lines().filter(|l| l.starts_with("DB_")).collect();
+    show("kubectl logs deployment/my-app | grep ^DB_", &db.join("\n"));
+
+    println!(
+        "\n==> editing the secret in AWS (new password); the operator sees it within about a minute"
+    );
+    let edited = Instant::now();
+    moto::put_value(&moto_url, "my-db-secret", ROTATED).map_err(anyhow::Error::msg)?;
+    let values = wait_for("the rotated password", Duration::from_secs(100), || {
+        get_secret(&k).filter(|v| {
+            v.iter()
+                .any(|(key, val)| key == "password" && val == "rotated-in-aws")
+        })
+    })?;
+    println!(
+        "$ bash examples/seed/get-secret.sh   # {:.0}s after the edit",
+        edited.elapsed().as_secs_f64()
+    );
+    for (key, v) in &values {
+        println!("{key}: {v}");
+    }
+    println!(
+        "\nEverything keeps running. Try it yourself:\n  eval \"$(cargo xtask testenv env --instance node)\"\n  kubectl get pods -A\n\n\
+         Stop everything (and check nothing is left behind) with:\n  cargo xtask demo --node down"
     );
     Ok(())
 }

@@ -13,8 +13,10 @@ mod ci;
 mod crdgen;
 mod demo;
 mod fuzz;
+mod image;
 mod kubectl;
 mod manifests;
+mod node;
 #[path = "../../testsupport/proxy.rs"]
 mod proxy;
 mod testenv;
@@ -40,6 +42,8 @@ fn main() -> Result<()> {
         "apidocs" => apidocs::run(rest.iter().any(|a| a == "--check")),
         "manifests" => manifests::run(rest.iter().any(|a| a == "--check")),
         "fuzz" => fuzz::cli(&rest),
+        "image" => image::run(&rest),
+        "node-e2e" => node::e2e(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -55,6 +59,9 @@ fn print_help() {
          testenv up|down|env|status  local control plane + moto on loopback\n\
          testenv restart [--kill] C  restart etcd|apiserver|controller-manager|moto (same args and data)\n\
          testenv --instance NAME ... a private control plane in target/testenv-NAME\n\
+         testenv up --node           also a node (scheduler, containerd, kubelet, kube-proxy; root)\n\
+         image [--rootfs DIR]        the operator image as an OCI archive in target/image (offline)\n\
+         node-e2e [--keep]           the chart in pods on the node: the user's guide end to end (root)\n\
          ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down\n\
          apidocs [--check]           write docs/api-reference.md from the eso-api types\n\
          manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\

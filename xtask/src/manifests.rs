@@ -68,3 +68,80 @@ pub fn run(check: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// The metric names a PromQL text uses (identifiers with one of the operator's prefixes).
+pub fn promql_metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            cur.push(c);
+            continue;
+        }
+        if [
+            "externalsecret_",
+            "secretstore_",
+            "clustersecretstore_",
+            "eso_",
+        ]
+        .iter()
+        .any(|p| cur.starts_with(p))
+            && !names.contains(&cur)
+        {
+            names.push(cur.clone());
+        }
+        cur.clear();
+    }
+    names
+}
+
+#[cfg(test)]
+mod dashboard_tests {
+    use super::promql_metric_names;
+    use std::fs;
+    use std::path::Path;
+
+    /// Every metric the chart's Grafana dashboard and PrometheusRule query is one the operator
+    /// really emits: its name is a literal in the code that sets it (not only in the HELP table).
+    #[test]
+    fn dashboard_and_alerts_query_exported_metrics() {
+        let root = crate::project_root();
+        let chart = root.join("deploy/charts/eso-rs");
+        let dashboard: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(chart.join("files/grafana-dashboard.json")).unwrap(),
+        )
+        .unwrap();
+        let mut exprs = Vec::new();
+        for p in dashboard["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                exprs.push(t["expr"].as_str().unwrap().to_string());
+            }
+        }
+        exprs.push(fs::read_to_string(chart.join("templates/prometheusrule.yaml")).unwrap());
+        let mut code = String::new();
+        for dir in ["crates/reconciler/src", "crates/operator/src"] {
+            for e in fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "rs") && !p.ends_with(Path::new("metrics.rs"))
+                {
+                    code.push_str(&fs::read_to_string(&p).unwrap());
+                }
+            }
+        }
+        let mut checked = 0;
+        for expr in &exprs {
+            for name in promql_metric_names(expr) {
+                assert!(
+                    code.contains(&format!("\"{name}\"")),
+                    "{name} (in {expr:?}) is not emitted by the operator"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} metric uses found");
+        assert_eq!(
+            promql_metric_names("sum(rate(eso_a_total[5m])) + up{x=\"eso_no\"}"),
+            vec!["eso_a_total".to_string(), "eso_no".to_string()]
+        );
+    }
+}

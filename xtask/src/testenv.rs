@@ -34,6 +34,7 @@ pub const MOTO_VERSION: &str = "5.1.22";
 pub fn run(args: &[String]) -> Result<()> {
     let mut instance = Instance::default();
     let mut kill = false;
+    let mut node = false;
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -44,6 +45,8 @@ pub fn run(args: &[String]) -> Result<()> {
             instance = Instance::named(name)?;
         } else if a == "--kill" {
             kill = true;
+        } else if a == "--node" {
+            node = true;
         } else {
             rest.push(a.as_str());
         }
@@ -51,7 +54,7 @@ pub fn run(args: &[String]) -> Result<()> {
     match rest.first().copied() {
         Some("up") | None => {
             let start = Instant::now();
-            instance.up()?;
+            instance.up_with(node)?;
             println!(
                 "testenv{} is up ({:.1}s). Use it from a shell with:",
                 instance.label(),
@@ -78,7 +81,13 @@ pub fn run(args: &[String]) -> Result<()> {
             }
             Ok(())
         }
-        Some("build") => build_binaries().map(|d| println!("{}", d.display())),
+        Some("build") => {
+            println!("{}", build_binaries()?.display());
+            if node {
+                println!("{}", build_node_binaries()?.display());
+            }
+            Ok(())
+        }
         Some("restart") => {
             let component = rest.get(1).copied().context(
                 "usage: testenv [--instance NAME] restart [--kill] <etcd|apiserver|controller-manager|moto>",
@@ -156,6 +165,11 @@ impl Instance {
         })
     }
 
+    /// The run folder (`target/testenv[-NAME]`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn label(&self) -> String {
         self.name
             .as_ref()
@@ -180,7 +194,7 @@ pub fn state_dir() -> PathBuf {
     crate::project_root().join("target").join("testenv")
 }
 
-fn cache_root() -> Result<PathBuf> {
+pub(crate) fn cache_root() -> Result<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
@@ -286,6 +300,56 @@ pub fn build_binaries() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The node's binaries (`testenv up --node`), from `xtask/go/node`.
+pub const NODE_BINARIES: [&str; 3] = ["kube-scheduler", "kubelet", "kube-proxy"];
+
+/// Build (once) and return the folder holding kube-scheduler, kubelet and kube-proxy, keyed by
+/// the Go version and `xtask/go/node`'s go.mod/go.sum (the control plane's key is unchanged).
+pub fn build_node_binaries() -> Result<PathBuf> {
+    let go =
+        output(Command::new("go").arg("version")).context("Go is required to build the node")?;
+    let mut h = fnv(go.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    for f in ["go.mod", "go.sum", "tools.go"] {
+        let b = fs::read(go_dir().join("node").join(f))?;
+        h = fnv(f.as_bytes(), h);
+        h = fnv(&b, h);
+    }
+    let dir = cache_root()?.join(format!("node-bin-{h:016x}"));
+    if NODE_BINARIES.iter().all(|b| dir.join(b).is_file()) {
+        return Ok(dir);
+    }
+    let tmp = cache_root()?.join(format!("building-node-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    let start = Instant::now();
+    println!(
+        "testenv: building {} from xtask/go/node (first run only; minutes)",
+        NODE_BINARIES.join(" ")
+    );
+    let status = Command::new("go")
+        .current_dir(go_dir().join("node"))
+        .env("CGO_ENABLED", "0")
+        .args(["build", "-trimpath", "-ldflags=-s -w", "-o"])
+        .arg(format!("{}/", tmp.display()))
+        .args(
+            NODE_BINARIES
+                .iter()
+                .map(|b| format!("k8s.io/kubernetes/cmd/{b}")),
+        )
+        .status()
+        .context("running go build in xtask/go/node")?;
+    if !status.success() {
+        bail!("go build in xtask/go/node failed ({status})");
+    }
+    println!(
+        "testenv: built the node binaries in {:.0}s",
+        start.elapsed().as_secs_f64()
+    );
+    let _ = fs::remove_dir_all(&dir);
+    fs::rename(&tmp, &dir).with_context(|| format!("moving binaries to {}", dir.display()))?;
+    Ok(dir)
+}
+
 /// The path of a tool (`kubectl`, `helm`, `kube-apiserver`, ...), building it if needed.
 pub fn tool_path(name: &str) -> Result<PathBuf> {
     let p = build_binaries()?.join(name);
@@ -317,12 +381,15 @@ fn moto_venv() -> Result<PathBuf> {
         "testenv: installing moto {MOTO_VERSION} into {} (first run only)",
         dir.display()
     );
-    let _ = fs::remove_dir_all(&dir);
-    let status = Command::new(&py).args(["-m", "venv"]).arg(&dir).status()?;
+    // Built in a folder of our own and renamed into place: two environments starting at once
+    // (the shared one and a private instance) must not delete each other's half-made venv.
+    let tmp = cache_root()?.join(format!("moto-building-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    let status = Command::new(&py).args(["-m", "venv"]).arg(&tmp).status()?;
     if !status.success() {
         bail!("creating the moto virtualenv failed ({status})");
     }
-    let status = Command::new(&bin)
+    let status = Command::new(tmp.join("bin").join("python"))
         .args([
             "-m",
             "pip",
@@ -333,13 +400,21 @@ fn moto_venv() -> Result<PathBuf> {
         .arg(format!("moto[server]=={MOTO_VERSION}"))
         .status()?;
     if !status.success() {
+        let _ = fs::remove_dir_all(&tmp);
         bail!("pip install moto[server]=={MOTO_VERSION} failed ({status})");
     }
-    fs::write(dir.join(".complete"), MOTO_VERSION)?;
+    fs::write(tmp.join(".complete"), MOTO_VERSION)?;
+    if dir.join(".complete").is_file() && bin.is_file() {
+        // Another process finished first: keep its venv.
+        let _ = fs::remove_dir_all(&tmp);
+        return Ok(dir);
+    }
+    let _ = fs::remove_dir_all(&dir);
+    fs::rename(&tmp, &dir).with_context(|| format!("moving the venv to {}", dir.display()))?;
     Ok(dir)
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -361,8 +436,9 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
 
 /// A CA, the apiserver's serving certificate, the service-account key pair and an admin client
 /// certificate (group `system:masters`).
-fn make_certs(dir: &Path) -> Result<()> {
+fn make_certs(dir: &Path, extra_ips: &[&str]) -> Result<()> {
     fs::create_dir_all(dir)?;
+    let extra: String = extra_ips.iter().map(|ip| format!(",IP:{ip}")).collect();
     openssl(
         dir,
         &[
@@ -383,7 +459,9 @@ fn make_certs(dir: &Path) -> Result<()> {
     )?;
     fs::write(
         dir.join("serving.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName=IP:127.0.0.1{extra},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n"
+        ),
     )?;
     openssl(
         dir,
@@ -508,7 +586,7 @@ fn component_file(dir: &Path, name: &str) -> PathBuf {
 
 /// Start a component in its own process group, logging to `<dir>/logs/<name>.log`, and record
 /// its command line and pid in `<dir>/components/<name>.json`.
-fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Result<u32> {
+pub(crate) fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Result<u32> {
     spawn_logged(name, program, args, dir, false)
 }
 
@@ -549,7 +627,7 @@ fn spawn_logged(
     Ok(child.id())
 }
 
-fn wait_for(
+pub(crate) fn wait_for(
     what: &str,
     timeout: Duration,
     logs: &Path,
@@ -574,11 +652,14 @@ fn wait_for(
 }
 
 fn tcp_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-        .is_ok()
+    tcp_open_on([127, 0, 0, 1].into(), port)
 }
 
-fn kubectl_ok(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> bool {
+fn tcp_open_on(ip: std::net::IpAddr, port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(200)).is_ok()
+}
+
+pub(crate) fn kubectl_ok(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> bool {
     Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -590,7 +671,7 @@ fn kubectl_ok(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
-fn write_state(dir: &Path, vars: &BTreeMap<String, String>, pids: &[u32]) -> Result<()> {
+pub(crate) fn write_state(dir: &Path, vars: &BTreeMap<String, String>, pids: &[u32]) -> Result<()> {
     fs::write(dir.join("env.json"), serde_json::to_vec_pretty(vars)?)?;
     fs::write(
         dir.join("pids"),
@@ -644,7 +725,13 @@ fn healthy_vars(vars: &BTreeMap<String, String>) -> Result<bool> {
         .next()
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(0);
-    Ok(tcp_open(moto_port)
+    let moto_ip = moto
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    Ok(tcp_open_on(moto_ip, moto_port)
         && kubectl_ok(
             Path::new(kubectl),
             Path::new(kc),
@@ -670,7 +757,15 @@ pub fn down() -> Result<()> {
 impl Instance {
     /// Start everything (or reuse a healthy running environment). Returns the state folder.
     pub fn up(&self) -> Result<PathBuf> {
-        if self.healthy().unwrap_or(false) {
+        self.up_with(false)
+    }
+
+    /// Like [`Instance::up`]; `node`: also run a node (scheduler, containerd, kubelet,
+    /// kube-proxy; see `node.rs`), with the apiserver and moto on the node's bridge address.
+    pub fn up_with(&self, node: bool) -> Result<PathBuf> {
+        if self.healthy().unwrap_or(false)
+            && (self.read_vars()?.contains_key("ESO_TESTENV_NODE") == node)
+        {
             println!(
                 "testenv{}: already up ({})",
                 self.label(),
@@ -680,6 +775,12 @@ impl Instance {
         }
         let _ = self.down();
         let bins = build_binaries()?;
+        let node_bins = if node {
+            crate::node::preflight()?;
+            Some(build_node_binaries()?)
+        } else {
+            None
+        };
         let venv = moto_venv()?;
 
         let dir = self.dir.clone();
@@ -687,7 +788,22 @@ impl Instance {
         let certs = dir.join("certs");
         let logs = dir.join("logs");
         fs::create_dir_all(&logs)?;
-        make_certs(&certs)?;
+        // Where the apiserver and moto listen: loopback, or the node's bridge (pods reach it).
+        let host = if node {
+            crate::node::GATEWAY
+        } else {
+            "127.0.0.1"
+        };
+        let host_ip: std::net::IpAddr = host.parse()?;
+        if node {
+            crate::node::prepare(&dir)?;
+            make_certs(
+                &certs,
+                &[crate::node::GATEWAY, crate::node::KUBERNETES_SERVICE_IP],
+            )?;
+        } else {
+            make_certs(&certs, &[])?;
+        }
         let arg = |s: &str| s.to_string();
         let path = |p: PathBuf| p.display().to_string();
         let mut pids = Vec::new();
@@ -720,16 +836,13 @@ impl Instance {
 
         // kube-apiserver
         let api_port = free_port()?;
-        let server = format!("https://127.0.0.1:{api_port}");
+        let server = format!("https://{host}:{api_port}");
         let kc = dir.join("kubeconfig");
         fs::write(&kc, kubeconfig(&server, &certs))?;
-        pids.push(spawn(
-        "kube-apiserver",
-        &bins.join("kube-apiserver"),
-        &[
+        let mut api_args = vec![
             format!("--etcd-servers={etcd_url}"),
-            arg("--bind-address=127.0.0.1"),
-            arg("--advertise-address=127.0.0.1"),
+            format!("--bind-address={host}"),
+            format!("--advertise-address={host}"),
             format!("--secure-port={api_port}"),
             format!("--tls-cert-file={}", path(certs.join("serving.crt"))),
             format!("--tls-private-key-file={}", path(certs.join("serving.key"))),
@@ -742,13 +855,34 @@ impl Instance {
             arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local"),
             arg("--api-audiences=https://kubernetes.default.svc.cluster.local,sts.amazonaws.com"),
             arg("--authorization-mode=RBAC"),
-            arg("--service-cluster-ip-range=10.96.0.0/16"),
+            format!("--service-cluster-ip-range={}", crate::node::SERVICE_CIDR),
             arg("--allow-privileged=true"),
-            arg("--disable-admission-plugins=ServiceAccount"),
             arg("--v=0"),
-        ],
-        &dir,
-    )?);
+        ];
+        if node {
+            // Pods get their ServiceAccount token volume (ServiceAccount admission stays on);
+            // `kubectl logs/exec` reach the kubelet on the bridge with the admin certificate.
+            api_args.extend([
+                format!(
+                    "--kubelet-client-certificate={}",
+                    path(certs.join("admin.crt"))
+                ),
+                format!("--kubelet-client-key={}", path(certs.join("admin.key"))),
+                format!(
+                    "--kubelet-certificate-authority={}",
+                    path(certs.join("ca.crt"))
+                ),
+                arg("--kubelet-preferred-address-types=InternalIP"),
+            ]);
+        } else {
+            api_args.push(arg("--disable-admission-plugins=ServiceAccount"));
+        }
+        pids.push(spawn(
+            "kube-apiserver",
+            &bins.join("kube-apiserver"),
+            &api_args,
+            &dir,
+        )?);
         write_state(&dir, &BTreeMap::new(), &pids)?;
         let kubectl = bins.join("kubectl");
         wait_for(
@@ -767,7 +901,11 @@ impl Instance {
                 format!("--kubeconfig={}", path(kc.clone())),
                 format!("--authentication-kubeconfig={}", path(kc.clone())),
                 format!("--authorization-kubeconfig={}", path(kc.clone())),
-                arg("--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token"),
+                if node {
+                    arg(crate::node::CONTROLLERS)
+                } else {
+                    arg("--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token")
+                },
                 format!("--root-ca-file={}", path(certs.join("ca.crt"))),
                 format!(
                     "--service-account-private-key-file={}",
@@ -798,7 +936,7 @@ impl Instance {
 
         // moto
         let moto_port = free_port()?;
-        let moto_url = format!("http://127.0.0.1:{moto_port}");
+        let moto_url = format!("http://{host}:{moto_port}");
         pids.push(spawn(
             "moto",
             &venv.join("bin").join("python"),
@@ -806,7 +944,7 @@ impl Instance {
                 arg("-m"),
                 arg("moto.server"),
                 arg("-H"),
-                arg("127.0.0.1"),
+                arg(host),
                 arg("-p"),
                 moto_port.to_string(),
             ],
@@ -814,8 +952,13 @@ impl Instance {
         )?);
         write_state(&dir, &BTreeMap::new(), &pids)?;
         wait_for("moto", Duration::from_secs(60), &logs, "moto.log", || {
-            tcp_open(moto_port)
+            tcp_open_on(host_ip, moto_port)
         })?;
+
+        let mut node_vars = Vec::new();
+        if let Some(node_bins) = &node_bins {
+            node_vars = crate::node::start(&dir, node_bins, &bins, &kc, &certs, &mut pids)?;
+        }
 
         let mut vars = BTreeMap::new();
         let bin_path = match std::env::var("PATH") {
@@ -841,12 +984,13 @@ impl Instance {
         ] {
             vars.insert(k.to_string(), v);
         }
+        vars.extend(node_vars);
         write_state(&dir, &vars, &pids)?;
         Ok(dir)
     }
 }
 
-fn signal(pid: u32, sig: &str) -> bool {
+pub(crate) fn signal(pid: u32, sig: &str) -> bool {
     // Negative pid: the whole process group (each component runs in its own).
     Command::new("kill")
         .args([sig, "--", &format!("-{pid}")])
@@ -861,6 +1005,21 @@ impl Instance {
     /// Stop every component and delete the run state.
     pub fn down(&self) -> Result<()> {
         let dir = self.dir.clone();
+        let node = dir.join("node").is_dir();
+        let vars = self.read_vars().unwrap_or_default();
+        let component = |name: &str| -> Option<ComponentState> {
+            let b = fs::read(component_file(&dir, name)).ok()?;
+            ComponentState::from_json(&serde_json::from_slice(&b).ok()?)
+        };
+        if node
+            && let (Some(kubectl), Some(kc)) = (
+                vars.get("ESO_TESTENV_KUBECTL"),
+                vars.get("ESO_TESTENV_KUBECONFIG"),
+            )
+        {
+            crate::node::drain(&dir, Path::new(kubectl), Path::new(kc));
+        }
+        let kube_proxy = component("kube-proxy").map(|c| c.program);
         let pids: Vec<u32> = fs::read_to_string(dir.join("pids"))
             .unwrap_or_default()
             .lines()
@@ -876,6 +1035,19 @@ impl Instance {
                 std::thread::sleep(Duration::from_millis(100));
             }
             signal(*pid, "-KILL");
+        }
+        let mut left = Vec::new();
+        if node {
+            left = crate::node::cleanup(&dir, kube_proxy.as_deref())?;
+            let mounts = crate::node::mounts_under(&dir);
+            if !mounts.is_empty() {
+                // Never delete through a mount point (a volume could be a host folder).
+                bail!(
+                    "testenv{}: could not unmount {}; the run folder is kept",
+                    self.label(),
+                    mounts.join(", ")
+                );
+            }
         }
         if dir.exists() {
             // Keep the logs of the last run for post-mortems; drop everything else.
@@ -893,6 +1065,13 @@ impl Instance {
         }
         if !pids.is_empty() {
             println!("testenv{}: stopped", self.label());
+        }
+        if !left.is_empty() {
+            bail!(
+                "testenv{}: the node left behind:\n  {}",
+                self.label(),
+                left.join("\n  ")
+            );
         }
         Ok(())
     }
@@ -987,8 +1166,15 @@ impl Instance {
             }
             "moto" => {
                 let port = state.args.last().and_then(|p| p.parse().ok()).unwrap_or(0);
+                let ip = state
+                    .args
+                    .iter()
+                    .position(|a| a == "-H")
+                    .and_then(|i| state.args.get(i + 1))
+                    .and_then(|h| h.parse().ok())
+                    .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
                 wait_for("moto", Duration::from_secs(60), &logs, &log, || {
-                    tcp_open(port)
+                    tcp_open_on(ip, port)
                 })?;
             }
             _ => {

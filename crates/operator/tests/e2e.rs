@@ -1427,3 +1427,85 @@ fn leader_election_fails_over_within_the_lease_duration() {
     let _ = b.child.kill();
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// A values file written for ESO's chart installs unchanged: shared names keep their meaning
+/// (replicas, leader election, concurrency, `extraArgs` as a map, PDB, security contexts with
+/// ESO's `enabled` switch), the objects pass server-side strict validation, and the ESO-only
+/// values are listed as ignored in NOTES.
+#[test]
+fn helm_chart_takes_an_eso_values_file() {
+    let Some(env) = cluster::env() else { return };
+    let chart = root().join("deploy/charts/eso-rs");
+    let values = chart.join("ci/eso-values.yaml");
+    let (chart, values) = (chart.to_str().unwrap(), values.to_str().unwrap());
+    let ns = namespace(env, "e2e-esovalues");
+    let o = helm(
+        env,
+        &[
+            "template",
+            "esov",
+            chart,
+            "-n",
+            &ns,
+            "-f",
+            values,
+            "--set",
+            "installCRDs=false",
+        ],
+    );
+    assert!(o.status.success(), "helm template: {}", cluster::out(&o));
+    let rendered = String::from_utf8_lossy(&o.stdout).to_string();
+    for want in [
+        "replicas: 2",
+        "- --concurrent=4",
+        "- --enable-leader-election\n",
+        "- \"--loglevel=debug\"",
+        "kind: PodDisruptionBudget",
+        "eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/eso",
+        "runAsUser: 1000",
+    ] {
+        assert!(
+            rendered.contains(want),
+            "{want:?} not rendered:\n{rendered}"
+        );
+    }
+    assert!(
+        !rendered.contains("enabled: true"),
+        "ESO's `enabled` switches are not rendered"
+    );
+    let o = env.kubectl_stdin(
+        &["apply", "--dry-run=server", "--validate=strict", "-f", "-"],
+        &rendered,
+    );
+    assert!(
+        o.status.success(),
+        "server-side validation: {}",
+        cluster::out(&o)
+    );
+    let o = helm(
+        env,
+        &[
+            "install",
+            "esov",
+            chart,
+            "-n",
+            &ns,
+            "-f",
+            values,
+            "--set",
+            "installCRDs=false",
+            "--dry-run=client",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "helm install --dry-run: {}",
+        cluster::out(&o)
+    );
+    let notes = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        notes.contains("Ignored values (ESO chart features this chart does not have): webhook, certController, processClusterExternalSecret, processPushSecret"),
+        "{notes}"
+    );
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
