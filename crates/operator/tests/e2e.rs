@@ -803,12 +803,15 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
             "{who} may {verb} {resource}"
         );
     }
-    // TokenRequests for auth.jwt stores are granted by default, as in ESO's chart.
+    // TokenRequests for auth.jwt stores are granted by default, as in ESO's chart. (The
+    // subresource needs --subresource: `can-i create serviceaccounts/token` asks about a
+    // ServiceAccount named "token".)
     let o = env.kubectl(&[
         "auth",
         "can-i",
         "create",
-        "serviceaccounts/token",
+        "serviceaccounts",
+        "--subresource=token",
         "--as",
         &who,
         "-A",
