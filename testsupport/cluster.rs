@@ -181,3 +181,69 @@ pub fn encode_b64(v: &[u8]) -> String {
     }
     out
 }
+
+/// Run the testenv's helm with its kubeconfig.
+pub fn helm(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let bin = env.helm.clone().expect("testenv exports ESO_TESTENV_HELM");
+    std::process::Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(args)
+        .output()
+        .expect("run helm")
+}
+
+/// A kubeconfig that authenticates as a ServiceAccount (TokenRequest), same server and CA.
+pub fn service_account_kubeconfig(env: &TestEnv, ns: &str, sa: &str) -> std::path::PathBuf {
+    let o = env.kubectl(&["create", "token", sa, "-n", ns, "--duration=1h"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let server = get(
+        env,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+    );
+    let ca_data = get(
+        env,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ],
+    );
+    let ca_file = get(
+        env,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority}",
+        ],
+    );
+    let ca = if ca_data.is_empty() {
+        format!("certificate-authority: '{ca_file}'")
+    } else {
+        format!("certificate-authority-data: '{ca_data}'")
+    };
+    let path = env.dir.join(format!("kubeconfig-{ns}-{sa}"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: '{server}', {ca}}}}}]\n\
+             users: [{{name: sa, user: {{token: '{token}'}}}}]\ncontexts: [{{name: sa, context: {{cluster: t, user: sa}}}}]\ncurrent-context: sa\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    path
+}

@@ -287,15 +287,38 @@ fn unsupported_features_are_accepted_and_kept() {
 
 #[test]
 fn common_examples_apply() {
+    apply_examples("common", 7);
+}
+
+/// examples/irsa/ (linked from docs/getting-started.md): its Kubernetes objects pass the
+/// apiserver's validation (the chart values and the IAM trust policy are not Kubernetes objects).
+#[test]
+fn irsa_examples_apply() {
+    apply_examples("irsa", 4);
+}
+
+/// Apply every Kubernetes object file (YAML with a `kind`) of examples/<dir> in a fresh namespace.
+fn apply_examples(dir: &str, at_least: usize) {
     let Some(env) = installed() else { return };
-    let ns = namespace(env, "common");
-    let dir = root().join("examples/common");
+    let ns = namespace(env, dir);
+    let dir = root().join("examples").join(dir);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    files.retain(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"));
+    files.retain(|p| {
+        p.extension().and_then(|e| e.to_str()) == Some("yaml")
+            && std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("kind: "))
+    });
     files.sort();
-    assert!(files.len() >= 7, "only {} examples", files.len());
+    assert!(
+        files.len() >= at_least,
+        "only {} examples in {}",
+        files.len(),
+        dir.display()
+    );
     for path in &files {
         // Cluster-scoped stores get a unique name so parallel runs never collide.
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -303,6 +326,10 @@ fn common_examples_apply() {
             .replace(
                 "name: aws-irsa-example",
                 &format!("name: {}", testenv::unique_name("irsa")),
+            )
+            .replace(
+                "name: aws-irsa-operator",
+                &format!("name: {}", testenv::unique_name("irsa-op")),
             )
             .replace(
                 "name: aws-pod-identity-example",

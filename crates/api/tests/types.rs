@@ -161,3 +161,77 @@ fn v1beta1_store_refresh_interval_as_integer_is_accepted() {
     .unwrap();
     assert!(ss.spec.refresh_interval.is_some());
 }
+
+/// examples/irsa/ (linked from docs/getting-started.md): every file parses, and the pieces fit
+/// together: the SecretStore uses the annotated ServiceAccount, the ExternalSecret that store, the
+/// default-chain store has no auth, the chart values annotate the operator's ServiceAccount.
+#[test]
+fn irsa_examples_parse_and_fit_together() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/irsa");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "README.md",
+            "cluster-secret-store-default-chain.yaml",
+            "external-secret.yaml",
+            "helm-values.yaml",
+            "secret-store.yaml",
+            "service-account.yaml",
+            "trust-policy.json",
+        ]
+    );
+    let role = "eks.amazonaws.com/role-arn";
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_yaml::from_str(&example("irsa/service-account.yaml")).unwrap();
+    let sa_name = sa.metadata.name.clone().unwrap();
+    assert!(
+        sa.metadata.annotations.unwrap()[role].starts_with("arn:aws:iam::"),
+        "the ServiceAccount names its role"
+    );
+    let ss: SecretStore = serde_yaml::from_str(&example("irsa/secret-store.yaml")).unwrap();
+    let aws = ss.spec.provider.aws.as_ref().unwrap();
+    assert_eq!(aws.service, AwsServiceType::SecretsManager);
+    let jwt = aws.auth.as_ref().unwrap().jwt.as_ref().unwrap();
+    let sa_ref = jwt.service_account_ref.as_ref().unwrap();
+    assert_eq!(sa_ref.name, sa_name);
+    assert!(
+        sa_ref.namespace.is_none(),
+        "a SecretStore uses its own namespace"
+    );
+    let es: ExternalSecret = serde_yaml::from_str(&example("irsa/external-secret.yaml")).unwrap();
+    let store = es.spec.secret_store_ref.unwrap();
+    assert_eq!(store.name, ss.metadata.name);
+    assert_eq!(store.kind, Some(StoreKind::SecretStore));
+    assert_eq!(es.spec.data_from.len(), 1);
+    let css: ClusterSecretStore =
+        serde_yaml::from_str(&example("irsa/cluster-secret-store-default-chain.yaml")).unwrap();
+    let aws = css.spec.provider.aws.as_ref().unwrap();
+    assert!(aws.auth.is_none(), "the default chain: no auth block");
+    let values: serde_json::Value =
+        serde_yaml::from_str(&example("irsa/helm-values.yaml")).unwrap();
+    assert!(
+        values["serviceAccount"]["annotations"][role]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:iam::")
+    );
+    let trust: serde_json::Value =
+        serde_json::from_str(&example("irsa/trust-policy.json")).unwrap();
+    let stmt = &trust["Statement"][0];
+    assert_eq!(stmt["Action"], "sts:AssumeRoleWithWebIdentity");
+    let cond = stmt["Condition"]["StringEquals"].as_object().unwrap();
+    assert!(
+        cond.values().any(|v| v == "sts.amazonaws.com"),
+        "the audience the operator requests"
+    );
+    assert!(
+        cond.values()
+            .any(|v| v.as_str().unwrap().ends_with(&format!(":{sa_name}"))),
+        "the trust policy names the example's ServiceAccount"
+    );
+}

@@ -23,10 +23,12 @@ mod proxy;
 #[path = "../../../testsupport/operator.rs"]
 mod operator;
 
-use std::process::Command;
 use std::time::Duration;
 
-use cluster::{apply, es_ready, eventually, get, namespace, root, secret_value};
+use cluster::{
+    apply, es_ready, eventually, get, helm, namespace, root, secret_value,
+    service_account_kubeconfig,
+};
 use operator::{Operator, aws_store_and_creds, fake_store, moto_url};
 
 const DB: &str = r#"{"username":"dbuser","password":"dbpassword","host":"dbhost","port":"5432"}"#;
@@ -702,74 +704,10 @@ fn seed_flow_as_written_follows_aws_edits_within_the_poll_interval() {
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
-fn helm(env: &testenv::TestEnv, args: &[&str]) -> std::process::Output {
-    let bin = env.helm.clone().expect("testenv exports ESO_TESTENV_HELM");
-    Command::new(bin)
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .args(args)
-        .output()
-        .expect("run helm")
-}
-
-/// A kubeconfig that authenticates as a ServiceAccount (TokenRequest), same server and CA.
-fn service_account_kubeconfig(env: &testenv::TestEnv, ns: &str, sa: &str) -> std::path::PathBuf {
-    let o = env.kubectl(&["create", "token", sa, "-n", ns, "--duration=1h"]);
-    assert!(o.status.success(), "{}", cluster::out(&o));
-    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let server = get(
-        env,
-        &[
-            "config",
-            "view",
-            "--raw",
-            "--minify",
-            "-o",
-            "jsonpath={.clusters[0].cluster.server}",
-        ],
-    );
-    let ca_data = get(
-        env,
-        &[
-            "config",
-            "view",
-            "--raw",
-            "--minify",
-            "-o",
-            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
-        ],
-    );
-    let ca_file = get(
-        env,
-        &[
-            "config",
-            "view",
-            "--raw",
-            "--minify",
-            "-o",
-            "jsonpath={.clusters[0].cluster.certificate-authority}",
-        ],
-    );
-    let ca = if ca_data.is_empty() {
-        format!("certificate-authority: '{ca_file}'")
-    } else {
-        format!("certificate-authority-data: '{ca_data}'")
-    };
-    let path = env.dir.join(format!("kubeconfig-{ns}-{sa}"));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: '{server}', {ca}}}}}]\n\
-             users: [{{name: sa, user: {{token: '{token}'}}}}]\ncontexts: [{{name: sa, context: {{cluster: t, user: sa}}}}]\ncurrent-context: sa\n"
-        ),
-    )
-    .expect("write kubeconfig");
-    path
-}
-
 /// The Helm chart: lint, server-side strict validation of what it renders, install, the seed
 /// flow run with the chart ServiceAccount's own identity (its RBAC is enough), requests outside
-/// that RBAC refused, and `helm uninstall` leaving synced Secrets and the CRDs in place.
+/// that RBAC refused (TokenRequests granted, as ESO's chart does), and `helm uninstall` leaving
+/// synced Secrets and the CRDs in place.
 #[test]
 fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
     let Some(env) = cluster::env() else { return };
@@ -856,7 +794,6 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
     for (verb, resource) in [
         ("list", "pods"),
         ("delete", "clustersecretstores.external-secrets.io"),
-        ("create", "serviceaccounts/token"),
         ("create", "deployments.apps"),
     ] {
         let o = env.kubectl(&["auth", "can-i", verb, resource, "--as", &who, "-A"]);
@@ -866,6 +803,20 @@ fn helm_chart_installs_and_its_rbac_runs_the_seed_flow() {
             "{who} may {verb} {resource}"
         );
     }
+    // TokenRequests for auth.jwt stores are granted by default, as in ESO's chart. (The
+    // subresource needs --subresource: `can-i create serviceaccounts/token` asks about a
+    // ServiceAccount named "token".)
+    let o = env.kubectl(&[
+        "auth",
+        "can-i",
+        "create",
+        "serviceaccounts",
+        "--subresource=token",
+        "--as",
+        &who,
+        "-A",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "yes");
 
     // The seed flow, with the operator authenticated as the chart's ServiceAccount.
     let (ns, cred_ns, _key) = apply_seed_as_written(env, "e2e-helm-app");

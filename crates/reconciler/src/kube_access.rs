@@ -34,6 +34,22 @@ fn kube_error(e: kube::Error, what: String) -> ProviderError {
     }
 }
 
+/// The Helm chart value that grants the operator TokenRequests (ESO's chart has the same one).
+pub const TOKEN_CREATE_CHART_VALUE: &str = "rbac.serviceAccountTokenCreate";
+
+/// A failed TokenRequest. A 403 says which permission is missing and how the chart grants it.
+fn token_error(e: kube::Error, namespace: &str, name: &str) -> ProviderError {
+    match &e {
+        kube::Error::Api(s) if s.code == 403 => ProviderError::access_denied(format!(
+            "the operator may not create a token for ServiceAccount {namespace}/{name} (auth.jwt \
+             needs create on serviceaccounts/token; with the eso-rs Helm chart set \
+             {TOKEN_CREATE_CHART_VALUE}=true, its default): {}",
+            s.message
+        )),
+        _ => kube_error(e, format!("a token for ServiceAccount {namespace}/{name}")),
+    }
+}
+
 /// Kubernetes reads for providers, through the operator's client.
 #[derive(Clone)]
 pub struct KubeClientAccess {
@@ -87,7 +103,7 @@ impl KubeAccess for KubeClientAccess {
         let out = api
             .create_token_request(name, &PostParams::default(), &req)
             .await
-            .map_err(|e| kube_error(e, format!("a token for ServiceAccount {namespace}/{name}")))?;
+            .map_err(|e| token_error(e, namespace, name))?;
         let status = out.status.ok_or_else(|| {
             ProviderError::unavailable(format!(
                 "TokenRequest for {namespace}/{name} returned no token"
@@ -191,5 +207,41 @@ impl ProviderHub for RegistryHub {
 
     fn forget_store(&self, store_uid: &str) {
         self.registry.forget_store(store_uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": code, "message": message}))
+                .unwrap_or_default();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_forbidden_token_request_names_the_chart_value() {
+        let e = token_error(
+            api_error(
+                403,
+                "serviceaccounts \"app\" is forbidden: cannot create resource \"serviceaccounts/token\"",
+            ),
+            "team-a",
+            "app",
+        );
+        assert_eq!(e.class(), eso_provider::ErrorClass::AccessDenied);
+        let msg = e.to_string();
+        assert!(msg.contains("rbac.serviceAccountTokenCreate=true"), "{msg}");
+        assert!(
+            msg.contains("team-a/app") && msg.contains("forbidden"),
+            "{msg}"
+        );
+        // Other failures keep their classes.
+        assert_eq!(
+            token_error(api_error(404, "not found"), "team-a", "app").class(),
+            eso_provider::ErrorClass::InvalidConfig
+        );
     }
 }
