@@ -71,7 +71,7 @@ pub fn run(check: bool) -> Result<()> {
 
 /// The metric names a PromQL text uses (identifiers with one of the operator's prefixes).
 #[cfg(test)]
-pub fn promql_metric_names(text: &str) -> Vec<String> {
+fn promql_metric_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut cur = String::new();
     for c in text.chars().chain(std::iter::once(' ')) {

@@ -58,8 +58,16 @@ struct RunArgs {
     /// Only stores with this `spec.controller` (or none) are handled.
     #[arg(long, default_value = "default")]
     controller_class: String,
-    /// Run only while holding a coordination.k8s.io Lease.
-    #[arg(long, default_value_t = false)]
+    /// Run only while holding a coordination.k8s.io Lease. A bare switch, or `=true`/`=false`
+    /// as ESO's (Go) flag takes it, so ESO-style arguments keep working.
+    #[arg(
+        long,
+        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     enable_leader_election: bool,
     /// Name of the leader election Lease.
     #[arg(long, default_value = "external-secrets-controller")]
@@ -388,5 +396,32 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::Cli;
+    use clap::Parser;
+
+    /// `--enable-leader-election` alone and ESO's `--enable-leader-election=true` both turn it
+    /// on (ESO's chart renders the second; refusing it made every such pod crash-loop).
+    #[test]
+    fn leader_election_flag_takes_both_forms() {
+        let on = |args: &[&str]| {
+            let mut all = vec!["eso-operator"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| c.run.enable_leader_election)
+        };
+        assert_eq!(on(&[]).ok(), Some(false));
+        assert_eq!(on(&["--enable-leader-election"]).ok(), Some(true));
+        assert_eq!(on(&["--enable-leader-election=true"]).ok(), Some(true));
+        assert_eq!(on(&["--enable-leader-election=false"]).ok(), Some(false));
+        assert!(on(&["--enable-leader-election=maybe"]).is_err());
+        // The switch does not swallow the next argument.
+        assert_eq!(
+            on(&["--enable-leader-election", "--concurrent=3"]).ok(),
+            Some(true)
+        );
     }
 }
