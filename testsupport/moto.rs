@@ -1,6 +1,7 @@
-//! A tiny std-only client for moto's AWS Secrets Manager JSON API (tests create, update and
-//! delete remote secrets with it). moto does not check signatures, so requests are unsigned; the
-//! region is taken from the Authorization header's credential scope, which we set to us-east-1.
+//! A tiny std-only client for moto's AWS Secrets Manager and Parameter Store JSON APIs (tests
+//! create, update and delete remote secrets and parameters with it). moto does not check
+//! signatures, so requests are unsigned; the region is taken from the Authorization header's
+//! credential scope, which we set to us-east-1.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,6 +16,73 @@ use std::net::TcpStream;
 
 /// Call one Secrets Manager operation (e.g. "CreateSecret") on `base_url` (http://127.0.0.1:port).
 pub fn call(base_url: &str, operation: &str, body: &str) -> Result<String, String> {
+    call_service(
+        base_url,
+        "secretsmanager",
+        "secretsmanager",
+        operation,
+        body,
+    )
+}
+
+/// Call one Systems Manager (Parameter Store) operation (e.g. "PutParameter").
+pub fn ssm_call(base_url: &str, operation: &str, body: &str) -> Result<String, String> {
+    call_service(base_url, "AmazonSSM", "ssm", operation, body)
+}
+
+/// Put a parameter (`type_`: String, StringList or SecureString), overwriting, with tags on
+/// creation (AWS refuses tags together with Overwrite, so tags are added separately).
+pub fn put_parameter(
+    base_url: &str,
+    name: &str,
+    type_: &str,
+    value: &str,
+    tags: &[(&str, &str)],
+) -> Result<String, String> {
+    let out = ssm_call(
+        base_url,
+        "PutParameter",
+        &format!(
+            "{{\"Name\":{},\"Type\":{},\"Value\":{},\"Overwrite\":true}}",
+            json_str(name),
+            json_str(type_),
+            json_str(value)
+        ),
+    )?;
+    if !tags.is_empty() {
+        let tags: Vec<String> = tags
+            .iter()
+            .map(|(k, v)| format!("{{\"Key\":{},\"Value\":{}}}", json_str(k), json_str(v)))
+            .collect();
+        ssm_call(
+            base_url,
+            "AddTagsToResource",
+            &format!(
+                "{{\"ResourceType\":\"Parameter\",\"ResourceId\":{},\"Tags\":[{}]}}",
+                json_str(name),
+                tags.join(",")
+            ),
+        )?;
+    }
+    Ok(out)
+}
+
+/// Delete a parameter.
+pub fn delete_parameter(base_url: &str, name: &str) -> Result<String, String> {
+    ssm_call(
+        base_url,
+        "DeleteParameter",
+        &format!("{{\"Name\":{}}}", json_str(name)),
+    )
+}
+
+fn call_service(
+    base_url: &str,
+    target: &str,
+    signing: &str,
+    operation: &str,
+    body: &str,
+) -> Result<String, String> {
     let hostport = base_url
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -24,8 +92,8 @@ pub fn call(base_url: &str, operation: &str, body: &str) -> Result<String, Strin
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
     let req = format!(
         "POST / HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/x-amz-json-1.1\r\n\
-         X-Amz-Target: secretsmanager.{operation}\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         X-Amz-Target: {target}.{operation}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{signing}/aws4_request, SignedHeaders=host, Signature=0\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

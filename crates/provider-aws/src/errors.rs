@@ -16,6 +16,15 @@ const ACCESS_CODES: &[&str] = &[
     "IncompleteSignature",
     "MissingAuthenticationToken",
     "DecryptionFailure",
+    // Parameter Store: the SecureString's KMS key is unusable for this identity.
+    "InvalidKeyId",
+];
+
+/// Parameter Store's authoritative "does not exist" answers (GetParameter).
+const SSM_NOT_FOUND_CODES: &[&str] = &[
+    "ParameterNotFound",
+    "ParameterVersionNotFound",
+    "ParameterVersionLabelNotFound",
 ];
 
 const THROTTLE_CODES: &[&str] = &[
@@ -71,17 +80,21 @@ where
 /// Classify by AWS error code.
 pub(crate) fn from_code(code: &str, message: &str, op: &str, key: &str) -> ProviderError {
     if code == "ResourceNotFoundException"
+        || SSM_NOT_FOUND_CODES.contains(&code)
         || ((code == "InvalidParameterException" || code == "InvalidRequestException")
             && (message.contains("marked for deletion") || message.contains("marked deleted")))
     {
         return ProviderError::not_found(key.to_string());
     }
     let detail = format!("{op} {key}: {code}: {message}");
-    if ACCESS_CODES.contains(&code) {
+    // KMS failures while decrypting a SecureString (`KMS.AccessDeniedException`,
+    // `KMS.DisabledException`, ...): credentials or key policy, never a missing parameter.
+    if ACCESS_CODES.contains(&code) || code.starts_with("KMS.") || code.starts_with("Kms") {
         ProviderError::access_denied(detail)
     } else if THROTTLE_CODES.contains(&code) {
         ProviderError::throttled(detail)
     } else if code == "InternalServiceError"
+        || code == "InternalServerError"
         || code == "InternalFailure"
         || code == "ServiceUnavailable"
         || code == "Unknown"
@@ -138,6 +151,46 @@ mod tests {
         assert_eq!(
             from_code("InternalServiceError", "", "G", "k").class(),
             ErrorClass::Unavailable
+        );
+    }
+
+    #[test]
+    fn parameter_store_codes() {
+        for c in [
+            "ParameterNotFound",
+            "ParameterVersionNotFound",
+            "ParameterVersionLabelNotFound",
+        ] {
+            assert_eq!(
+                from_code(c, "", "GetParameter", "/k").class(),
+                ErrorClass::NotFound,
+                "{c}"
+            );
+        }
+        for c in [
+            "InvalidKeyId",
+            "KMS.AccessDeniedException",
+            "KMS.DisabledException",
+            "KMS.KMSInvalidStateException",
+            "AccessDeniedException",
+        ] {
+            assert_eq!(
+                from_code(c, "", "GetParameter", "/k").class(),
+                ErrorClass::AccessDenied,
+                "{c}"
+            );
+        }
+        assert_eq!(
+            from_code("ThrottlingException", "", "GetParameters", "/k").class(),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            from_code("InternalServerError", "", "GetParameter", "/k").class(),
+            ErrorClass::Unavailable
+        );
+        assert_eq!(
+            from_code("ValidationException", "", "GetParameter", "/k").class(),
+            ErrorClass::InvalidConfig
         );
     }
 }

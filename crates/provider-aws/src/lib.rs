@@ -1,12 +1,14 @@
-//! AWS Secrets Manager provider for eso-provider. The only crate in the workspace that links the
-//! AWS SDK.
+//! AWS Secrets Manager and Parameter Store providers for eso-provider. The only crate in the
+//! workspace that links the AWS SDK.
 //!
-//! [`AwsFactory`] builds a [`SecretsManagerProvider`] per store and credential identity:
+//! [`AwsFactory`] builds a [`SecretsManagerProvider`] (`service: SecretsManager`) or a
+//! [`ParameterStoreProvider`] (`service: ParameterStore`) per store and credential identity:
 //! static keys from Kubernetes Secrets (`auth.secretRef`), a ServiceAccount token exchanged with
 //! STS (`auth.jwt`), or the SDK default chain (IRSA environment, EKS Pod Identity, IMDS); then the
 //! `additionalRoles` chain and `role` with `externalID` and session tags. Reads use
 //! GetSecretValue, BatchGetSecretValue (up to 20 ids per call) and ListSecrets; validation uses
-//! STS GetCallerIdentity, which proves the credentials with no IAM permission needed.
+//! STS GetCallerIdentity, which proves the credentials with no IAM permission needed. Parameter
+//! Store reads are described in [`ParameterStoreProvider`].
 //!
 //! Every AWS call is reported to the factory's [`CallObserver`] (see [`AwsFactory::with_observer`])
 //! with ESO's label values: provider [`PROVIDER_SECRETS_MANAGER`] (`AWS/SecretsManager`) and the
@@ -17,6 +19,7 @@
 
 mod auth;
 mod errors;
+mod ssm;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use eso_provider::{
 };
 
 pub use auth::{ROLE_ARN_ANNOTATION, SESSION_NAME, STS_AUDIENCE};
+pub use ssm::{GET_PARAMETERS_LIMIT, ParameterStoreProvider};
 
 /// Largest id list BatchGetSecretValue accepts.
 pub const BATCH_LIMIT: usize = 20;
@@ -46,6 +50,7 @@ pub const PROVIDER_STS: &str = "AWS/STS";
 #[derive(Clone, Debug)]
 pub struct AwsFactory {
     secretsmanager_endpoint: Option<String>,
+    ssm_endpoint: Option<String>,
     sts_endpoint: Option<String>,
     http: SharedHttpClient,
     calls: CallObserver,
@@ -65,14 +70,20 @@ fn http_client() -> SharedHttpClient {
 }
 
 impl AwsFactory {
-    /// Endpoints from the environment: `AWS_SECRETSMANAGER_ENDPOINT` / `AWS_STS_ENDPOINT` (the
-    /// variables ESO reads), else `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL_STS`, else
-    /// `AWS_ENDPOINT_URL`. Unset means the public AWS endpoints.
+    /// Endpoints from the environment: `AWS_SECRETSMANAGER_ENDPOINT` / `AWS_SSM_ENDPOINT` /
+    /// `AWS_STS_ENDPOINT` (the variables ESO reads), else `AWS_ENDPOINT_URL_SECRETS_MANAGER` /
+    /// `AWS_ENDPOINT_URL_SSM` / `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL`. Unset means the
+    /// public AWS endpoints.
     pub fn from_env() -> Self {
         Self {
             secretsmanager_endpoint: env_first(&[
                 "AWS_SECRETSMANAGER_ENDPOINT",
                 "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                "AWS_ENDPOINT_URL",
+            ]),
+            ssm_endpoint: env_first(&[
+                "AWS_SSM_ENDPOINT",
+                "AWS_ENDPOINT_URL_SSM",
                 "AWS_ENDPOINT_URL",
             ]),
             sts_endpoint: env_first(&[
@@ -85,9 +96,11 @@ impl AwsFactory {
         }
     }
 
-    /// Explicit endpoints (tests, private endpoints).
+    /// Explicit endpoints (tests, private endpoints). Parameter Store uses the Secrets Manager
+    /// endpoint unless [`AwsFactory::with_ssm_endpoint`] sets another.
     pub fn with_endpoints(secretsmanager: Option<String>, sts: Option<String>) -> Self {
         Self {
+            ssm_endpoint: secretsmanager.clone(),
             secretsmanager_endpoint: secretsmanager,
             sts_endpoint: sts,
             http: http_client(),
@@ -99,6 +112,12 @@ impl AwsFactory {
     /// operator passes its metrics registry).
     pub fn with_observer(mut self, observer: Arc<dyn ApiCallObserver>) -> Self {
         self.calls = CallObserver::new(observer);
+        self
+    }
+
+    /// Set the Parameter Store (SSM) endpoint.
+    pub fn with_ssm_endpoint(mut self, ssm: Option<String>) -> Self {
+        self.ssm_endpoint = ssm;
         self
     }
 
@@ -281,9 +300,12 @@ impl ProviderFactory for AwsFactory {
     ) -> Result<Arc<dyn SecretsProvider>, ProviderError> {
         let aws = Self::aws(&store.spec)
             .ok_or_else(|| ProviderError::invalid_config("store has no aws provider"))?;
-        if aws.service != AwsServiceType::SecretsManager {
+        if !matches!(
+            aws.service,
+            AwsServiceType::SecretsManager | AwsServiceType::ParameterStore
+        ) {
             return Err(ProviderError::unsupported(format!(
-                "aws service {:?} is not supported; only SecretsManager is",
+                "aws service {:?} is not supported; SecretsManager and ParameterStore are",
                 aws.service
             )));
         }
@@ -324,6 +346,20 @@ impl ProviderFactory for AwsFactory {
                 transitive_tag_keys: aws.transitive_tag_keys.clone(),
                 calls: self.calls.clone(),
             });
+        }
+        if aws.service == AwsServiceType::ParameterStore {
+            let mut b = aws_sdk_ssm::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(region)
+                .http_client(self.http.clone())
+                .credentials_provider(creds);
+            if let Some(e) = &self.ssm_endpoint {
+                b = b.endpoint_url(e);
+            }
+            return Ok(Arc::new(ParameterStoreProvider::new(
+                aws_sdk_ssm::Client::from_conf(b.build()),
+                aws.prefix.clone().unwrap_or_default(),
+            )));
         }
         let mut b = aws_sdk_secretsmanager::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -768,7 +804,7 @@ mod tests {
     #[tokio::test]
     async fn unsupported_service_is_reported() {
         let spec: SecretStoreSpec = serde_json::from_value(serde_json::json!({
-            "provider": {"aws": {"service": "ParameterStore", "region": "us-east-1"}}
+            "provider": {"aws": {"service": "CertificateManager", "region": "us-east-1"}}
         }))
         .unwrap();
         let s = StoreInfo {

@@ -108,6 +108,44 @@ struct Client {
     built: Instant,
 }
 
+type Queued = (RemoteRef, (Scope, Item));
+
+/// Reads waiting to be sent to one scope's provider. Whoever holds `leader` takes everything
+/// queued and reads it with one `get_secrets` call, so concurrent ExternalSecrets share batch
+/// calls (GetParameters, BatchGetSecretValue) instead of one call each.
+#[derive(Default)]
+struct BatchQueue {
+    leader: tokio::sync::Mutex<()>,
+    queue: Mutex<Vec<Queued>>,
+}
+
+/// Settles, when a fetch is cancelled, the reads it queued or took, so no waiter hangs.
+struct Pending<'a> {
+    registry: &'a Registry,
+    queue: &'a BatchQueue,
+    mine: Vec<(Scope, Item)>,
+    taken: Vec<(Scope, Item)>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut orphaned = std::mem::take(&mut self.taken);
+        if !self.mine.is_empty() {
+            let mut q = lock(&self.queue.queue);
+            q.retain(|(_, k)| {
+                let left = self.mine.contains(k);
+                if left {
+                    orphaned.push(k.clone());
+                }
+                !left
+            });
+        }
+        for k in orphaned {
+            self.registry.abandon(&k);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     remote_reads: AtomicU64,
@@ -124,6 +162,7 @@ pub struct Registry {
     factories: Vec<Arc<dyn ProviderFactory>>,
     clients: Mutex<HashMap<Scope, Client>>,
     values: Mutex<HashMap<(Scope, Item), Entry>>,
+    batches: Mutex<HashMap<Scope, Arc<BatchQueue>>>,
     bytes: AtomicU64,
     counters: Counters,
 }
@@ -147,6 +186,7 @@ impl Registry {
             factories: Vec::new(),
             clients: Mutex::new(HashMap::new()),
             values: Mutex::new(HashMap::new()),
+            batches: Mutex::new(HashMap::new()),
             bytes: AtomicU64::new(0),
             counters: Counters::default(),
         }
@@ -317,6 +357,71 @@ impl Registry {
         }
     }
 
+    /// Settle a read nobody will finish (its fetch was cancelled) with an error.
+    fn abandon(&self, key: &(Scope, Item)) {
+        let pending = lock(&self.values)
+            .get(key)
+            .is_some_and(|e| e.tx.borrow().is_none());
+        if pending {
+            self.settle(
+                key,
+                Err(ProviderError::unavailable(
+                    "the read was cancelled before it finished; retrying later",
+                )),
+            );
+        }
+    }
+
+    /// Read `owned` (reads this fetch claimed) through the scope's batch queue: queue them, let
+    /// concurrent fetches queue theirs, then, holding the scope's leader lock, read everything
+    /// still queued in one `get_secrets` call. Reads queued before the lock was taken are either
+    /// settled by an earlier leader or taken now, so every owned read is settled on return.
+    async fn read_batched(
+        &self,
+        scope: &Scope,
+        provider: &Arc<dyn SecretsProvider>,
+        owned: Vec<Queued>,
+    ) {
+        let queue = lock(&self.batches)
+            .entry(scope.clone())
+            .or_default()
+            .clone();
+        let mut pending = Pending {
+            registry: self,
+            queue: &queue,
+            mine: owned.iter().map(|(_, k)| k.clone()).collect(),
+            taken: Vec::new(),
+        };
+        lock(&queue.queue).extend(owned);
+        // Let fetches that are ready to run queue their reads into this batch.
+        tokio::task::yield_now().await;
+        let _leader = queue.leader.lock().await;
+        let batch = std::mem::take(&mut *lock(&queue.queue));
+        pending.mine.clear();
+        if batch.is_empty() {
+            return;
+        }
+        pending.taken = batch.iter().map(|(_, k)| k.clone()).collect();
+        let refs: Vec<RemoteRef> = batch.iter().map(|(r, _)| r.clone()).collect();
+        self.counters
+            .remote_reads
+            .fetch_add(refs.len() as u64, Ordering::Relaxed);
+        let mut results = provider.get_secrets(&refs).await.into_iter();
+        for (remote, key) in &batch {
+            let res = match results.next() {
+                Some(Ok(v)) => Ok(Answer::Get(Some(v))),
+                Some(Err(ProviderError::NotFound { .. })) => Ok(Answer::Get(None)),
+                Some(Err(e)) => Err(e),
+                None => Err(ProviderError::unavailable(format!(
+                    "provider returned no result for {} (partial batch answer)",
+                    remote.key
+                ))),
+            };
+            self.settle(key, res);
+        }
+        pending.taken.clear();
+    }
+
     async fn wait(mut rx: watch::Receiver<Slot>) -> Result<Answer, ProviderError> {
         match rx.wait_for(Option::is_some).await {
             Ok(v) => v
@@ -386,23 +491,7 @@ impl Registry {
             }
         }
         if !owned_gets.is_empty() {
-            let refs: Vec<RemoteRef> = owned_gets.iter().map(|(r, _)| r.clone()).collect();
-            self.counters
-                .remote_reads
-                .fetch_add(refs.len() as u64, Ordering::Relaxed);
-            let mut results = provider.get_secrets(&refs).await.into_iter();
-            for (remote, key) in &owned_gets {
-                let res = match results.next() {
-                    Some(Ok(v)) => Ok(Answer::Get(Some(v))),
-                    Some(Err(ProviderError::NotFound { .. })) => Ok(Answer::Get(None)),
-                    Some(Err(e)) => Err(e),
-                    None => Err(ProviderError::unavailable(format!(
-                        "provider returned no result for {} (partial batch answer)",
-                        remote.key
-                    ))),
-                };
-                self.settle(key, res);
-            }
+            self.read_batched(&scope, &provider, owned_gets).await;
         }
         for (r, rx) in waiting {
             pending.push((r, Self::wait(rx).await));
@@ -478,6 +567,7 @@ impl Registry {
     /// Forget clients and values of a store (deleted or changed).
     pub fn forget_store(&self, uid: &str) {
         lock(&self.clients).retain(|k, _| k.0 != uid);
+        lock(&self.batches).retain(|k, _| k.0 != uid);
         let mut values = lock(&self.values);
         let mut freed = 0u64;
         values.retain(|k, e| {
