@@ -998,7 +998,8 @@ impl Parser<'_> {
                 }
                 Tok::Keyword(k) => s.push_str(k),
                 Tok::Dot => s.push('.'),
-                Tok::Str(b) => s.push_str(&String::from_utf8_lossy(&crate::fmt::quote(b))),
+                // String literals may hold secrets (a password in the template): never echoed.
+                Tok::Str(_) => s.push_str("\"…\""),
                 Tok::Number(n) => s.push_str(n),
                 Tok::Char(c) => s.push_str(&format!("{c:?}")),
                 Tok::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
