@@ -365,5 +365,15 @@ c("bad-char", '{{ .user # }}')
 c("colon-alone", '{{ $x : 1 }}')
 c("define-empty-name-call", '{{ define "" }}x{{ end }}{{ template "" }}')
 
+# --- unicode and escapes in actions (each once crashed the previous engine's lexer)
+c("unicode-var", '{{ $é := 1 }}{{ $é }}')
+c("unicode-func-undefined", '{{ "a" | é }}')
+c("unicode-bad-number", '{{ 1é }}')
+c("unicode-after-string", '{{ "a"é }}')
+c("escape-hex-unicode", '{{ "\\x41aéa" }}|{{ "\\u0041aéaaa" }}')
+c("raw-backslash-unicode", '{{ `\\é` }}{{ `\\x41aéa` }}')
+c("bad-escape-unicode", '{{ "\\é" }}')
+c("replacement-char-in-action", '{{ .user | \ufffdupper }}')
+
 for x in cases:
     print(json.dumps(x, ensure_ascii=False))
