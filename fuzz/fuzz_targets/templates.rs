@@ -1,4 +1,4 @@
-//! Template rendering (Go text/template via gtmpl + the sprig subset) never panics and never
+//! Template rendering (Go text/template via eso-template + sprig and ESO functions) never panics and never
 //! hangs on an arbitrary template and data map.
 //!
 //! Input layout: `<template> NUL <data>`, where data is `key=value` lines.

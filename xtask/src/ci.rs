@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: everything CI runs, in order, against a real local control plane.
 //!
-//! fmt --check, clippy -D warnings, crdgen --check, docs, testenv up, all workspace tests with
+//! fmt --check, clippy -D warnings, crdgen --check, docs, template goldens --check (Go), testenv up, all workspace tests with
 //! `ESO_REQUIRE_TESTENV=1` (tests that need the control plane fail instead of skipping), the
 //! compiled examples, testenv down (always, even after a failure), and a bounded fuzz run when
 //! fuzz targets are registered. `--node` adds the opt-in in-pod suite (`cargo xtask node-e2e`).
@@ -68,6 +68,10 @@ pub fn run(args: &[String]) -> Result<()> {
     })?;
     step("crdgen --check", || crate::crdgen::run(true))?;
     step("apidocs --check", || crate::apidocs::run(true))?;
+    // About a minute: go build of the oracle (sprig from the module proxy) and 318 renders.
+    step("template goldens --check (Go oracle)", || {
+        crate::goldens::run(true)
+    })?;
     step("cargo doc (warnings are errors)", || {
         cargo(
             &["doc", "--workspace", "--no-deps", "--exclude", "xtask"],

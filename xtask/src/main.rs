@@ -4,6 +4,7 @@
 //! - `cargo xtask testenv up|down|env|status`: a real control plane (etcd, kube-apiserver,
 //!   kube-controller-manager) and a moto server on loopback; `--instance NAME` for a private one,
 //!   `restart [--kill] <component>` to restart one of its processes.
+//! - `cargo xtask goldens [--check]`: template differential goldens from Go (go-oracle).
 //! - `cargo xtask ci`: everything CI runs.
 #![allow(clippy::duplicate_mod)] // testsupport/moto.rs is shared by the demo and bench modules
 
@@ -14,6 +15,7 @@ mod crdgen;
 mod demo;
 mod fuzz;
 mod image;
+mod goldens;
 mod kubectl;
 mod manifests;
 mod node;
@@ -44,6 +46,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz::cli(&rest),
         "image" => image::run(&rest),
         "node-e2e" => node::e2e(&rest),
+        "goldens" => goldens::run(rest.iter().any(|a| a == "--check")),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -65,6 +68,7 @@ fn print_help() {
          ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down\n\
          apidocs [--check]           write docs/api-reference.md from the eso-api types\n\
          manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\
+         goldens [--check]           render the template corpus with Go + sprig (go-oracle), write/check the goldens\n\
          demo [down]                 the user's seed flow end to end on the local control plane\n\
          fuzz [--seconds N] [target]  bounded cargo-fuzz runs (pinned nightly + cargo-fuzz, installed on demand)\n\
          bench [--es N --distinct D --big M --interval S]  operator benchmarks on the local control plane\n\

@@ -12,8 +12,7 @@
 //! Errors name the function and the failing step, never the key material or input bytes.
 
 use base64::Engine as _;
-use gtmpl::Value;
-use gtmpl_value::FuncError;
+use eso_template::{FuncError, Value};
 use p12_keystore::Pkcs12Archive;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
@@ -88,7 +87,7 @@ pub enum CryptoError {
 
 impl From<CryptoError> for FuncError {
     fn from(e: CryptoError) -> Self {
-        FuncError::Generic(e.to_string())
+        FuncError(e.to_string())
     }
 }
 
@@ -1051,7 +1050,7 @@ fn rsa_decrypt(scheme: &str, hash: &str, input: &str, key_pem: &str) -> R<String
 // Template function adapters (argument order as in ESO's Go signatures).
 
 fn text(v: String) -> Result<Value, FuncError> {
-    Ok(Value::String(v))
+    Ok(Value::from(text_to_bytes(&v)))
 }
 
 /// `pkcs12key INPUT`: the private key of a PKCS#12 file as PKCS#8 PEM.
@@ -1195,12 +1194,12 @@ pub(crate) fn cert_sans(a: &[Value]) -> Result<Value, FuncError> {
             }
         }
     }
-    Ok(Value::Array(
+    Ok(Value::list(
         dns.into_iter()
             .chain(ips)
             .chain(emails)
             .chain(uris)
-            .map(Value::String)
+            .map(Value::from)
             .collect(),
     ))
 }

@@ -472,11 +472,7 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
             mapped.annotations.remove(LAST_APPLIED);
         }
         Some(t) => {
-            let ctx: BTreeMap<String, String> = data
-                .iter()
-                .map(|(k, v)| (k.clone(), crate::template::bytes_to_text(v)))
-                .collect();
-            let tctx = crate::template::context(&ctx);
+            let tctx = crate::template::context_bytes(&data);
             let field = "spec.target.template";
             let terr = |f: String| {
                 move |reason: String| MappingError::Template {
@@ -559,11 +555,9 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
                 }
             }
             for (k, body) in &t.data {
-                let out = crate::template::render_with(body, &tctx)
+                let out = crate::template::render_bytes(body, &tctx)
                     .map_err(terr(format!("{field}.data[{k}]")))?;
-                mapped
-                    .data
-                    .insert(k.clone(), crate::template::text_to_bytes(&out));
+                mapped.data.insert(k.clone(), out);
             }
             if let Some(md) = &t.metadata {
                 for (k, body) in &md.labels {

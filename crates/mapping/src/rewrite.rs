@@ -1,6 +1,6 @@
 //! `dataFrom[].rewrite`: regexp, transform and merge, applied in order to key names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use eso_api::ExternalSecretRewrite;
 
@@ -33,10 +33,7 @@ pub(crate) fn apply(
     if let Some(t) = &rw.transform {
         let mut out = BTreeMap::new();
         for (k, v) in map {
-            let ctx = gtmpl::Value::Map(HashMap::from([(
-                "value".to_string(),
-                gtmpl::Value::String(k.clone()),
-            )]));
+            let ctx = eso_template::Value::string_map([("value", k.as_bytes())]);
             let nk = crate::template::render_value(&t.template, ctx)
                 .map_err(|e| rerr(format!("transform: {e}")))?;
             out.insert(nk, v);
