@@ -179,7 +179,7 @@ pub struct SecretStoreStatus {
     }
 ]))]
 pub struct AwsProvider {
-    /// `SecretsManager` (implemented), `ParameterStore` or `CertificateManager` (accepted, reported as unsupported).
+    /// `SecretsManager` or `ParameterStore` (implemented); `CertificateManager` (accepted, reported as unsupported).
     pub service: AwsServiceType,
     /// How to authenticate; without it the SDK default chain is used (IRSA, Pod Identity, IMDS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,7 +226,7 @@ pub enum AwsServiceType {
     /// AWS Secrets Manager.
     #[default]
     SecretsManager,
-    /// AWS Systems Manager Parameter Store (not implemented).
+    /// AWS Systems Manager Parameter Store.
     ParameterStore,
     /// AWS Certificate Manager (not implemented).
     CertificateManager,
