@@ -238,10 +238,10 @@ mod tests {
             msg.contains("team-a/app") && msg.contains("forbidden"),
             "{msg}"
         );
-        // Other failures keep their classes.
+        // Other failures keep their classes (a ServiceAccount not there yet is transient).
         assert_eq!(
             token_error(api_error(404, "not found"), "team-a", "app").class(),
-            eso_provider::ErrorClass::InvalidConfig
+            eso_provider::ErrorClass::Unavailable
         );
     }
 }
