@@ -3,7 +3,13 @@
 //! fmt --check, clippy -D warnings, crdgen --check, docs, template goldens --check (Go), testenv up, all workspace tests with
 //! `ESO_REQUIRE_TESTENV=1` (tests that need the control plane fail instead of skipping), the
 //! compiled examples, testenv down (always, even after a failure), and a bounded fuzz run when
-//! fuzz targets are registered. `--node` adds the opt-in in-pod suite (`cargo xtask node-e2e`).
+//! fuzz targets are registered. Between the two, the in-pod suite on a real node
+//! (`cargo xtask node-e2e --dev-image`: the Helm chart, the operator image, the user's guide in
+//! pods); it needs root on Linux, and `--skip-node` leaves it out where the node cannot run.
+//!
+//! The Go builds (control plane, node) start in a background thread at the beginning, so they
+//! use the core the Rust build leaves idle in its serial phases (linking, the large AWS crates);
+//! on a warm cache they return at once.
 
 use std::process::Command;
 use std::time::Instant;
@@ -39,9 +45,28 @@ fn cargo(args: &[&str], envs: &[(String, String)]) -> Result<()> {
 }
 
 /// Run CI. `--skip-fuzz` skips the bounded fuzz run; `--fuzz-seconds N` sets its length;
-/// `--node` adds the in-pod suite on the testenv node (`cargo xtask node-e2e`).
+/// `--skip-node` leaves out the in-pod suite on the testenv node (`cargo xtask node-e2e`).
 pub fn run(args: &[String]) -> Result<()> {
     let total = Instant::now();
+    let node = !args.iter().any(|a| a == "--skip-node");
+    if node {
+        crate::node::preflight().context(
+            "the in-pod suite needs a Linux machine with root; \
+             run `cargo xtask ci --skip-node` to leave it out",
+        )?;
+    }
+    let go_builds = std::thread::spawn(move || -> Result<()> {
+        let start = Instant::now();
+        crate::testenv::build_binaries()?;
+        if node {
+            crate::testenv::build_node_binaries()?;
+        }
+        println!(
+            "(background: Go binaries ready after {:.0}s)",
+            start.elapsed().as_secs_f64()
+        );
+        Ok(())
+    });
     let skip_fuzz = args.iter().any(|a| a == "--skip-fuzz");
     let fuzz_seconds: u64 = args
         .iter()
@@ -81,6 +106,12 @@ pub fn run(args: &[String]) -> Result<()> {
     // Build test binaries before the control plane starts, so its clock does not tick during compiles.
     step("build tests", || {
         cargo(&["test", "--workspace", "--no-run"], &[])
+    })?;
+
+    step("Go binaries (built in the background)", || {
+        go_builds
+            .join()
+            .map_err(|_| anyhow::anyhow!("the background Go build panicked"))?
     })?;
 
     let result = (|| -> Result<()> {
@@ -124,11 +155,13 @@ pub fn run(args: &[String]) -> Result<()> {
     result?;
     down?;
 
-    if args.iter().any(|a| a == "--node") {
-        // Opt-in (root, Linux): the chart in pods on a real node, the user's guide end to end.
-        // Cold it adds the node binaries (go build), Debian packages and the static release
-        // build of the operator image; see docs/node.md for the measured costs.
-        step("node e2e (cargo xtask node-e2e)", || crate::node::e2e(&[]))?;
+    if node {
+        // The chart in pods on a real node, the user's guide end to end. The image is the
+        // dev-profile static build (same layout; see `image::Profile`); the release image is
+        // `cargo xtask image`. Costs are in docs/node.md.
+        step("node e2e (cargo xtask node-e2e --dev-image)", || {
+            crate::node::e2e(&["--dev-image".to_string()])
+        })?;
     }
 
     if !crate::fuzz::has_targets() {

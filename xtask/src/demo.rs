@@ -93,7 +93,7 @@ fn stop_operator() {
     }
 }
 
-/// `cargo xtask demo [--node] [down]`.
+/// `cargo xtask demo [--node [--dev-image]] [down]`.
 pub fn run(args: &[String]) -> Result<()> {
     let node = args.iter().any(|a| a == "--node");
     if args.iter().any(|a| a == "down") {
@@ -104,7 +104,12 @@ pub fn run(args: &[String]) -> Result<()> {
         return crate::testenv::down();
     }
     if node {
-        return run_node();
+        let profile = if args.iter().any(|a| a == "--dev-image") {
+            crate::image::Profile::Dev
+        } else {
+            crate::image::Profile::Release
+        };
+        return run_node(profile);
     }
     let root = crate::project_root();
     println!("==> building eso-operator");
@@ -263,7 +268,7 @@ fn show(cmd: &str, output: &str) {
 /// `cargo xtask demo --node`: the guide literally, with the operator in a pod on the testenv
 /// node (instance `node`): helm install, kubectl get pods, the manifests, the decoded Secret, the
 /// application's env from its log, then an AWS edit seen in the Secret.
-fn run_node() -> Result<()> {
+fn run_node(profile: crate::image::Profile) -> Result<()> {
     let root = crate::project_root();
     let inst = crate::testenv::Instance::named("node")?;
     println!(
@@ -271,7 +276,7 @@ fn run_node() -> Result<()> {
     );
     inst.up_with(true)?;
     println!("==> the operator image (cargo xtask image), loaded into the node's containerd");
-    let built = crate::image::build_operator_image(None, false)?;
+    let built = crate::image::build_operator_image(None, false, profile)?;
     crate::node::import(inst.dir(), &built.archive)?;
     let envs = inst.env_vars()?;
     let moto_url = envs

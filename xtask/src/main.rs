@@ -63,8 +63,8 @@ fn print_help() {
          testenv restart [--kill] C  restart etcd|apiserver|controller-manager|moto (same args and data)\n\
          testenv --instance NAME ... a private control plane in target/testenv-NAME\n\
          testenv up --node           also a node (scheduler, containerd, kubelet, kube-proxy; root)\n\
-         image [--rootfs DIR]        the operator image as an OCI archive in target/image (offline)\n\
-         node-e2e [--keep]           the chart in pods on the node: the user's guide end to end (root)\n\
+         image [--rootfs DIR] [--dev] the operator image as an OCI archive in target/image (offline)\n\
+         node-e2e [--keep] [--dev-image]  the chart in pods on the node: the user's guide end to end (root)\n\
          ci                          fmt, clippy, crdgen --check, testenv up, tests, testenv down\n\
          apidocs [--check]           write docs/api-reference.md from the eso-api types\n\
          manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\

@@ -931,11 +931,16 @@ pub fn drain(dir: &Path, kubectl: &Path, kc: &Path) {
     }
 }
 
-/// `cargo xtask node-e2e [--keep]`: the node instance up (`--instance node --node`), the
-/// operator image built and loaded, the in-pod suite (`crates/operator/tests/node.rs`), and the
+/// `cargo xtask node-e2e [--keep] [--dev-image]`: the node instance up (`--instance node --node`),
+/// the operator image built (`--dev-image`: from the dev profile, see [`crate::image::Profile`]) and loaded, the in-pod suite (`crates/operator/tests/node.rs`), and the
 /// node down again with the leftover check (unless `--keep`).
 pub fn e2e(args: &[String]) -> Result<()> {
     let keep = args.iter().any(|a| a == "--keep");
+    let profile = if args.iter().any(|a| a == "--dev-image") {
+        crate::image::Profile::Dev
+    } else {
+        crate::image::Profile::Release
+    };
     let inst = crate::testenv::Instance::named("node")?;
     let total = Instant::now();
     let result = (|| -> Result<()> {
@@ -946,7 +951,7 @@ pub fn e2e(args: &[String]) -> Result<()> {
             t.elapsed().as_secs_f64()
         );
         let t = Instant::now();
-        let built = crate::image::build_operator_image(None, false)?;
+        let built = crate::image::build_operator_image(None, false, profile)?;
         import(inst.dir(), &built.archive)?;
         println!(
             "node-e2e: operator image {} built and imported in {:.1}s (compressed {} bytes, unpacked {} bytes)",

@@ -19,6 +19,7 @@
 
 pub mod changes;
 pub mod conditions;
+pub mod events;
 pub mod external_secret;
 pub mod hub;
 pub mod index;
@@ -35,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::events::Recorder;
 use eso_api::{ClusterSecretStore, ExternalSecret, SecretStore};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -42,7 +44,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -259,7 +261,7 @@ pub struct Context {
     pub config: Config,
     /// Providers.
     pub hub: Arc<dyn ProviderHub>,
-    /// Event recorder.
+    /// Event recorder (bounded memory; see [`events`]).
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
