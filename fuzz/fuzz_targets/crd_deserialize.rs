@@ -66,9 +66,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<SecretStore>(data);
     let _ = serde_json::from_slice::<ClusterSecretStore>(data);
     // YAML, a single document (a multi-document stream is an error, which is fine).
-    if let Ok(es) = serde_yaml::from_slice::<ExternalSecret>(data) {
+    if let Ok(es) = serde_saphyr::from_slice::<ExternalSecret>(data) {
         exercise(&es);
     }
-    let _ = serde_yaml::from_slice::<SecretStore>(data);
-    let _ = serde_yaml::from_slice::<ClusterSecretStore>(data);
+    let _ = serde_saphyr::from_slice::<SecretStore>(data);
+    let _ = serde_saphyr::from_slice::<ClusterSecretStore>(data);
 });

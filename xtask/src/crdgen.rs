@@ -11,12 +11,12 @@ pub fn generated() -> Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     for crd in eso_api::crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        let yaml = serde_yaml::to_string(&crd).context("serializing CRD")?;
+        let yaml = serde_saphyr::to_string(&crd).context("serializing CRD")?;
         out.push((dir.join(format!("{name}.yaml")), format!("{header}{yaml}")));
     }
     let (policy, binding) = eso_api::admission_policies();
-    let policy = serde_yaml::to_string(&policy).context("serializing policy")?;
-    let binding = serde_yaml::to_string(&binding).context("serializing binding")?;
+    let policy = serde_saphyr::to_string(&policy).context("serializing policy")?;
+    let binding = serde_saphyr::to_string(&binding).context("serializing binding")?;
     out.push((
         dir.join("admission-policies.yaml"),
         format!(

@@ -18,7 +18,7 @@ fn example(path: &str) -> String {
 
 #[test]
 fn seed_external_secret_parses_with_defaults() {
-    let es: ExternalSecret = serde_yaml::from_str(&example("seed/external-secret.yaml")).unwrap();
+    let es: ExternalSecret = serde_saphyr::from_str(&example("seed/external-secret.yaml")).unwrap();
     assert_eq!(es.spec.data.len(), 4);
     assert_eq!(es.spec.data[3].remote_ref.property.as_deref(), Some("port"));
     assert_eq!(es.spec.target.creation_policy, CreationPolicy::Owner);
@@ -55,7 +55,7 @@ fn strategy_fields_are_not_defaulted_when_serialized() {
 #[test]
 fn cluster_store_seed_parses() {
     let css: ClusterSecretStore =
-        serde_yaml::from_str(&example("seed/cluster-secret-store.yaml")).unwrap();
+        serde_saphyr::from_str(&example("seed/cluster-secret-store.yaml")).unwrap();
     let aws = css.spec.provider.aws.as_ref().unwrap();
     assert_eq!(aws.service, AwsServiceType::SecretsManager);
     let sr = aws.auth.as_ref().unwrap().secret_ref.as_ref().unwrap();
@@ -79,7 +79,7 @@ fn cluster_store_seed_parses() {
 #[test]
 fn unknown_provider_blocks_are_kept() {
     let ss: SecretStore =
-        serde_yaml::from_str(&example("accepted/other-provider-store.yaml")).unwrap();
+        serde_saphyr::from_str(&example("accepted/other-provider-store.yaml")).unwrap();
     assert_eq!(ss.spec.provider.kind_name(), Some("vault"));
     let v = serde_json::to_value(&ss).unwrap();
     assert_eq!(
@@ -90,7 +90,7 @@ fn unknown_provider_blocks_are_kept() {
 
 #[test]
 fn generator_refs_are_kept() {
-    let es: ExternalSecret = serde_yaml::from_str(&example("accepted/generator-ref.yaml")).unwrap();
+    let es: ExternalSecret = serde_saphyr::from_str(&example("accepted/generator-ref.yaml")).unwrap();
     let v = serde_json::to_value(&es).unwrap();
     assert_eq!(
         v["spec"]["dataFrom"][0]["sourceRef"]["generatorRef"]["kind"],
@@ -101,7 +101,7 @@ fn generator_refs_are_kept() {
 #[test]
 fn everything_example_round_trips() {
     let text = example("accepted/everything.yaml");
-    let es: ExternalSecret = serde_yaml::from_str(&text).unwrap();
+    let es: ExternalSecret = serde_saphyr::from_str(&text).unwrap();
     let again: ExternalSecret = serde_json::from_value(serde_json::to_value(&es).unwrap()).unwrap();
     assert_eq!(es, again);
     assert_eq!(
@@ -187,13 +187,13 @@ fn irsa_examples_parse_and_fit_together() {
     );
     let role = "eks.amazonaws.com/role-arn";
     let sa: k8s_openapi::api::core::v1::ServiceAccount =
-        serde_yaml::from_str(&example("irsa/service-account.yaml")).unwrap();
+        serde_saphyr::from_str(&example("irsa/service-account.yaml")).unwrap();
     let sa_name = sa.metadata.name.clone().unwrap();
     assert!(
         sa.metadata.annotations.unwrap()[role].starts_with("arn:aws:iam::"),
         "the ServiceAccount names its role"
     );
-    let ss: SecretStore = serde_yaml::from_str(&example("irsa/secret-store.yaml")).unwrap();
+    let ss: SecretStore = serde_saphyr::from_str(&example("irsa/secret-store.yaml")).unwrap();
     let aws = ss.spec.provider.aws.as_ref().unwrap();
     assert_eq!(aws.service, AwsServiceType::SecretsManager);
     let jwt = aws.auth.as_ref().unwrap().jwt.as_ref().unwrap();
@@ -203,17 +203,17 @@ fn irsa_examples_parse_and_fit_together() {
         sa_ref.namespace.is_none(),
         "a SecretStore uses its own namespace"
     );
-    let es: ExternalSecret = serde_yaml::from_str(&example("irsa/external-secret.yaml")).unwrap();
+    let es: ExternalSecret = serde_saphyr::from_str(&example("irsa/external-secret.yaml")).unwrap();
     let store = es.spec.secret_store_ref.unwrap();
     assert_eq!(store.name, ss.metadata.name);
     assert_eq!(store.kind, Some(StoreKind::SecretStore));
     assert_eq!(es.spec.data_from.len(), 1);
     let css: ClusterSecretStore =
-        serde_yaml::from_str(&example("irsa/cluster-secret-store-default-chain.yaml")).unwrap();
+        serde_saphyr::from_str(&example("irsa/cluster-secret-store-default-chain.yaml")).unwrap();
     let aws = css.spec.provider.aws.as_ref().unwrap();
     assert!(aws.auth.is_none(), "the default chain: no auth block");
     let values: serde_json::Value =
-        serde_yaml::from_str(&example("irsa/helm-values.yaml")).unwrap();
+        serde_saphyr::from_str(&example("irsa/helm-values.yaml")).unwrap();
     assert!(
         values["serviceAccount"]["annotations"][role]
             .as_str()

@@ -598,7 +598,7 @@ pub fn map(input: &MappingInput<'_>) -> Result<Mapped, MappingError> {
 /// A KeysAndValues template renders YAML `map[string]string`.
 fn keys_and_values(field: &str, rendered: &str) -> Result<Vec<(String, String)>, MappingError> {
     let m: BTreeMap<String, String> =
-        serde_yaml::from_str(rendered).map_err(|_| MappingError::Template {
+        serde_saphyr::from_str(rendered).map_err(|_| MappingError::Template {
             field: field.to_string(),
             reason: "a KeysAndValues template must render a YAML map of strings".to_string(),
         })?;

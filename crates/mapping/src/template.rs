@@ -243,13 +243,13 @@ fn required(a: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn to_yaml(a: &[Value]) -> Result<Value, FuncError> {
-    serde_yaml::to_string(&eso_template::to_json(arg("toYaml", a, 0, 1)?))
+    serde_saphyr::to_string(&eso_template::to_json(arg("toYaml", a, 0, 1)?))
         .map(|y| Value::from(y.trim_end().to_string()))
         .map_err(|e| err(format!("toYaml: {e}")))
 }
 
 fn from_yaml(a: &[Value]) -> Result<Value, FuncError> {
-    let v: serde_json::Value = serde_yaml::from_str(&s(arg("fromYaml", a, 0, 1)?))
+    let v: serde_json::Value = serde_saphyr::from_str(&s(arg("fromYaml", a, 0, 1)?))
         .map_err(|_| err("fromYaml: input is not valid YAML"))?;
     Ok(eso_template::from_json(&v))
 }

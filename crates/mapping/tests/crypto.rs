@@ -584,7 +584,7 @@ fn binary_values_round_trip_through_templates() {
 /// The way a user's ExternalSecret uses them: binary and base64 PKCS#12 from the provider.
 #[test]
 fn external_secret_templates() {
-    let spec: eso_api::ExternalSecretSpec = serde_yaml::from_str(
+    let spec: eso_api::ExternalSecretSpec = serde_saphyr::from_str(
         r#"
 secretStoreRef: {name: aws, kind: ClusterSecretStore}
 target:
@@ -651,7 +651,7 @@ data:
     assert_eq!(out.type_.as_deref(), Some("kubernetes.io/tls"));
 
     // A failing function surfaces as a template error naming the field, without the data.
-    let bad: eso_api::ExternalSecretSpec = serde_yaml::from_str(
+    let bad: eso_api::ExternalSecretSpec = serde_saphyr::from_str(
         r#"
 secretStoreRef: {name: aws, kind: ClusterSecretStore}
 target:

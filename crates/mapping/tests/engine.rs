@@ -20,7 +20,7 @@ fn run_with(
     remotes: &[(&str, RemoteSecret)],
     sources: &TemplateSources,
 ) -> Result<Mapped, MappingError> {
-    let spec: eso_api::ExternalSecretSpec = serde_yaml::from_str(spec).unwrap();
+    let spec: eso_api::ExternalSecretSpec = serde_saphyr::from_str(spec).unwrap();
     let values: BTreeMap<&str, RemoteSecret> = remotes.iter().cloned().collect();
     let mut fetched = Fetched::default();
     for r in plan(&spec)? {
@@ -234,7 +234,7 @@ fn binary_values_survive_and_parse_with_a_property() {
 
 #[test]
 fn versions_and_metadata_are_described_in_the_plan() {
-    let spec: eso_api::ExternalSecretSpec = serde_yaml::from_str(&format!(
+    let spec: eso_api::ExternalSecretSpec = serde_saphyr::from_str(&format!(
         "{HEAD}data:\n- {{secretKey: a, remoteRef: {{key: k, version: uuid/123}}}}\n- {{secretKey: b, remoteRef: {{key: k, version: AWSPREVIOUS}}}}\n- {{secretKey: c, remoteRef: {{key: k, metadataPolicy: Fetch, property: team}}}}\n- {{secretKey: d, remoteRef: {{key: k}}}}\n"
     ))
     .unwrap();
@@ -409,7 +409,7 @@ fn unicode_letters_in_datafrom_keys_pass_until_the_final_secret() {
 
 #[test]
 fn no_template_copies_labels_and_annotations_but_not_last_applied() {
-    let spec: eso_api::ExternalSecretSpec = serde_yaml::from_str(&format!(
+    let spec: eso_api::ExternalSecretSpec = serde_saphyr::from_str(&format!(
         "{HEAD}data:\n- {{secretKey: a, remoteRef: {{key: k}}}}\n"
     ))
     .unwrap();

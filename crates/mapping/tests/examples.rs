@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use eso_mapping::{Fetched, MappingInput, RemoteSecret, Request, TemplateSources, map, plan};
 
 fn refuse(text: &str) -> String {
-    let es: serde_json::Value = serde_yaml::from_str(text).unwrap();
+    let es: serde_json::Value = serde_saphyr::from_str(text).unwrap();
     let spec: eso_api::ExternalSecretSpec = serde_json::from_value(es["spec"].clone()).unwrap();
     let requests = match plan(&spec) {
         Ok(r) => r,

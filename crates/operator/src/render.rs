@@ -18,7 +18,7 @@ fn remote(bytes: &[u8]) -> RemoteSecret {
 /// Keys not given are treated as not existing at the provider.
 pub fn render(yaml: &str, remotes: &[(String, Vec<u8>)]) -> Result<String> {
     let es: ExternalSecret =
-        serde_yaml::from_str(yaml).context("parsing the ExternalSecret manifest")?;
+        serde_saphyr::from_str(yaml).context("parsing the ExternalSecret manifest")?;
     if es
         .spec
         .target
@@ -100,7 +100,7 @@ pub fn render(yaml: &str, remotes: &[(String, Vec<u8>)]) -> Result<String> {
         "type": mapped.type_.clone().unwrap_or_else(|| "Opaque".into()),
         "data": data,
     });
-    let mut out = serde_yaml::to_string(&secret)?;
+    let mut out = serde_saphyr::to_string(&secret)?;
     for m in &mapped.missing {
         out.push_str(&format!("# {m}\n"));
     }
