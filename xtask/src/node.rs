@@ -963,15 +963,9 @@ pub fn e2e(args: &[String]) -> Result<()> {
         record_netns(inst.dir());
         let t = Instant::now();
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "test",
-                "-p",
-                "eso-operator",
-                "--test",
-                "node",
-                "--",
-                "--nocapture",
-            ])
+            // `--workspace`, not `-p eso-operator`: features unify as in CI's workspace build, so
+            // the test binary `cargo test --workspace --no-run` built is reused, not rebuilt.
+            .args(["test", "--workspace", "--test", "node", "--", "--nocapture"])
             .env("ESO_NODE_TESTENV", inst.dir())
             .current_dir(crate::project_root())
             .status()

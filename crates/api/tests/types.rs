@@ -90,7 +90,8 @@ fn unknown_provider_blocks_are_kept() {
 
 #[test]
 fn generator_refs_are_kept() {
-    let es: ExternalSecret = serde_saphyr::from_str(&example("accepted/generator-ref.yaml")).unwrap();
+    let es: ExternalSecret =
+        serde_saphyr::from_str(&example("accepted/generator-ref.yaml")).unwrap();
     let v = serde_json::to_value(&es).unwrap();
     assert_eq!(
         v["spec"]["dataFrom"][0]["sourceRef"]["generatorRef"]["kind"],
