@@ -11,7 +11,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResourceExt;
 
-use crate::{ClusterSecretStore, ExternalSecret, GROUP, PushSecret, SecretStore, VERSION, VERSION_V1BETA1};
+use crate::{
+    ClusterSecretStore, ExternalSecret, GROUP, PushSecret, SecretStore, VERSION, VERSION_V1BETA1,
+};
 
 /// Label ESO puts on its CRDs.
 const COMPONENT_LABEL: (&str, &str) = ("external-secrets.io/component", "controller");

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use eso_mapping::{Fetched, Request};
 use eso_provider::CacheConfig;
 use eso_provider_aws::AwsFactory;
-use eso_reconciler::kube_access::RegistryHub;
 use eso_reconciler::hub::{DeleteOutcome, PushOutcome, PushRemoteRef, PushRequest};
+use eso_reconciler::kube_access::RegistryHub;
 use eso_reconciler::{FetchFailure, Metrics, ProviderHub, StoreContext, Validation};
 
 use crate::{CacheArgs, Fault};

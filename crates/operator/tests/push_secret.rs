@@ -63,10 +63,7 @@ fn aws_store(ns: &str, name: &str, sm: &str) -> String {
 }
 
 fn source(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
-    let d: Vec<String> = data
-        .iter()
-        .map(|(k, v)| format!("  {k}: '{v}'"))
-        .collect();
+    let d: Vec<String> = data.iter().map(|(k, v)| format!("  {k}: '{v}'")).collect();
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData:\n{}\n",
         d.join("\n")
@@ -98,14 +95,24 @@ fn ps_ready(env: &testenv::TestEnv, ns: &str, name: &str) -> String {
 
 fn wait_ready(env: &testenv::TestEnv, ns: &str, name: &str, op: &Operator) {
     eventually(T, &format!("PushSecret {name} Ready\n{}", op.log()), || {
-        ps_ready(env, ns, name).starts_with("True/Synced/").then_some(())
+        ps_ready(env, ns, name)
+            .starts_with("True/Synced/")
+            .then_some(())
     });
 }
 
 fn ps_json(env: &testenv::TestEnv, ns: &str, name: &str) -> Value {
     serde_json::from_str(&get(
         env,
-        &["get", "pushsecrets.external-secrets.io", name, "-n", ns, "-o", "json"],
+        &[
+            "get",
+            "pushsecrets.external-secrets.io",
+            name,
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ],
     ))
     .unwrap_or(Value::Null)
 }
@@ -156,7 +163,14 @@ fn assert_no_sentinel(env: &testenv::TestEnv, ns: &str, op: &Operator) {
     assert!(!events.contains(SENTINEL), "sentinel in Events");
     let ps = get(
         env,
-        &["get", "pushsecrets.external-secrets.io", "-n", ns, "-o", "json"],
+        &[
+            "get",
+            "pushsecrets.external-secrets.io",
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ],
     );
     assert!(!ps.contains(SENTINEL), "sentinel in PushSecret status");
 }
@@ -231,13 +245,39 @@ fn push_update_whole_secret_and_no_write_when_unchanged() {
     // syncedPushSecrets as ESO writes it.
     let st = ps_json(env, &ns, "main");
     let synced = &st["status"]["syncedPushSecrets"]["SecretStore/aws"];
-    assert!(synced.get(&pw).is_some() && synced.get(&all).is_some(), "{st}");
+    assert!(
+        synced.get(&pw).is_some() && synced.get(&all).is_some(),
+        "{st}"
+    );
     assert_eq!(
-        get(env, &["get", "secretstores.external-secrets.io", "aws", "-n", &ns, "-o", "jsonpath={.status.capabilities}"]),
+        get(
+            env,
+            &[
+                "get",
+                "secretstores.external-secrets.io",
+                "aws",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.status.capabilities}"
+            ]
+        ),
         "ReadWrite"
     );
     eventually(T, "ParameterStore store ReadOnly", || {
-        (get(env, &["get", "secretstores.external-secrets.io", "ssm", "-n", &ns, "-o", "jsonpath={.status.capabilities}"]) == "ReadOnly").then_some(())
+        (get(
+            env,
+            &[
+                "get",
+                "secretstores.external-secrets.io",
+                "ssm",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.status.capabilities}",
+            ],
+        ) == "ReadOnly")
+            .then_some(())
     });
 
     // No write when nothing changed: several refreshes of `quiet`, no PutSecretValue, one version.
@@ -250,8 +290,17 @@ fn push_update_whole_secret_and_no_write_when_unchanged() {
         "quiet was not refreshed: {:?}",
         proxy.counts()
     );
-    assert_eq!(count(&proxy, "PutSecretValue"), puts, "{:?}", proxy.counts());
-    assert_eq!(versions(&url, &quiet), 1, "a no-op refresh created a version");
+    assert_eq!(
+        count(&proxy, "PutSecretValue"),
+        puts,
+        "{:?}",
+        proxy.counts()
+    );
+    assert_eq!(
+        versions(&url, &quiet),
+        1,
+        "a no-op refresh created a version"
+    );
 
     // A Secret edit is pushed at once (refreshInterval is 1h).
     let edited = format!("{SENTINEL}-2");
@@ -294,7 +343,9 @@ fn property_merge_and_if_not_exists() {
             &ns,
             "merge",
             "",
-            &format!("  - match: {{secretKey: password, remoteRef: {{remoteKey: {merged}, property: password}}}}\n    metadata: {{apiVersion: kubernetes.external-secrets.io/v1alpha1, kind: PushSecretMetadata, spec: {{secretPushFormat: string}}}}\n"),
+            &format!(
+                "  - match: {{secretKey: password, remoteRef: {{remoteKey: {merged}, property: password}}}}\n    metadata: {{apiVersion: kubernetes.external-secrets.io/v1alpha1, kind: PushSecretMetadata, spec: {{secretPushFormat: string}}}}\n"
+            ),
         ),
     );
     apply(
@@ -343,7 +394,10 @@ fn foreign_remote_secret_is_left_untouched_and_reported() {
     let foreign = format!("{ns}/foreign");
     let mine = format!("{ns}/mine");
     moto::create_secret(&url, &foreign, "theirs").unwrap();
-    apply(env, &aws_store(&ns, "aws", "{forceDeleteWithoutRecovery: true}"));
+    apply(
+        env,
+        &aws_store(&ns, "aws", "{forceDeleteWithoutRecovery: true}"),
+    );
     apply(env, &source(&ns, "src", &[("password", SENTINEL)]));
     apply(
         env,
@@ -357,25 +411,52 @@ fn foreign_remote_secret_is_left_untouched_and_reported() {
         ),
     );
     let op = start(env, &ns, &proxy);
-    let r = eventually(T, &format!("PushSecret reports the foreign secret\n{}", op.log()), || {
-        let r = ps_ready(env, &ns, "ps");
-        r.starts_with("False/Errored/").then_some(r)
-    });
-    assert!(r.contains(&foreign) && r.contains("not created by external-secrets"), "{r}");
+    let r = eventually(
+        T,
+        &format!("PushSecret reports the foreign secret\n{}", op.log()),
+        || {
+            let r = ps_ready(env, &ns, "ps");
+            r.starts_with("False/Errored/").then_some(r)
+        },
+    );
+    assert!(
+        r.contains(&foreign) && r.contains("not created by external-secrets"),
+        "{r}"
+    );
     assert_eq!(remote(&url, &foreign).as_deref(), Some("theirs"));
     assert_eq!(versions(&url, &foreign), 1);
     eventually(T, "own entry pushed", || {
         (remote(&url, &mine).as_deref() == Some(SENTINEL)).then_some(())
     });
     let events = get(env, &["get", "events", "-n", &ns, "-o", "json"]);
-    assert!(events.contains("not created by external-secrets"), "no Event");
+    assert!(
+        events.contains("not created by external-secrets"),
+        "no Event"
+    );
     // Deleting the PushSecret (deletionPolicy Delete) deletes its own secret only.
-    let o = env.kubectl(&["delete", "pushsecrets.external-secrets.io", "ps", "-n", &ns, "--wait=false"]);
+    let o = env.kubectl(&[
+        "delete",
+        "pushsecrets.external-secrets.io",
+        "ps",
+        "-n",
+        &ns,
+        "--wait=false",
+    ]);
     assert!(o.status.success(), "{}", cluster::out(&o));
     eventually(T, &format!("PushSecret gone\n{}", op.log()), || {
-        get(env, &["get", "pushsecrets.external-secrets.io", "-n", &ns, "-o", "name"])
-            .is_empty()
-            .then_some(())
+        get(
+            env,
+            &[
+                "get",
+                "pushsecrets.external-secrets.io",
+                "-n",
+                &ns,
+                "-o",
+                "name",
+            ],
+        )
+        .is_empty()
+        .then_some(())
     });
     assert!(describe(&url, &mine).is_none(), "own secret not deleted");
     assert_eq!(remote(&url, &foreign).as_deref(), Some("theirs"));
@@ -399,7 +480,10 @@ fn deletion_policies() {
         format!("{ns}/windowed"),
         format!("{ns}/none"),
     );
-    apply(env, &aws_store(&ns, "aws", "{forceDeleteWithoutRecovery: true}"));
+    apply(
+        env,
+        &aws_store(&ns, "aws", "{forceDeleteWithoutRecovery: true}"),
+    );
     apply(
         env,
         &aws_store(&ns, "aws-window", "{recoveryWindowInDays: 7}"),
@@ -416,30 +500,79 @@ fn deletion_policies() {
         }
         s
     };
-    apply(env, &push_secret(&ns, "del", "  deletionPolicy: Delete\n", &entries(true)));
     apply(
         env,
-        &push_secret(&ns, "win", "  deletionPolicy: Delete\n", &format!("  - match: {{secretKey: k2, remoteRef: {{remoteKey: {w}}}}}\n"))
-            .replace("secretStoreRefs: [{name: aws}]", "secretStoreRefs: [{name: aws-window}]"),
+        &push_secret(&ns, "del", "  deletionPolicy: Delete\n", &entries(true)),
     );
     apply(
         env,
-        &push_secret(&ns, "none", "", &format!("  - match: {{secretKey: k2, remoteRef: {{remoteKey: {n}}}}}\n")),
+        &push_secret(
+            &ns,
+            "win",
+            "  deletionPolicy: Delete\n",
+            &format!("  - match: {{secretKey: k2, remoteRef: {{remoteKey: {w}}}}}\n"),
+        )
+        .replace(
+            "secretStoreRefs: [{name: aws}]",
+            "secretStoreRefs: [{name: aws-window}]",
+        ),
+    );
+    apply(
+        env,
+        &push_secret(
+            &ns,
+            "none",
+            "",
+            &format!("  - match: {{secretKey: k2, remoteRef: {{remoteKey: {n}}}}}\n"),
+        ),
     );
     let op = start(env, &ns, &proxy);
     for ps in ["del", "win", "none"] {
         wait_ready(env, &ns, ps, &op);
     }
-    let fin = get(env, &["get", "pushsecrets.external-secrets.io", "del", "-n", &ns, "-o", "jsonpath={.metadata.finalizers}"]);
-    assert!(fin.contains("pushsecret.externalsecrets.io/finalizer"), "{fin}");
-    let none_fin = get(env, &["get", "pushsecrets.external-secrets.io", "none", "-n", &ns, "-o", "jsonpath={.metadata.finalizers}"]);
+    let fin = get(
+        env,
+        &[
+            "get",
+            "pushsecrets.external-secrets.io",
+            "del",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+    );
+    assert!(
+        fin.contains("pushsecret.externalsecrets.io/finalizer"),
+        "{fin}"
+    );
+    let none_fin = get(
+        env,
+        &[
+            "get",
+            "pushsecrets.external-secrets.io",
+            "none",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+    );
     assert!(none_fin.is_empty(), "{none_fin}");
     let jv: Value = serde_json::from_str(&remote(&url, &j).unwrap()).unwrap();
-    assert_eq!((jv["p1"].as_str(), jv["p2"].as_str()), (Some(SENTINEL), Some("two")));
+    assert_eq!(
+        (jv["p1"].as_str(), jv["p2"].as_str()),
+        (Some(SENTINEL), Some("two"))
+    );
 
     // Remove the b entries: b deleted, p2 removed from the JSON secret, p1 kept.
-    apply(env, &push_secret(&ns, "del", "  deletionPolicy: Delete\n", &entries(false)));
-    eventually(T, &format!("b deleted\n{}", op.log()), || describe(&url, &b).is_none().then_some(()));
+    apply(
+        env,
+        &push_secret(&ns, "del", "  deletionPolicy: Delete\n", &entries(false)),
+    );
+    eventually(T, &format!("b deleted\n{}", op.log()), || {
+        describe(&url, &b).is_none().then_some(())
+    });
     let jv: Value = serde_json::from_str(&remote(&url, &j).unwrap()).unwrap();
     assert_eq!(jv.get("p2"), None, "{jv}");
     assert_eq!(jv["p1"], SENTINEL);
@@ -447,19 +580,43 @@ fn deletion_policies() {
 
     // Delete the PushSecrets.
     for ps in ["del", "win", "none"] {
-        let o = env.kubectl(&["delete", "pushsecrets.external-secrets.io", ps, "-n", &ns, "--wait=false"]);
+        let o = env.kubectl(&[
+            "delete",
+            "pushsecrets.external-secrets.io",
+            ps,
+            "-n",
+            &ns,
+            "--wait=false",
+        ]);
         assert!(o.status.success(), "{}", cluster::out(&o));
     }
     eventually(T, &format!("PushSecrets gone\n{}", op.log()), || {
-        get(env, &["get", "pushsecrets.external-secrets.io", "-n", &ns, "-o", "name"])
-            .is_empty()
-            .then_some(())
+        get(
+            env,
+            &[
+                "get",
+                "pushsecrets.external-secrets.io",
+                "-n",
+                &ns,
+                "-o",
+                "name",
+            ],
+        )
+        .is_empty()
+        .then_some(())
     });
     assert!(describe(&url, &a).is_none(), "a not deleted");
-    assert!(describe(&url, &j).is_none(), "json secret not deleted with its last property");
+    assert!(
+        describe(&url, &j).is_none(),
+        "json secret not deleted with its last property"
+    );
     let wd = describe(&url, &w).expect("windowed deletion is scheduled, not immediate");
     assert!(wd.get("DeletedDate").is_some_and(|d| !d.is_null()), "{wd}");
-    assert_eq!(remote(&url, &n).as_deref(), Some("two"), "deletionPolicy None deleted");
+    assert_eq!(
+        remote(&url, &n).as_deref(),
+        Some("two"),
+        "deletionPolicy None deleted"
+    );
     assert_no_sentinel(env, &ns, &op);
 }
 
@@ -476,7 +633,12 @@ fn aws_errors_are_reported_and_recovered() {
     apply(env, &source(&ns, "src", &[("password", SENTINEL)]));
     apply(
         env,
-        &push_secret(&ns, "ps", "  refreshInterval: 1h\n", &format!("  - match: {{secretKey: password, remoteRef: {{remoteKey: {key}}}}}\n")),
+        &push_secret(
+            &ns,
+            "ps",
+            "  refreshInterval: 1h\n",
+            &format!("  - match: {{secretKey: password, remoteRef: {{remoteKey: {key}}}}}\n"),
+        ),
     );
     let op = start(env, &ns, &proxy);
     wait_ready(env, &ns, "ps", &op);
@@ -495,15 +657,21 @@ fn aws_errors_are_reported_and_recovered() {
         assert_eq!(remote(&url, &key), before, "value changed under {fault:?}");
         let st = ps_json(env, &ns, "ps");
         assert!(
-            st["status"]["syncedPushSecrets"]["SecretStore/aws"].get(&key).is_some(),
+            st["status"]["syncedPushSecrets"]["SecretStore/aws"]
+                .get(&key)
+                .is_some(),
             "synced entry lost under {fault:?}: {st}"
         );
         proxy.inject(proxy::Fault::None, 0);
-        eventually(T, &format!("recovered from {fault:?}\n{}", op.log()), || {
-            (ps_ready(env, &ns, "ps").starts_with("True/")
-                && remote(&url, &key).as_deref() == Some(value))
-            .then_some(())
-        });
+        eventually(
+            T,
+            &format!("recovered from {fault:?}\n{}", op.log()),
+            || {
+                (ps_ready(env, &ns, "ps").starts_with("True/")
+                    && remote(&url, &key).as_deref() == Some(value))
+                .then_some(())
+            },
+        );
     }
     assert_no_sentinel(env, &ns, &op);
 }

@@ -246,7 +246,10 @@ impl SecretsManagerProvider {
         key: &str,
         d: &DescribeSecretOutput,
     ) -> Result<Option<Current>, ProviderError> {
-        if d.version_ids_to_stages.as_ref().is_none_or(|v| v.is_empty()) {
+        if d.version_ids_to_stages
+            .as_ref()
+            .is_none_or(|v| v.is_empty())
+        {
             return Ok(None);
         }
         let out = self
@@ -276,7 +279,12 @@ impl SecretsManagerProvider {
         }))
     }
 
-    async fn put_value(&self, key: &str, value: Vec<u8>, string: bool) -> Result<(), ProviderError> {
+    async fn put_value(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        string: bool,
+    ) -> Result<(), ProviderError> {
         let mut req = self.client.put_secret_value().secret_id(self.id(key));
         req = if string {
             req.secret_string(String::from_utf8(value).map_err(|_| {
@@ -360,11 +368,18 @@ impl SecretsManagerProvider {
             let have = self
                 .sm(
                     "GetResourcePolicy",
-                    self.client.get_resource_policy().secret_id(&id).send().await,
+                    self.client
+                        .get_resource_policy()
+                        .secret_id(&id)
+                        .send()
+                        .await,
                 )
                 .map_err(|e| errors::classify(&e, "GetResourcePolicy", key))?
                 .resource_policy;
-            let same = match (have.as_deref(), serde_json::from_str::<serde_json::Value>(policy)) {
+            let same = match (
+                have.as_deref(),
+                serde_json::from_str::<serde_json::Value>(policy),
+            ) {
                 (Some(h), Ok(w)) => serde_json::from_str::<serde_json::Value>(h).ok() == Some(w),
                 _ => false,
             };
@@ -419,9 +434,8 @@ impl SecretsManagerProvider {
                 let old = parse_object(c.as_ref().map_or(&[][..], |c| &c.bytes), key)?;
                 let mut merged = old.clone();
                 set_path(&mut merged, &path(p), json_value(&req.value));
-                let bytes = serde_json::to_vec(&merged).map_err(|e| {
-                    ProviderError::invalid_config(format!("encoding {key}: {e}"))
-                })?;
+                let bytes = serde_json::to_vec(&merged)
+                    .map_err(|e| ProviderError::invalid_config(format!("encoding {key}: {e}")))?;
                 (bytes, c.is_some() && merged == old)
             }
         };
@@ -487,7 +501,10 @@ impl SecretsManagerProvider {
         Ok(PushOutcome::Created)
     }
 
-    pub(crate) async fn delete(&self, remote: &PushRemoteRef) -> Result<DeleteOutcome, ProviderError> {
+    pub(crate) async fn delete(
+        &self,
+        remote: &PushRemoteRef,
+    ) -> Result<DeleteOutcome, ProviderError> {
         let key = remote.key.as_str();
         let Some(d) = self.describe(key).await? else {
             return Ok(DeleteOutcome::NotFound);
@@ -594,7 +611,10 @@ mod tests {
         let mut o = Object::new();
         set_path(&mut o, &path("a.b"), json_value(b"1"));
         set_path(&mut o, &path("c"), json_value(b"2"));
-        assert_eq!(serde_json::to_string(&o).unwrap(), r#"{"a":{"b":"1"},"c":"2"}"#);
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"a":{"b":"1"},"c":"2"}"#
+        );
         assert!(has_path(&o, &path("a.b")));
         assert!(remove_path(&mut o, &path("a.b")));
         assert!(!has_path(&o, &path("a")));

@@ -93,7 +93,10 @@ impl FakeProvider {
     }
 
     /// The JSON object stored under `key`, for property pushes.
-    fn object(bytes: &[u8], key: &str) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
+    fn object(
+        bytes: &[u8],
+        key: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
         if bytes.is_empty() {
             return Ok(serde_json::Map::new());
         }
@@ -202,9 +205,8 @@ impl SecretsProvider for FakeProvider {
                     p.clone(),
                     serde_json::Value::String(String::from_utf8_lossy(&request.value).into_owned()),
                 );
-                serde_json::to_vec(&obj).map_err(|e| {
-                    ProviderError::invalid_config(format!("encoding {key}: {e}"))
-                })?
+                serde_json::to_vec(&obj)
+                    .map_err(|e| ProviderError::invalid_config(format!("encoding {key}: {e}")))?
             }
         };
         Ok(match old {
@@ -285,22 +287,49 @@ mod push_tests {
             value: Some("x".into()),
             ..FakeProviderData::default()
         }]);
-        assert_eq!(p.push_secret(&req("k", None, "v1")).await.unwrap(), PushOutcome::Created);
-        assert_eq!(p.push_secret(&req("k", None, "v1")).await.unwrap(), PushOutcome::Unchanged);
-        assert_eq!(p.push_secret(&req("k", None, "v2")).await.unwrap(), PushOutcome::Updated);
-        assert_eq!(p.push_secret(&req("theirs", None, "v")).await.unwrap(), PushOutcome::NotOwned);
+        assert_eq!(
+            p.push_secret(&req("k", None, "v1")).await.unwrap(),
+            PushOutcome::Created
+        );
+        assert_eq!(
+            p.push_secret(&req("k", None, "v1")).await.unwrap(),
+            PushOutcome::Unchanged
+        );
+        assert_eq!(
+            p.push_secret(&req("k", None, "v2")).await.unwrap(),
+            PushOutcome::Updated
+        );
+        assert_eq!(
+            p.push_secret(&req("theirs", None, "v")).await.unwrap(),
+            PushOutcome::NotOwned
+        );
         p.push_secret(&req("j", Some("a"), "1")).await.unwrap();
         p.push_secret(&req("j", Some("b"), "2")).await.unwrap();
         let j = |p: &FakeProvider| p.pushed().get("j").cloned().unwrap_or_default();
         assert_eq!(j(&p), br#"{"a":"1","b":"2"}"#);
-        let a = PushRemoteRef { key: "j".into(), property: Some("a".into()) };
+        let a = PushRemoteRef {
+            key: "j".into(),
+            property: Some("a".into()),
+        };
         assert!(p.secret_exists(&a).await.unwrap());
         assert_eq!(p.delete_secret(&a).await.unwrap(), DeleteOutcome::Deleted);
         assert_eq!(j(&p), br#"{"b":"2"}"#);
         assert!(!p.secret_exists(&a).await.unwrap());
-        let theirs = PushRemoteRef { key: "theirs".into(), property: None };
-        assert_eq!(p.delete_secret(&theirs).await.unwrap(), DeleteOutcome::NotOwned);
-        let gone = PushRemoteRef { key: "nope".into(), property: None };
-        assert_eq!(p.delete_secret(&gone).await.unwrap(), DeleteOutcome::NotFound);
+        let theirs = PushRemoteRef {
+            key: "theirs".into(),
+            property: None,
+        };
+        assert_eq!(
+            p.delete_secret(&theirs).await.unwrap(),
+            DeleteOutcome::NotOwned
+        );
+        let gone = PushRemoteRef {
+            key: "nope".into(),
+            property: None,
+        };
+        assert_eq!(
+            p.delete_secret(&gone).await.unwrap(),
+            DeleteOutcome::NotFound
+        );
     }
 }

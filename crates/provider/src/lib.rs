@@ -25,11 +25,11 @@ use eso_api::{SecretStoreSpec, StoreKind};
 
 pub use calls::{ApiCallObserver, CallObserver, CallStatus, NoObserver};
 pub use error::{ErrorClass, ProviderError};
-pub use push::{DeleteOutcome, PushOutcome, PushRemoteRef, PushRequest};
 pub use eso_mapping::{
     DEFAULT_VERSION_STAGE, Fetched, FindQuery, RemoteRef, RemoteSecret, Request, StoreRef,
     VersionSelector,
 };
+pub use push::{DeleteOutcome, PushOutcome, PushRemoteRef, PushRequest};
 pub use registry::{CacheConfig, CacheStats, Registry, Validation};
 
 /// A store resolved from the cluster.

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::{
-    Capabilities, DeleteOutcome, Fetched, PushOutcome, PushRemoteRef, PushRequest, FindQuery, KubeAccess, ProviderError, ProviderFactory, RemoteRef,
-    RemoteSecret, Request, SecretsProvider, StoreInfo,
+    Capabilities, DeleteOutcome, Fetched, FindQuery, KubeAccess, ProviderError, ProviderFactory,
+    PushOutcome, PushRemoteRef, PushRequest, RemoteRef, RemoteSecret, Request, SecretsProvider,
+    StoreInfo,
 };
 
 /// Cache limits.

@@ -104,7 +104,10 @@ pub trait ProviderHub: Send + Sync + 'static {
     ) -> Result<PushOutcome, FetchFailure> {
         Err(FetchFailure::new(
             FailureClass::Unsupported,
-            format!("this operator cannot push to this store ({})", request.remote.key),
+            format!(
+                "this operator cannot push to this store ({})",
+                request.remote.key
+            ),
         ))
     }
 
@@ -118,7 +121,10 @@ pub trait ProviderHub: Send + Sync + 'static {
     ) -> Result<DeleteOutcome, FetchFailure> {
         Err(FetchFailure::new(
             FailureClass::Unsupported,
-            format!("this operator cannot delete from this store ({})", remote.key),
+            format!(
+                "this operator cannot delete from this store ({})",
+                remote.key
+            ),
         ))
     }
 

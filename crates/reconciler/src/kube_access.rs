@@ -16,8 +16,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 
 use crate::hub::{
-    DeleteOutcome, FetchFailure, ProviderHub, PushOutcome, PushRemoteRef, PushRequest, StoreContext,
-    Validation,
+    DeleteOutcome, FetchFailure, ProviderHub, PushOutcome, PushRemoteRef, PushRequest,
+    StoreContext, Validation,
 };
 
 /// Lifetime requested for ServiceAccount tokens.

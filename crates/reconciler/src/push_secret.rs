@@ -42,8 +42,7 @@ use tracing::{debug, info, warn};
 
 use crate::conditions::{get_ready, ready, set_condition};
 use crate::hub::{
-    DeleteOutcome, FailureClass, ProviderHub, PushOutcome, PushRemoteRef, PushRequest,
-    StoreContext,
+    DeleteOutcome, FailureClass, ProviderHub, PushOutcome, PushRemoteRef, PushRequest, StoreContext,
 };
 use crate::stores::{namespace_matches, selector_matches, store_class_matches};
 use crate::{Config, Handles, Watchdog};
@@ -394,15 +393,21 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
         Err(SourceError::Kube(e)) => {
-            fail(&ctx, ps, old_status, &format!("could not get source secret: {e}")).await?;
+            fail(
+                &ctx,
+                ps,
+                old_status,
+                &format!("could not get source secret: {e}"),
+            )
+            .await?;
             return Ok(backoff(&ctx, &ns, &name));
         }
     };
 
     // Skip when nothing changed and the refresh is not due.
     let version = synced_version(ps, &secrets);
-    let ready_true = get_ready(&old_status.conditions)
-        .is_some_and(|c| c.status == ConditionStatus::True);
+    let ready_true =
+        get_ready(&old_status.conditions).is_some_and(|c| c.status == ConditionStatus::True);
     if ready_true && old_status.synced_resource_version.as_deref() == Some(version.as_str()) {
         if interval.is_zero() {
             return Ok(Action::await_change());
@@ -468,7 +473,13 @@ pub async fn reconcile(
     if !errors.is_empty() {
         // Keep what was synced before (a failed entry must not look removed and be deleted).
         status.synced_push_secrets = merge(&synced, &old_status.synced_push_secrets);
-        fail(&ctx, ps, status, &format!("set secret failed: {}", errors.join("; "))).await?;
+        fail(
+            &ctx,
+            ps,
+            status,
+            &format!("set secret failed: {}", errors.join("; ")),
+        )
+        .await?;
         return Ok(backoff(&ctx, &ns, &name));
     }
     if delete_policy {
@@ -524,7 +535,9 @@ fn unsupported(ps: &PushSecret) -> Option<String> {
         );
     }
     if !ps.spec.data_to.is_empty() {
-        return Some("spec.dataTo is not supported by this operator: list keys in spec.data".into());
+        return Some(
+            "spec.dataTo is not supported by this operator: list keys in spec.data".into(),
+        );
     }
     if ps
         .spec
@@ -961,7 +974,10 @@ async fn delete_entries(
     ps: &PushSecret,
     old: &BTreeMap<String, BTreeMap<String, PushSecretData>>,
     new: &BTreeMap<String, BTreeMap<String, PushSecretData>>,
-) -> (BTreeMap<String, BTreeMap<String, PushSecretData>>, Vec<String>) {
+) -> (
+    BTreeMap<String, BTreeMap<String, PushSecretData>>,
+    Vec<String>,
+) {
     let ns = ps.namespace().unwrap_or_default();
     let still_pushed: BTreeSet<String> = new.values().flat_map(|m| m.keys().cloned()).collect();
     let mut left = BTreeMap::new();
@@ -1016,7 +1032,11 @@ async fn delete_entries(
                     debug!(%ns, remote = %entry.status_key(), outcome = ?o, "deleted pushed secret");
                 }
                 Err(f) => {
-                    errors.push(format!("{store_key}: {}: {}", entry.status_key(), f.message));
+                    errors.push(format!(
+                        "{store_key}: {}: {}",
+                        entry.status_key(),
+                        f.message
+                    ));
                     left.entry(store_key.clone())
                         .or_insert_with(BTreeMap::new)
                         .insert(entry.status_key(), entry.clone());
@@ -1045,7 +1065,11 @@ async fn set_finalizer(api: &Api<PushSecret>, ps: &PushSecret, on: bool) -> Resu
         }
     });
     match api
-        .patch(&ps.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &ps.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -1183,13 +1207,19 @@ mod tests {
             ("b_U002f_c".to_string(), b"2".to_vec()),
         ]);
         let mut e = PushSecretData::default();
-        assert_eq!(entry_value(&e, &data).unwrap(), br#"{"a":"1","b_U002f_c":"2"}"#);
+        assert_eq!(
+            entry_value(&e, &data).unwrap(),
+            br#"{"a":"1","b_U002f_c":"2"}"#
+        );
         e.conversion_strategy = PushSecretConversionStrategy::ReverseUnicode;
         assert_eq!(entry_value(&e, &data).unwrap(), br#"{"a":"1","b/c":"2"}"#);
         e.match_.secret_key = Some("b/c".into());
         assert_eq!(entry_value(&e, &data).unwrap(), b"2");
         e.match_.secret_key = Some("zz".into());
-        assert_eq!(entry_value(&e, &data).unwrap_err(), "secret key zz does not exist");
+        assert_eq!(
+            entry_value(&e, &data).unwrap_err(),
+            "secret key zz does not exist"
+        );
         assert_eq!(reverse_unicode("x_U00zz_y_U0041_"), "x_U00zz_yA");
     }
 
