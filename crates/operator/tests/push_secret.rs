@@ -675,3 +675,76 @@ fn aws_errors_are_reported_and_recovered() {
     }
     assert_no_sentinel(env, &ns, &op);
 }
+
+/// `secretStoreRefs` by label selector (two stores at once, one by name too) and
+/// `selector.secret.selector` (every labelled Secret); the status lists every store. A Secret
+/// labelled later is picked up through the Secret watch. The CRD refuses a store ref with
+/// neither name nor labelSelector, and a selector with both name and selector.
+#[test]
+fn label_selected_stores_and_secrets() {
+    let Some(env) = env() else { return };
+    let ns = namespace(env, "e2e-push-sel");
+    let url = moto_url(env);
+    let proxy = proxy::Proxy::start(&url).expect("proxy");
+    apply(env, &aws_store(&ns, "aws", ""));
+    apply(env, &aws_store(&ns, "aws-b", ""));
+    let key = format!("{ns}/by-label");
+    apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: one, namespace: {ns}, labels: {{push: 'yes'}}}}\nstringData: {{password: {SENTINEL}}}\n"
+        ),
+    );
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1alpha1\nkind: PushSecret\nmetadata: {{name: sel, namespace: {ns}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRefs:\n  - labelSelector: {{matchLabels: {{push: 'yes'}}}}\n  - {{name: aws, kind: SecretStore}}\n  selector: {{secret: {{selector: {{matchLabels: {{push: 'yes'}}}}}}}}\n  data:\n  - match: {{remoteRef: {{remoteKey: {key}}}}}\n"
+        ),
+    );
+    let op = start(env, &ns, &proxy);
+    wait_ready(env, &ns, "sel", &op);
+    let st = ps_json(env, &ns, "sel");
+    let synced = &st["status"]["syncedPushSecrets"];
+    assert!(
+        synced["SecretStore/aws"].get(&key).is_some()
+            && synced["SecretStore/aws-b"].get(&key).is_some(),
+        "{st}"
+    );
+    let v: Value = serde_json::from_str(&remote(&url, &key).unwrap()).unwrap();
+    assert_eq!(v["password"], SENTINEL);
+    // A second labelled Secret appears: pushed too (the last one, in name order, wins the key).
+    apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: two, namespace: {ns}, labels: {{push: 'yes'}}}}\nstringData: {{user: bob}}\n"
+        ),
+    );
+    eventually(T, &format!("labelled Secret pushed\n{}", op.log()), || {
+        remote(&url, &key)
+            .is_some_and(|v| v.contains("bob"))
+            .then_some(())
+    });
+    for (bad, why) in [
+        (
+            "  secretStoreRefs: [{kind: SecretStore}]\n  selector: {secret: {name: x}}\n",
+            "needs a name or a labelSelector",
+        ),
+        (
+            "  secretStoreRefs: [{name: aws}]\n  selector: {secret: {name: x, selector: {matchLabels: {a: b}}}}\n",
+            "exactly one of name and selector",
+        ),
+    ] {
+        let o = env.kubectl_stdin(
+            &["create", "--dry-run=server", "-f", "-"],
+            &format!(
+                "apiVersion: external-secrets.io/v1alpha1\nkind: PushSecret\nmetadata: {{name: bad, namespace: {ns}}}\nspec:\n{bad}  data:\n  - match: {{remoteRef: {{remoteKey: k}}}}\n"
+            ),
+        );
+        assert!(
+            !o.status.success() && cluster::out(&o).contains(why),
+            "{}",
+            cluster::out(&o)
+        );
+    }
+    assert_no_sentinel(env, &ns, &op);
+}

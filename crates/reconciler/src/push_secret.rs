@@ -42,7 +42,7 @@ use tracing::{debug, info, warn};
 
 use crate::conditions::{get_ready, ready, set_condition};
 use crate::hub::{
-    DeleteOutcome, FailureClass, ProviderHub, PushOutcome, PushRemoteRef, PushRequest, StoreContext,
+    DeleteOutcome, ProviderHub, PushOutcome, PushRemoteRef, PushRequest, StoreContext,
 };
 use crate::stores::{namespace_matches, selector_matches, store_class_matches};
 use crate::{Config, Handles, Watchdog};
@@ -313,6 +313,9 @@ pub async fn reconcile(
 
     if ps.metadata.deletion_timestamp.is_some() {
         ctx.watchdog.forget(dog_key(&ns, &name));
+        if let Ok(mut f) = ctx.failures.lock() {
+            f.remove(&(ns.clone(), name.clone()));
+        }
         if !has_finalizer {
             return Ok(Action::await_change());
         }
@@ -1162,12 +1165,6 @@ async fn publish(ctx: &PushContext, ps: &PushSecret, type_: EventType, reason: &
     if let Err(e) = ctx.recorder.publish(&ev, &ps.object_ref(&())).await {
         debug!(error = %e, "could not publish event");
     }
-}
-
-/// Whether a provider failure class is worth a quick retry (for callers embedding the
-/// controller; the reconcile backs off exponentially either way).
-pub fn transient(class: FailureClass) -> bool {
-    class.is_transient()
 }
 
 #[cfg(test)]
