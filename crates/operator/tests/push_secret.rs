@@ -748,3 +748,62 @@ fn label_selected_stores_and_secrets() {
     }
     assert_no_sentinel(env, &ns, &op);
 }
+
+/// `metadata.spec.resourcePolicy.policySourceRef` (a ConfigMap key) is put on the created
+/// secret; refreshes with nothing changed read it (GetResourcePolicy) but do not write it again.
+#[test]
+fn resource_policy_from_a_config_map() {
+    let Some(env) = env() else { return };
+    let ns = namespace(env, "e2e-push-policy");
+    let url = moto_url(env);
+    let proxy = proxy::Proxy::start(&url).expect("proxy");
+    let key = format!("{ns}/with-policy");
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"secretsmanager:DeleteSecret","Resource":"*"}]}"#;
+    apply(env, &aws_store(&ns, "aws", ""));
+    apply(env, &source(&ns, "src", &[("password", SENTINEL)]));
+    apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: policy, namespace: {ns}}}\ndata:\n  policy.json: '{policy}'\n"
+        ),
+    );
+    apply(
+        env,
+        &push_secret(
+            &ns,
+            "ps",
+            "  refreshInterval: 1s\n",
+            &format!(
+                "  - match: {{secretKey: password, remoteRef: {{remoteKey: {key}}}}}\n    metadata:\n      apiVersion: kubernetes.external-secrets.io/v1alpha1\n      kind: PushSecretMetadata\n      spec: {{resourcePolicy: {{blockPublicPolicy: true, policySourceRef: {{kind: ConfigMap, name: policy, key: policy.json}}}}}}\n"
+            ),
+        ),
+    );
+    let op = start(env, &ns, &proxy);
+    wait_ready(env, &ns, "ps", &op);
+    let got = moto::call(
+        &url,
+        "GetResourcePolicy",
+        &format!("{{\"SecretId\":\"{key}\"}}"),
+    )
+    .unwrap();
+    let got: Value = serde_json::from_str(&got).unwrap();
+    let got: Value = serde_json::from_str(got["ResourcePolicy"].as_str().unwrap()).unwrap();
+    assert_eq!(got, serde_json::from_str::<Value>(policy).unwrap());
+    let puts = count(&proxy, "PutResourcePolicy");
+    let gets = count(&proxy, "GetResourcePolicy");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        count(&proxy, "GetResourcePolicy") > gets,
+        "{:?}",
+        proxy.counts()
+    );
+    assert_eq!(
+        count(&proxy, "PutResourcePolicy"),
+        puts,
+        "{:?}",
+        proxy.counts()
+    );
+    assert_eq!(count(&proxy, "DeleteResourcePolicy"), 0);
+    assert_eq!(versions(&url, &key), 1);
+    assert_no_sentinel(env, &ns, &op);
+}
