@@ -15,12 +15,14 @@
 pub mod common;
 pub mod crd;
 pub mod external_secret;
+pub mod push_secret;
 pub mod secret_store;
 pub mod well_known;
 
 pub use common::*;
 pub use crd::{admission_policies, crds};
 pub use external_secret::*;
+pub use push_secret::*;
 pub use secret_store::*;
 
 /// The API group.

@@ -120,7 +120,10 @@ fn everything_example_round_trips() {
 
 #[test]
 fn crds_serve_v1_as_storage_and_v1beta1() {
-    let crds = crds();
+    let crds: Vec<_> = crds()
+        .into_iter()
+        .filter(|c| c.spec.names.kind != "PushSecret")
+        .collect();
     assert_eq!(crds.len(), 3);
     for crd in &crds {
         let versions: Vec<_> = crd

@@ -111,6 +111,9 @@ struct RunArgs {
     /// Run the ClusterSecretStore controller.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enable_cluster_store_reconciler: bool,
+    /// Run the PushSecret controller (ESO's flag).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_push_secret_reconciler: bool,
     /// How long provider answers are shared between ExternalSecrets (single-flight cache TTL).
     /// An ExternalSecret never takes an answer older than its own refreshInterval, and the remote
     /// change poll makes an edited secret be read again, so a TTL equal to the poll interval costs
@@ -306,6 +309,18 @@ async fn run(args: RunArgs) -> Result<()> {
         client_qps = args.client_qps, client_burst = args.client_burst, "starting controllers"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (push_stop_tx, push_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let pushes = args.enable_push_secret_reconciler.then(|| {
+        tokio::spawn(eso_reconciler::push_secret::run(
+            controller_client.clone(),
+            config.clone(),
+            hub.clone(),
+            handles.clone(),
+            async move {
+                let _ = push_stop_rx.await;
+            },
+        ))
+    });
     let controllers = tokio::spawn(eso_reconciler::run(
         controller_client,
         config,
@@ -328,7 +343,11 @@ async fn run(args: RunArgs) -> Result<()> {
         _ = shutdown_signal() => {
             info!("SIGTERM: stopping controllers");
             let _ = stop_tx.send(());
+            let _ = push_stop_tx.send(());
             let _ = tokio::time::timeout(Duration::from_secs(20), controllers).await;
+            if let Some(p) = pushes {
+                let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+            }
             if args.enable_leader_election {
                 leader::release(&lease_api, &leader_cfg).await;
             }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use eso_mapping::{Fetched, Request};
 use eso_provider::CacheConfig;
 use eso_provider_aws::AwsFactory;
+use eso_reconciler::hub::{DeleteOutcome, PushOutcome, PushRemoteRef, PushRequest};
 use eso_reconciler::kube_access::RegistryHub;
 use eso_reconciler::{FetchFailure, Metrics, ProviderHub, StoreContext, Validation};
 
@@ -93,6 +94,37 @@ impl ProviderHub for MeteredHub {
 
     fn forget_store(&self, store_uid: &str) {
         self.inner.forget_store(store_uid);
+    }
+
+    fn capabilities(&self, store: &StoreContext) -> Option<String> {
+        self.inner.capabilities(store)
+    }
+
+    async fn push(
+        &self,
+        store: &StoreContext,
+        namespace: &str,
+        request: &PushRequest,
+    ) -> Result<PushOutcome, FetchFailure> {
+        self.inner.push(store, namespace, request).await
+    }
+
+    async fn delete_pushed(
+        &self,
+        store: &StoreContext,
+        namespace: &str,
+        remote: &PushRemoteRef,
+    ) -> Result<DeleteOutcome, FetchFailure> {
+        self.inner.delete_pushed(store, namespace, remote).await
+    }
+
+    async fn pushed_exists(
+        &self,
+        store: &StoreContext,
+        namespace: &str,
+        remote: &PushRemoteRef,
+    ) -> Result<bool, FetchFailure> {
+        self.inner.pushed_exists(store, namespace, remote).await
     }
 }
 

@@ -12,13 +12,16 @@
 //!
 //! Every AWS call is reported to the factory's [`CallObserver`] (see [`AwsFactory::with_observer`])
 //! with ESO's label values: provider [`PROVIDER_SECRETS_MANAGER`] (`AWS/SecretsManager`) and the
-//! operation name (`GetSecretValue`, `BatchGetSecretValue`, `ListSecrets`, `DescribeSecret`), and
+//! operation name (`GetSecretValue`, `BatchGetSecretValue`, `ListSecrets`, `DescribeSecret`, and
+//! for PushSecret `CreateSecret`, `PutSecretValue`, `DeleteSecret`, `TagResource`,
+//! `UntagResource`, `UpdateSecret`, `GetResourcePolicy`, `PutResourcePolicy`), and
 //! [`PROVIDER_STS`] (`AWS/STS`) for `GetCallerIdentity`, `AssumeRole` and
 //! `AssumeRoleWithWebIdentity`, which ESO does not count.
 #![warn(missing_docs)]
 
 mod auth;
 mod errors;
+mod push;
 mod ssm;
 
 use std::collections::BTreeMap;
@@ -31,11 +34,13 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use eso_api::{AwsProvider, AwsServiceType, SecretStoreSpec, StoreKind};
 use eso_provider::{
-    ApiCallObserver, CallObserver, Capabilities, FindQuery, KubeAccess, ProviderError,
-    ProviderFactory, RemoteRef, RemoteSecret, SecretsProvider, StoreInfo, VersionSelector,
+    ApiCallObserver, CallObserver, Capabilities, DeleteOutcome, FindQuery, KubeAccess,
+    ProviderError, ProviderFactory, PushOutcome, PushRemoteRef, PushRequest, RemoteRef,
+    RemoteSecret, SecretsProvider, StoreInfo, VersionSelector,
 };
 
 pub use auth::{ROLE_ARN_ANNOTATION, SESSION_NAME, STS_AUDIENCE};
+pub use push::{MANAGED_BY_TAG, MANAGED_BY_VALUE, METADATA_API_VERSION, METADATA_KIND};
 pub use ssm::{GET_PARAMETERS_LIMIT, ParameterStoreProvider};
 
 /// Largest id list BatchGetSecretValue accepts.
@@ -375,7 +380,17 @@ impl ProviderFactory for AwsFactory {
             sts: self.sts_client(&region, Some(creds)),
             prefix: aws.prefix.clone().unwrap_or_default(),
             calls: self.calls.clone(),
+            delete_settings: aws.secrets_manager.clone(),
         }))
+    }
+
+    /// Secrets Manager stores are `ReadWrite` (PushSecret is implemented); Parameter Store
+    /// stores `ReadOnly` (PutParameter is not).
+    fn capabilities(&self, spec: &SecretStoreSpec) -> Capabilities {
+        match Self::aws(spec).map(|a| a.service) {
+            Some(AwsServiceType::SecretsManager) => Capabilities::ReadWrite,
+            _ => Capabilities::ReadOnly,
+        }
     }
 }
 
@@ -389,6 +404,8 @@ pub struct SecretsManagerProvider {
     sts: aws_sdk_sts::Client,
     prefix: String,
     calls: CallObserver,
+    /// `spec.provider.aws.secretsManager`: how pushed secrets are deleted.
+    delete_settings: Option<eso_api::AwsSecretsManagerSettings>,
 }
 
 impl SecretsManagerProvider {
@@ -704,6 +721,22 @@ impl SecretsProvider for SecretsManagerProvider {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::ReadWrite
+    }
+
+    /// DescribeSecret (ownership, versions), then GetSecretValue only when a current value
+    /// exists, and CreateSecret or PutSecretValue only when the value differs.
+    async fn push_secret(&self, request: &PushRequest) -> Result<PushOutcome, ProviderError> {
+        self.push(request).await
+    }
+
+    /// DescribeSecret, then DeleteSecret (honouring `secretsManager.forceDeleteWithoutRecovery`
+    /// / `recoveryWindowInDays`), or PutSecretValue without the property.
+    async fn delete_secret(&self, remote: &PushRemoteRef) -> Result<DeleteOutcome, ProviderError> {
+        self.delete(remote).await
+    }
+
+    async fn secret_exists(&self, remote: &PushRemoteRef) -> Result<bool, ProviderError> {
+        self.exists(remote).await
     }
 }
 

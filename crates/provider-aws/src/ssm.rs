@@ -396,10 +396,11 @@ impl SecretsProvider for ParameterStoreProvider {
             .send()
             .await
             .map_err(|e| errors::classify(&e, "DescribeParameters", &self.prefix))?;
-        Ok(Capabilities::ReadWrite)
+        Ok(Capabilities::ReadOnly)
     }
 
+    /// PutParameter is not implemented: Parameter Store stores cannot be pushed to.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ReadWrite
+        Capabilities::ReadOnly
     }
 }

@@ -436,7 +436,7 @@ async fn validate_is_one_describe_parameters_call() {
     let Some(e) = env() else { return };
     let p = provider(&e, &store(serde_json::json!({}))).await;
     let before = e.proxy.counts();
-    assert_eq!(p.validate().await.unwrap(), Capabilities::ReadWrite);
+    assert_eq!(p.validate().await.unwrap(), Capabilities::ReadOnly);
     assert_eq!(e.delta(&before, "DescribeParameters"), 1);
     assert_eq!(e.proxy.total() - before.values().sum::<u64>(), 1);
     e.proxy.inject(proxy::Fault::AccessDenied, 1);

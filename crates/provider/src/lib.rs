@@ -2,7 +2,8 @@
 //! provider gets for free, and the `fake` provider.
 //!
 //! A provider is one small crate: implement [`SecretsProvider`] (read one secret, read many,
-//! validate, capabilities) and a [`ProviderFactory`] that builds it from a store spec. Register the
+//! validate, capabilities; optionally the write side: push, delete, exists) and a
+//! [`ProviderFactory`] that builds it from a store spec. Register the
 //! factory on a [`Registry`], which adds single-flight, time-bounded, size-capped caching of
 //! values and of built clients. Report every backend API call to a [`CallObserver`] (the
 //! operator exports them as ESO's `externalsecret_provider_api_calls_count`). See
@@ -12,6 +13,7 @@
 mod calls;
 mod error;
 pub mod fake;
+mod push;
 mod registry;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ pub use eso_mapping::{
     DEFAULT_VERSION_STAGE, Fetched, FindQuery, RemoteRef, RemoteSecret, Request, StoreRef,
     VersionSelector,
 };
+pub use push::{DeleteOutcome, PushOutcome, PushRemoteRef, PushRequest};
 pub use registry::{CacheConfig, CacheStats, Registry, Validation};
 
 /// A store resolved from the cluster.
@@ -51,7 +54,7 @@ pub struct StoreInfo {
 pub enum Capabilities {
     /// Read secrets.
     ReadOnly,
-    /// Write secrets (PushSecret; not used by this operator yet).
+    /// Write secrets only.
     WriteOnly,
     /// Both.
     ReadWrite,
@@ -101,9 +104,38 @@ pub trait SecretsProvider: Send + Sync {
         Ok(None)
     }
 
-    /// What the store can do.
+    /// What the store can do: `ReadWrite` only when the write methods below are implemented.
     fn capabilities(&self) -> Capabilities {
         Capabilities::ReadOnly
+    }
+
+    /// Write one value (PushSecret). Must compare before writing, so an unchanged value creates
+    /// no new remote version, and must refuse ([`PushOutcome::NotOwned`]) a remote secret this
+    /// operator did not create. The default: `Unsupported`.
+    async fn push_secret(&self, request: &PushRequest) -> Result<PushOutcome, ProviderError> {
+        Err(ProviderError::unsupported(format!(
+            "this store's provider cannot write secrets (PushSecret to {})",
+            request.remote.key
+        )))
+    }
+
+    /// Delete a pushed value: the property when `remote.property` is set (the remote secret is
+    /// deleted when it was the last one), else the remote secret. Never deletes a remote secret
+    /// this operator did not create ([`DeleteOutcome::NotOwned`]). The default: `Unsupported`.
+    async fn delete_secret(&self, remote: &PushRemoteRef) -> Result<DeleteOutcome, ProviderError> {
+        Err(ProviderError::unsupported(format!(
+            "this store's provider cannot delete secrets ({})",
+            remote.key
+        )))
+    }
+
+    /// Whether the remote secret (or the property, when set) exists (`updatePolicy:
+    /// IfNotExists`). The default: `Unsupported`.
+    async fn secret_exists(&self, remote: &PushRemoteRef) -> Result<bool, ProviderError> {
+        Err(ProviderError::unsupported(format!(
+            "this store's provider cannot check secrets for PushSecret ({})",
+            remote.key
+        )))
     }
 }
 
@@ -174,6 +206,12 @@ pub trait ProviderFactory: Send + Sync {
     /// Whether credentials depend on the ExternalSecret's namespace (validation then can't prove access).
     fn is_referent(&self, _store: &StoreInfo) -> bool {
         false
+    }
+
+    /// What stores served by this factory can do, known without building a client (reported in
+    /// a store's status when access cannot be validated). The default: `ReadOnly`.
+    fn capabilities(&self, _spec: &SecretStoreSpec) -> Capabilities {
+        Capabilities::ReadOnly
     }
 
     /// Build a provider for the store and scope.

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::{
-    Capabilities, Fetched, FindQuery, KubeAccess, ProviderError, ProviderFactory, RemoteRef,
-    RemoteSecret, Request, SecretsProvider, StoreInfo,
+    Capabilities, DeleteOutcome, Fetched, FindQuery, KubeAccess, ProviderError, ProviderFactory,
+    PushOutcome, PushRemoteRef, PushRequest, RemoteRef, RemoteSecret, Request, SecretsProvider,
+    StoreInfo,
 };
 
 /// Cache limits.
@@ -200,7 +201,7 @@ impl Registry {
 
     /// Add the bundled `fake` provider.
     pub fn with_fake(self) -> Self {
-        self.with_factory(Arc::new(crate::fake::FakeFactory))
+        self.with_factory(Arc::new(crate::fake::FakeFactory::default()))
     }
 
     /// Counters.
@@ -562,6 +563,77 @@ impl Registry {
                 Err(e)
             }
         }
+    }
+
+    /// What the store's provider can do, without a client (see
+    /// [`ProviderFactory::capabilities`](crate::ProviderFactory::capabilities)).
+    pub fn capabilities(&self, store: &StoreInfo) -> Result<Capabilities, ProviderError> {
+        Ok(self.factory(store)?.capabilities(&store.spec))
+    }
+
+    /// After a write: a denied call evicts the client (credentials may have rotated); otherwise
+    /// the scope's cached values are dropped, so readers see what was written at their next read.
+    fn after_write<T>(&self, scope: &Scope, r: &Result<T, ProviderError>) {
+        match r {
+            Err(e) if e.class() == crate::ErrorClass::AccessDenied => self.evict_client(scope),
+            _ => self.forget_values(scope),
+        }
+    }
+
+    fn forget_values(&self, scope: &Scope) {
+        let mut values = lock(&self.values);
+        let mut freed = 0u64;
+        values.retain(|k, e| {
+            let keep = &k.0 != scope || e.tx.borrow().is_none();
+            if !keep {
+                freed += e.size as u64;
+            }
+            keep
+        });
+        self.bytes.fetch_sub(freed, Ordering::Relaxed);
+    }
+
+    /// Push one value (PushSecret) for an object in `namespace`.
+    pub async fn push(
+        &self,
+        store: &StoreInfo,
+        namespace: &str,
+        request: &PushRequest,
+    ) -> Result<PushOutcome, ProviderError> {
+        let (scope, provider) = self.client(store, namespace).await?;
+        let r = provider.push_secret(request).await;
+        self.after_write(&scope, &r);
+        r
+    }
+
+    /// Delete a pushed value for an object in `namespace`.
+    pub async fn delete(
+        &self,
+        store: &StoreInfo,
+        namespace: &str,
+        remote: &PushRemoteRef,
+    ) -> Result<DeleteOutcome, ProviderError> {
+        let (scope, provider) = self.client(store, namespace).await?;
+        let r = provider.delete_secret(remote).await;
+        self.after_write(&scope, &r);
+        r
+    }
+
+    /// Whether a remote secret (or property) exists, for an object in `namespace`.
+    pub async fn exists(
+        &self,
+        store: &StoreInfo,
+        namespace: &str,
+        remote: &PushRemoteRef,
+    ) -> Result<bool, ProviderError> {
+        let (scope, provider) = self.client(store, namespace).await?;
+        let r = provider.secret_exists(remote).await;
+        if r.as_ref()
+            .is_err_and(|e| e.class() == crate::ErrorClass::AccessDenied)
+        {
+            self.evict_client(&scope);
+        }
+        r
     }
 
     /// Forget clients and values of a store (deleted or changed).

@@ -6,6 +6,9 @@
 use async_trait::async_trait;
 use eso_mapping::{Fetched, Request};
 
+/// The write side's request and outcome types (the providers' own).
+pub use eso_provider::{DeleteOutcome, PushOutcome, PushRemoteRef, PushRequest};
+
 /// A store, resolved from the cluster, as a provider needs it (the same type providers get).
 pub use eso_provider::StoreInfo as StoreContext;
 
@@ -83,4 +86,59 @@ pub trait ProviderHub: Send + Sync + 'static {
 
     /// Forget cached values and clients of a store (e.g. it was deleted or changed).
     fn forget_store(&self, _store_uid: &str) {}
+
+    /// What the store can do (`ReadOnly`, `ReadWrite`), known without calling the provider;
+    /// reported when validation cannot be proven. `None`: unknown (the status keeps its value).
+    fn capabilities(&self, _store: &StoreContext) -> Option<String> {
+        None
+    }
+
+    /// Write one value to `store` on behalf of a PushSecret in `namespace`. The provider
+    /// compares first (no write when unchanged) and refuses remote secrets it did not create.
+    /// The default: unsupported.
+    async fn push(
+        &self,
+        _store: &StoreContext,
+        _namespace: &str,
+        request: &PushRequest,
+    ) -> Result<PushOutcome, FetchFailure> {
+        Err(FetchFailure::new(
+            FailureClass::Unsupported,
+            format!(
+                "this operator cannot push to this store ({})",
+                request.remote.key
+            ),
+        ))
+    }
+
+    /// Delete a pushed value (the property, or the remote secret) on behalf of a PushSecret in
+    /// `namespace`; never a remote secret this operator did not create. The default: unsupported.
+    async fn delete_pushed(
+        &self,
+        _store: &StoreContext,
+        _namespace: &str,
+        remote: &PushRemoteRef,
+    ) -> Result<DeleteOutcome, FetchFailure> {
+        Err(FetchFailure::new(
+            FailureClass::Unsupported,
+            format!(
+                "this operator cannot delete from this store ({})",
+                remote.key
+            ),
+        ))
+    }
+
+    /// Whether a remote secret (or property) exists (`updatePolicy: IfNotExists`). The default:
+    /// unsupported.
+    async fn pushed_exists(
+        &self,
+        _store: &StoreContext,
+        _namespace: &str,
+        remote: &PushRemoteRef,
+    ) -> Result<bool, FetchFailure> {
+        Err(FetchFailure::new(
+            FailureClass::Unsupported,
+            format!("this operator cannot check this store ({})", remote.key),
+        ))
+    }
 }

@@ -15,7 +15,10 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::hub::{FetchFailure, ProviderHub, StoreContext, Validation};
+use crate::hub::{
+    DeleteOutcome, FetchFailure, ProviderHub, PushOutcome, PushRemoteRef, PushRequest,
+    StoreContext, Validation,
+};
 
 /// Lifetime requested for ServiceAccount tokens.
 const TOKEN_TTL_SECONDS: i64 = 600;
@@ -207,6 +210,49 @@ impl ProviderHub for RegistryHub {
 
     fn forget_store(&self, store_uid: &str) {
         self.registry.forget_store(store_uid);
+    }
+
+    fn capabilities(&self, store: &StoreContext) -> Option<String> {
+        self.registry
+            .capabilities(store)
+            .ok()
+            .map(|c| c.as_str().to_string())
+    }
+
+    async fn push(
+        &self,
+        store: &StoreContext,
+        namespace: &str,
+        request: &PushRequest,
+    ) -> Result<PushOutcome, FetchFailure> {
+        self.registry
+            .push(store, namespace, request)
+            .await
+            .map_err(failure)
+    }
+
+    async fn delete_pushed(
+        &self,
+        store: &StoreContext,
+        namespace: &str,
+        remote: &PushRemoteRef,
+    ) -> Result<DeleteOutcome, FetchFailure> {
+        self.registry
+            .delete(store, namespace, remote)
+            .await
+            .map_err(failure)
+    }
+
+    async fn pushed_exists(
+        &self,
+        store: &StoreContext,
+        namespace: &str,
+        remote: &PushRemoteRef,
+    ) -> Result<bool, FetchFailure> {
+        self.registry
+            .exists(store, namespace, remote)
+            .await
+            .map_err(failure)
     }
 }
 

@@ -26,6 +26,7 @@ pub mod index;
 pub mod kube_access;
 pub mod metrics;
 pub mod ownership;
+pub mod push_secret;
 pub mod refresh;
 pub mod secrets;
 pub mod stores;

@@ -223,7 +223,7 @@ pub fn namespace_matches(
     })
 }
 
-fn selector_matches(
+pub(crate) fn selector_matches(
     sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
     labels: &std::collections::BTreeMap<String, String>,
 ) -> bool {
@@ -388,7 +388,7 @@ where
                     ConditionStatus::True,
                     STORE_REASON_VALIDATION_UNKNOWN,
                     format!("could not determine validation status: {why}"),
-                    Some("ReadWrite".to_string()),
+                    ctx.hub.capabilities(sc),
                     EventType::Warning,
                 ),
                 Err(f) => (
