@@ -11,12 +11,15 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResourceExt;
 
-use crate::{ClusterSecretStore, ExternalSecret, GROUP, SecretStore, VERSION, VERSION_V1BETA1};
+use crate::{
+    ClusterExternalSecret, ClusterSecretStore, ExternalSecret, GROUP, SecretStore, VERSION,
+    VERSION_V1BETA1,
+};
 
 /// Label ESO puts on its CRDs.
 const COMPONENT_LABEL: (&str, &str) = ("external-secrets.io/component", "controller");
 
-/// The three CRDs, each serving `v1` (storage) and `v1beta1` (same schema, identity conversion).
+/// The CRDs, each serving `v1` (storage) and `v1beta1` (same schema, identity conversion).
 ///
 /// The `v1beta1` version is marked deprecated so `kubectl` prints a hint, but it is served:
 /// existing ESO YAML written against `v1beta1` applies unchanged.
@@ -25,6 +28,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         finish(ExternalSecret::crd()),
         finish(SecretStore::crd()),
         finish(ClusterSecretStore::crd()),
+        finish(ClusterExternalSecret::crd()),
     ]
 }
 

@@ -111,6 +111,10 @@ struct RunArgs {
     /// Run the ClusterSecretStore controller.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enable_cluster_store_reconciler: bool,
+    /// Run the ClusterExternalSecret controller (cluster-wide installs only: with `--namespace`
+    /// it does not run, as it creates ExternalSecrets in other namespaces).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_cluster_external_secret_reconciler: bool,
     /// How long provider answers are shared between ExternalSecrets (single-flight cache TTL).
     /// An ExternalSecret never takes an answer older than its own refreshInterval, and the remote
     /// change poll makes an edited secret be read again, so a TTL equal to the poll interval costs
@@ -306,6 +310,22 @@ async fn run(args: RunArgs) -> Result<()> {
         client_qps = args.client_qps, client_burst = args.client_burst, "starting controllers"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ces_stop_tx, ces_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ces_controller =
+        if args.enable_cluster_external_secret_reconciler && args.namespace.is_empty() {
+            Some(tokio::spawn(eso_reconciler::cluster_external_secret::run(
+                controller_client.clone(),
+                eso_reconciler::cluster_external_secret::CesConfig::default(),
+                async move {
+                    let _ = ces_stop_rx.await;
+                },
+            )))
+        } else {
+            if args.enable_cluster_external_secret_reconciler {
+                info!("--namespace is set: the ClusterExternalSecret controller does not run");
+            }
+            None
+        };
     let controllers = tokio::spawn(eso_reconciler::run(
         controller_client,
         config,
@@ -328,7 +348,11 @@ async fn run(args: RunArgs) -> Result<()> {
         _ = shutdown_signal() => {
             info!("SIGTERM: stopping controllers");
             let _ = stop_tx.send(());
+            let _ = ces_stop_tx.send(());
             let _ = tokio::time::timeout(Duration::from_secs(20), controllers).await;
+            if let Some(c) = ces_controller {
+                let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+            }
             if args.enable_leader_election {
                 leader::release(&lease_api, &leader_cfg).await;
             }
