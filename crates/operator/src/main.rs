@@ -431,6 +431,24 @@ mod cli_tests {
     /// `--enable-leader-election` alone and ESO's `--enable-leader-election=true` both turn it
     /// on (ESO's chart renders the second; refusing it made every such pod crash-loop).
     #[test]
+    fn cluster_external_secret_reconciler_flag_defaults_on_as_in_eso() {
+        let ces = |args: &[&str]| {
+            let mut all = vec!["eso-operator"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| c.run.enable_cluster_external_secret_reconciler)
+        };
+        assert_eq!(ces(&[]).ok(), Some(true));
+        assert_eq!(
+            ces(&["--enable-cluster-external-secret-reconciler=false"]).ok(),
+            Some(false)
+        );
+        assert_eq!(
+            ces(&["--enable-cluster-external-secret-reconciler", "true"]).ok(),
+            Some(true)
+        );
+    }
+
+    #[test]
     fn leader_election_flag_takes_both_forms() {
         let on = |args: &[&str]| {
             let mut all = vec!["eso-operator"];

@@ -802,5 +802,108 @@ fn one_ces_over_many_namespaces_reads_the_remote_secret_once_per_window() {
         later <= windows + 1,
         "{later} reads over {windows} windows for one remote secret and {n} namespaces"
     );
+    // Each ExternalSecret was applied once: the status writes of 200 ExternalSecrets (each
+    // waking the ClusterExternalSecret through the child watch) and the refreshes cost no
+    // further apply, because an unchanged child is skipped.
+    let applies = op.log().matches("applied ExternalSecret").count();
+    println!("ExternalSecret applies by the ClusterExternalSecret controller: {applies}");
+    assert_eq!(applies, n, "one apply per namespace");
     drop(op);
+}
+
+/// The chart's RBAC is enough for the ClusterExternalSecret controller: with the operator
+/// authenticated as the chart's ServiceAccount, ExternalSecrets are created (server-side apply
+/// with blockOwnerDeletion), deleted when their namespace stops matching, ESO's finalizers are
+/// removed from the ClusterExternalSecret and a Namespace, and the status is written.
+#[test]
+fn the_charts_rbac_runs_the_cluster_external_secret_controller() {
+    let Some(env) = cluster::env() else { return };
+    let _serial = serial();
+    let chart = cluster::root().join("deploy/charts/eso-rs");
+    let release_ns = cluster::namespace(env, "ces-helm");
+    let release = testenv::unique_name("cesrel");
+    let o = cluster::helm(
+        env,
+        &[
+            "install",
+            &release,
+            chart.to_str().unwrap(),
+            "-n",
+            &release_ns,
+            "--set",
+            "installCRDs=false",
+        ],
+    );
+    assert!(o.status.success(), "helm install: {}", cluster::out(&o));
+    let sa = get(
+        env,
+        &[
+            "get",
+            "sa",
+            "-n",
+            &release_ns,
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    assert!(!sa.is_empty());
+    let as_sa = testenv::TestEnv {
+        kubeconfig: cluster::service_account_kubeconfig(env, &release_ns, &sa),
+        ..env.clone()
+    };
+    let id = testenv::unique_name("rbac");
+    let store = format!("{id}-store");
+    let ns = format!("{id}-ns");
+    let fin = format!("externalsecrets.external-secrets.io/ces-{id}");
+    apply(
+        env,
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{ces-rbac: '{id}'}}, finalizers: ['{fin}']}}\n"
+        ),
+    );
+    apply(env, &fake_cluster_store(&store, &[("db", "rbac-ok")]));
+    let doc = ces(&id, &store, "db", &format!("  namespaceSelectors:\n  - matchLabels: {{ces-rbac: '{id}'}}\n")).replace(
+        &format!("metadata: {{name: {id}}}"),
+        &format!("metadata: {{name: {id}, finalizers: ['externalsecrets.external-secrets.io/clusterexternalsecret-cleanup']}}"),
+    );
+    apply(env, &doc);
+    let op = operator(&as_sa, "ces-rbac", None);
+    eventually(
+        Duration::from_secs(60),
+        &format!("Secret as the chart SA\n{}", op.log()),
+        || (secret_value(env, &ns, &id, "v").as_deref() == Some("rbac-ok")).then_some(()),
+    );
+    eventually(
+        AT_ONCE,
+        &format!("finalizers removed and status\n{}", op.log()),
+        || {
+            (ces_get(env, &id, "{.metadata.finalizers}").is_empty()
+                && get(
+                    env,
+                    &[
+                        "get",
+                        "namespace",
+                        &ns,
+                        "-o",
+                        "jsonpath={.metadata.finalizers}",
+                    ],
+                )
+                .is_empty()
+                && provisioned(env, &id) == json_list(&[&ns]))
+            .then_some(())
+        },
+    );
+    let o = env.kubectl(&["label", "namespace", &ns, "ces-rbac-"]);
+    assert!(o.status.success(), "{}", cluster::out(&o));
+    eventually(
+        AT_ONCE,
+        &format!("ES deleted as the chart SA\n{}", op.log()),
+        || (!es_exists(env, &ns, &id) && provisioned(env, &id).is_empty()).then_some(()),
+    );
+    assert!(!op.log().contains("forbidden"), "{}", op.log());
+    drop(op);
+    let _ = cluster::helm(env, &["uninstall", &release, "-n", &release_ns]);
+    cleanup(env, &id, &store, &[&ns, &release_ns]);
 }
