@@ -42,6 +42,7 @@ pub fn env() -> Option<&'static TestEnv> {
             "externalsecrets.external-secrets.io",
             "secretstores.external-secrets.io",
             "clustersecretstores.external-secrets.io",
+            "clusterexternalsecrets.external-secrets.io",
         ] {
             let o = env.kubectl(&["wait", "--for=condition=Established", &format!("crd/{crd}"), "--timeout=60s"]);
             assert!(o.status.success(), "CRD {crd} not established: {}", out(&o));

@@ -96,6 +96,7 @@ impl Private {
             "externalsecrets.external-secrets.io",
             "secretstores.external-secrets.io",
             "clustersecretstores.external-secrets.io",
+            "clusterexternalsecrets.external-secrets.io",
         ] {
             let o = p.env.kubectl(&[
                 "wait",

@@ -54,7 +54,12 @@ impl Kubectl {
             ],
             None,
         )?;
-        for crd in ["externalsecrets", "secretstores", "clustersecretstores"] {
+        for crd in [
+            "externalsecrets",
+            "secretstores",
+            "clustersecretstores",
+            "clusterexternalsecrets",
+        ] {
             self.run(
                 &[
                     "wait",

@@ -1,7 +1,8 @@
 //! # eso-api
 //!
 //! The custom resource types of an External Secrets Operator (ESO) compatible operator:
-//! [`ExternalSecret`], [`SecretStore`] and [`ClusterSecretStore`] in group `external-secrets.io`,
+//! [`ExternalSecret`], [`SecretStore`], [`ClusterSecretStore`] and [`ClusterExternalSecret`] in
+//! group `external-secrets.io`,
 //! served at `v1` (storage) and `v1beta1` (identity conversion; the v1 schema is a superset).
 //!
 //! Field names, types and defaults follow ESO v2.9 so existing YAML applies unchanged.
@@ -12,6 +13,7 @@
 //! This crate has no runtime: no client, no async, no AWS.
 #![warn(missing_docs)]
 
+pub mod cluster_external_secret;
 pub mod common;
 pub mod crd;
 pub mod external_secret;
@@ -19,6 +21,7 @@ pub mod push_secret;
 pub mod secret_store;
 pub mod well_known;
 
+pub use cluster_external_secret::*;
 pub use common::*;
 pub use crd::{admission_policies, crds};
 pub use external_secret::*;

@@ -42,7 +42,12 @@ fn crds_are_established_with_both_versions_served() {
         "name",
     ]);
     let names = String::from_utf8_lossy(&o.stdout).to_string();
-    for r in ["externalsecrets", "secretstores", "clustersecretstores"] {
+    for r in [
+        "externalsecrets",
+        "secretstores",
+        "clustersecretstores",
+        "clusterexternalsecrets",
+    ] {
         assert!(names.contains(r), "{r} not served: {names}");
     }
     let o = env.kubectl(&[
@@ -53,7 +58,7 @@ fn crds_are_established_with_both_versions_served() {
         "-o",
         "name",
     ]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 4);
 }
 
 #[test]

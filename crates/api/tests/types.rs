@@ -124,7 +124,7 @@ fn crds_serve_v1_as_storage_and_v1beta1() {
         .into_iter()
         .filter(|c| c.spec.names.kind != "PushSecret")
         .collect();
-    assert_eq!(crds.len(), 3);
+    assert_eq!(crds.len(), 4);
     for crd in &crds {
         let versions: Vec<_> = crd
             .spec
@@ -152,7 +152,7 @@ fn crds_serve_v1_as_storage_and_v1beta1() {
         .iter()
         .map(|c| c.spec.names.short_names.clone().unwrap()[0].clone())
         .collect();
-    assert_eq!(short, vec!["es", "ss", "css"]);
+    assert_eq!(short, vec!["es", "ss", "css", "ces"]);
 }
 
 #[test]

@@ -114,6 +114,10 @@ struct RunArgs {
     /// Run the PushSecret controller (ESO's flag).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enable_push_secret_reconciler: bool,
+    /// Run the ClusterExternalSecret controller (cluster-wide installs only: with `--namespace`
+    /// it does not run, as it creates ExternalSecrets in other namespaces).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_cluster_external_secret_reconciler: bool,
     /// How long provider answers are shared between ExternalSecrets (single-flight cache TTL).
     /// An ExternalSecret never takes an answer older than its own refreshInterval, and the remote
     /// change poll makes an edited secret be read again, so a TTL equal to the poll interval costs
@@ -321,6 +325,22 @@ async fn run(args: RunArgs) -> Result<()> {
             },
         ))
     });
+    let (ces_stop_tx, ces_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ces_controller =
+        if args.enable_cluster_external_secret_reconciler && args.namespace.is_empty() {
+            Some(tokio::spawn(eso_reconciler::cluster_external_secret::run(
+                controller_client.clone(),
+                eso_reconciler::cluster_external_secret::CesConfig::default(),
+                async move {
+                    let _ = ces_stop_rx.await;
+                },
+            )))
+        } else {
+            if args.enable_cluster_external_secret_reconciler {
+                info!("--namespace is set: the ClusterExternalSecret controller does not run");
+            }
+            None
+        };
     let controllers = tokio::spawn(eso_reconciler::run(
         controller_client,
         config,
@@ -344,9 +364,13 @@ async fn run(args: RunArgs) -> Result<()> {
             info!("SIGTERM: stopping controllers");
             let _ = stop_tx.send(());
             let _ = push_stop_tx.send(());
+            let _ = ces_stop_tx.send(());
             let _ = tokio::time::timeout(Duration::from_secs(20), controllers).await;
             if let Some(p) = pushes {
                 let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+            }
+            if let Some(c) = ces_controller {
+                let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
             }
             if args.enable_leader_election {
                 leader::release(&lease_api, &leader_cfg).await;
@@ -425,6 +449,24 @@ mod cli_tests {
 
     /// `--enable-leader-election` alone and ESO's `--enable-leader-election=true` both turn it
     /// on (ESO's chart renders the second; refusing it made every such pod crash-loop).
+    #[test]
+    fn cluster_external_secret_reconciler_flag_defaults_on_as_in_eso() {
+        let ces = |args: &[&str]| {
+            let mut all = vec!["eso-operator"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| c.run.enable_cluster_external_secret_reconciler)
+        };
+        assert_eq!(ces(&[]).ok(), Some(true));
+        assert_eq!(
+            ces(&["--enable-cluster-external-secret-reconciler=false"]).ok(),
+            Some(false)
+        );
+        assert_eq!(
+            ces(&["--enable-cluster-external-secret-reconciler", "true"]).ok(),
+            Some(true)
+        );
+    }
+
     #[test]
     fn leader_election_flag_takes_both_forms() {
         let on = |args: &[&str]| {

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod changes;
+pub mod cluster_external_secret;
 pub mod conditions;
 pub mod events;
 pub mod external_secret;
