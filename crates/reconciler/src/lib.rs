@@ -2,7 +2,8 @@
 //!
 //! kube-runtime controllers for `ExternalSecret`, `SecretStore` and `ClusterSecretStore` with
 //! External Secrets Operator semantics, embeddable in any Rust controller: build a [`Context`]
-//! with [`Config`] and a [`ProviderHub`], then drive [`run`].
+//! with [`Config`] and a [`ProviderHub`], then drive [`run`]. The `ClusterExternalSecret`
+//! controller runs on its own ([`cluster_external_secret::run`]).
 //!
 //! What is watched (and nothing else):
 //! - ExternalSecrets (through [`DeserializeGuard`], so one malformed object never stops the watch);
