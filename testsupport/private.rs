@@ -97,6 +97,7 @@ impl Private {
             "secretstores.external-secrets.io",
             "clustersecretstores.external-secrets.io",
             "clusterexternalsecrets.external-secrets.io",
+            "pushsecrets.external-secrets.io",
         ] {
             let o = p.env.kubectl(&[
                 "wait",

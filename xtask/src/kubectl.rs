@@ -59,6 +59,7 @@ impl Kubectl {
             "secretstores",
             "clustersecretstores",
             "clusterexternalsecrets",
+            "pushsecrets",
         ] {
             self.run(
                 &[

@@ -58,7 +58,7 @@ fn crds_are_established_with_both_versions_served() {
         "-o",
         "name",
     ]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 4);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 5);
 }
 
 #[test]
