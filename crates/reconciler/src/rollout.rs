@@ -169,12 +169,87 @@ impl Kind {
 /// Every other field of the object is skipped while deserializing.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct WorkloadView {
-    /// The workload's metadata.
-    #[serde(default)]
+    /// The workload's metadata: name, namespace, uid, resourceVersion and the annotations this
+    /// controller reads ([`is_read_annotation`]); everything else (managedFields, labels, the
+    /// other annotations such as kubectl's last-applied-configuration) is skipped unallocated.
+    #[serde(default, deserialize_with = "lean_meta")]
     pub metadata: ObjectMeta,
     /// The spec, projected.
     #[serde(default)]
     pub spec: Option<ViewSpec>,
+}
+
+/// Whether this controller reads the workload annotation `key` (others are not kept).
+pub fn is_read_annotation(key: &str) -> bool {
+    matches!(
+        key,
+        ANNOTATION_AUTO
+            | ANNOTATION_SECRETS
+            | ANNOTATION_STATE
+            | RELOADER_AUTO
+            | RELOADER_SECRET_AUTO
+            | RELOADER_SECRET_RELOAD
+            | RELOADER_SEARCH
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    annotations: Option<ReadAnnotations>,
+}
+
+/// An annotation map that keeps only [`is_read_annotation`] keys; other values are skipped
+/// without being allocated.
+struct ReadAnnotations(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for ReadAnnotations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ReadAnnotations;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+                    if is_read_annotation(&k) {
+                        let v: String = m.next_value()?;
+                        out.insert(k.into_owned(), v);
+                    } else {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(ReadAnnotations(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn lean_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    let m = LeanMeta::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        annotations: m.annotations.map(|a| a.0),
+        ..ObjectMeta::default()
+    })
 }
 
 /// `spec`, projected.
@@ -1065,7 +1140,9 @@ pub async fn run(
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
             None => Api::all_with(client.clone(), &ar),
         };
-        watcher(api, watcher::Config::default())
+        // Small list pages: the transient cost of a page, not of the whole list, and only
+        // the projection of each object is ever allocated.
+        watcher(api, watcher::Config::default().page_size(100))
             .default_backoff()
             .map(move |ev| (kind, ev))
             .boxed()
@@ -1181,7 +1258,8 @@ mod tests {
     fn workload(annotations: &[(&str, &str)]) -> WorkloadView {
         let spec = serde_json::json!({
             "metadata": {
-                "name": "app", "namespace": "ns", "uid": "w1",
+                "name": "app", "namespace": "ns", "uid": "w1", "labels": {"a": "b"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
                 "annotations": annotations.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string()))).collect::<serde_json::Map<_, _>>(),
             },
             "spec": {
@@ -1211,6 +1289,22 @@ mod tests {
             "status": {"replicas": 3},
         });
         serde_json::from_value(spec).unwrap()
+    }
+
+    #[test]
+    fn only_the_annotations_read_are_kept() {
+        let w = workload(&[
+            (ANNOTATION_AUTO, "true"),
+            (
+                "kubectl.kubernetes.io/last-applied-configuration",
+                "{\"big\":1}",
+            ),
+        ]);
+        let a = w.metadata.annotations.as_ref().unwrap();
+        assert_eq!(a.keys().collect::<Vec<_>>(), [ANNOTATION_AUTO]);
+        assert_eq!(w.metadata.name.as_deref(), Some("app"));
+        assert_eq!(w.metadata.uid.as_deref(), Some("w1"));
+        assert!(w.metadata.managed_fields.is_none() && w.metadata.labels.is_none());
     }
 
     #[test]
