@@ -276,7 +276,7 @@ fn the_guides_app_restarts_with_the_new_password() {
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(
         ready_pods(env, &ns),
-        [second.clone()],
+        std::slice::from_ref(&second),
         "the restart rolled the app\n{}",
         op.log()
     );
