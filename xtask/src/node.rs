@@ -932,8 +932,10 @@ pub fn drain(dir: &Path, kubectl: &Path, kc: &Path) {
 }
 
 /// `cargo xtask node-e2e [--keep] [--dev-image]`: the node instance up (`--instance node --node`),
-/// the operator image built (`--dev-image`: from the dev profile, see [`crate::image::Profile`]) and loaded, the in-pod suite (`crates/operator/tests/node.rs`), and the
-/// node down again with the leftover check (unless `--keep`).
+/// the operator image built (`--dev-image`: from the dev profile, see [`crate::image::Profile`])
+/// and loaded, the in-pod suite (`crates/operator/tests/node.rs`), the rollout suite
+/// (`crates/operator/tests/node_rollout.rs`), and the node down again with the leftover check
+/// (unless `--keep`).
 pub fn e2e(args: &[String]) -> Result<()> {
     let keep = args.iter().any(|a| a == "--keep");
     let profile = if args.iter().any(|a| a == "--dev-image") {
@@ -973,6 +975,18 @@ pub fn e2e(args: &[String]) -> Result<()> {
         record_netns(inst.dir());
         if !status.success() {
             bail!("the in-pod suite failed ({status})");
+        }
+        // Pods follow their Secrets (the operator as a host process with
+        // --enable-workload-rollout, the guide's app in pods).
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["test", "--workspace", "--test", "node_rollout", "--", "--nocapture"])
+            .env("ESO_NODE_TESTENV", inst.dir())
+            .current_dir(crate::project_root())
+            .status()
+            .context("running cargo test --test node_rollout")?;
+        record_netns(inst.dir());
+        if !status.success() {
+            bail!("the rollout node suite failed ({status})");
         }
         println!(
             "node-e2e: in-pod suite passed in {:.1}s",

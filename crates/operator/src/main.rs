@@ -136,6 +136,29 @@ struct RunArgs {
     /// are spread over min(refreshInterval, this) instead of all running at once.
     #[arg(long, env = "ESO_RESTART_SPREAD", default_value = "5m", value_parser = parse_duration)]
     restart_spread: Duration,
+    /// Roll Deployments, StatefulSets and DaemonSets annotated
+    /// `external-secrets.io/rollout-on-secret-change: "true"` (or listing Secrets, or carrying
+    /// Reloader's annotations) when the data of a managed Secret they use changes. Off by
+    /// default; needs get/list/watch/patch on apps deployments, statefulsets and daemonsets.
+    #[arg(
+        long,
+        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    enable_workload_rollout: bool,
+    /// Rollouts per second allowed in one namespace (token bucket refill).
+    #[arg(long, default_value_t = 1.0)]
+    rollout_namespace_qps: f64,
+    /// Rollouts one namespace may start at once (token bucket size).
+    #[arg(long, default_value_t = 10)]
+    rollout_namespace_burst: u32,
+    /// A workload is looked at this long after the first Secret change that concerns it, so a
+    /// burst of changes becomes one rollout.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    rollout_debounce: Duration,
     /// Liveness fails when work is overdue by this long.
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     liveness_stall_threshold: Duration,
@@ -300,6 +323,14 @@ async fn run(args: RunArgs) -> Result<()> {
         enable_cluster_stores: args.enable_cluster_store_reconciler,
         remote_change_poll: Some(args.remote_change_poll_interval).filter(|d| !d.is_zero()),
         restart_spread: args.restart_spread,
+        rollout: args
+            .enable_workload_rollout
+            .then(|| eso_reconciler::rollout::RolloutConfig {
+                debounce: args.rollout_debounce,
+                namespace_qps: args.rollout_namespace_qps,
+                namespace_burst: args.rollout_namespace_burst,
+                ..eso_reconciler::rollout::RolloutConfig::default()
+            }),
         ..eso_reconciler::Config::default()
     };
     let hub = wiring::hub(

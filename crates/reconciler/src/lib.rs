@@ -12,6 +12,8 @@
 //! - SecretStores and ClusterSecretStores (a store turning Ready wakes the ExternalSecrets that use it);
 //! - Namespaces, metadata only (ClusterSecretStore namespace conditions; only the watched
 //!   namespace with [`Config::namespace`]).
+//! - With [`Config::rollout`] only: Deployments, StatefulSets and DaemonSets, projected to their
+//!   metadata and Secret references ([`rollout`]); only opted-in ones are kept.
 //!
 //! With [`Config::enable_cluster_stores`] off, neither ClusterSecretStores nor Namespaces are
 //! watched (so a namespace-scoped operator needs only a Role in its namespace), and an
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod push_secret;
 pub mod refresh;
+pub mod rollout;
 pub mod secrets;
 pub mod stores;
 
@@ -88,6 +91,9 @@ pub struct Config {
     /// an edit is seen within this interval even with a long `refreshInterval`. `None` disables
     /// it (ESO behaviour: changes are seen at each ExternalSecret's interval).
     pub remote_change_poll: Option<Duration>,
+    /// Roll Deployments, StatefulSets and DaemonSets that opted in when the managed Secrets
+    /// they use change ([`rollout`]). `None` (the default): workloads are not watched.
+    pub rollout: Option<rollout::RolloutConfig>,
 }
 
 impl Default for Config {
@@ -104,6 +110,7 @@ impl Default for Config {
             enable_cluster_stores: true,
             reporter: "external-secrets".to_string(),
             remote_change_poll: Some(Duration::from_secs(60)),
+            rollout: None,
         }
     }
 }
@@ -551,6 +558,14 @@ pub async fn run(
         .enable_cluster_stores
         .then(|| Controller::for_stream(css_stream, css_store.clone()));
 
+    // Managed Secret events for the rollout controller, when it runs.
+    let (rollout_tx, rollout_rx) = match config.rollout {
+        Some(_) => {
+            let (tx, rx) = futures::channel::mpsc::unbounded::<(String, String)>();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     // Managed Secrets, label-selected and trimmed.
     let (secret_reader, secret_writer) = reflector::store::<Secret>();
     let secret_api: Api<Secret> = scoped(&client, &ns);
@@ -561,6 +576,19 @@ pub async fn run(
     .default_backoff()
     .modify(secrets::trim)
     .reflect(secret_writer)
+    .inspect({
+        let tx = rollout_tx.clone();
+        move |ev| {
+            let Some(tx) = &tx else { return };
+            match ev {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s))
+                | Ok(watcher::Event::Delete(s)) => {
+                    let _ = tx.unbounded_send((s.namespace().unwrap_or_default(), s.name_any()));
+                }
+                _ => {}
+            }
+        }
+    })
     .touched_objects();
 
     // Namespaces, metadata only, for ClusterSecretStore namespace conditions: not watched when
@@ -754,11 +782,37 @@ pub async fn run(
             None => futures::future::pending::<()>().await,
         }
     };
+    let rollout_task = async {
+        match (config.rollout.clone(), rollout_rx) {
+            (Some(rc), Some(rx)) => {
+                rollout::run(
+                    client.clone(),
+                    ns.clone(),
+                    rc,
+                    secret_reader.clone(),
+                    rx,
+                    Recorder::new(
+                        client.clone(),
+                        Reporter {
+                            controller: config.reporter.clone(),
+                            instance: std::env::var("POD_NAME").ok(),
+                        },
+                    ),
+                    handles.metrics.clone(),
+                    shutdown.clone(),
+                )
+                .await;
+                futures::future::pending::<()>().await
+            }
+            _ => futures::future::pending::<()>().await,
+        }
+    };
     tokio::select! {
         _ = es_controller => {},
         _ = ss => {},
         _ = css => {},
         _ = ns_task => {},
+        _ = rollout_task => {},
     }
     info!("controllers stopped");
 }

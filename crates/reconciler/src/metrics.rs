@@ -58,6 +58,14 @@ fn help(name: &str) -> (&'static str, &'static str) {
             "Remote change listings made (one per provider client scope and poll)",
             "counter",
         ),
+        "eso_workload_rollouts_total" => (
+            "Workload rollouts started because a managed Secret they use changed",
+            "counter",
+        ),
+        "eso_workload_rollout_tracked" => (
+            "Workloads opted in to rollouts on Secret changes, watched",
+            "gauge",
+        ),
         _ => ("", "gauge"),
     }
 }
