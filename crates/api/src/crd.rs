@@ -16,7 +16,8 @@ use crate::{ClusterSecretStore, ExternalSecret, GROUP, SecretStore, VERSION, VER
 /// Label ESO puts on its CRDs.
 const COMPONENT_LABEL: (&str, &str) = ("external-secrets.io/component", "controller");
 
-/// The three CRDs, each serving `v1` (storage) and `v1beta1` (same schema, identity conversion).
+/// The three CRDs of `external-secrets.io`, each serving `v1` (storage) and `v1beta1` (same
+/// schema, identity conversion), then the generator CRDs (`generators.external-secrets.io/v1alpha1`).
 ///
 /// The `v1beta1` version is marked deprecated so `kubectl` prints a hint, but it is served:
 /// existing ESO YAML written against `v1beta1` applies unchanged.
@@ -25,7 +26,29 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         finish(ExternalSecret::crd()),
         finish(SecretStore::crd()),
         finish(ClusterSecretStore::crd()),
+        generator(crate::generators::Password::crd()),
+        generator(crate::generators::Uuid::crd()),
+        generator(crate::generators::EcrAuthorizationToken::crd()),
+        generator(crate::generators::StsSessionToken::crd()),
+        generator(crate::generators::ClusterGenerator::crd()),
     ]
+}
+
+/// A generator CRD: labelled and kept like the others; `spec` is optional as in ESO (a `UUID`
+/// is often written without one).
+fn generator(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut crd = finish(crd);
+    for v in &mut crd.spec.versions {
+        if let Some(s) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            && let Some(req) = s.required.as_mut()
+        {
+            req.retain(|r| r != "spec");
+        }
+    }
+    crd
 }
 
 fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {

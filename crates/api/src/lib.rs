@@ -15,6 +15,7 @@
 pub mod common;
 pub mod crd;
 pub mod external_secret;
+pub mod generators;
 pub mod secret_store;
 pub mod well_known;
 

@@ -94,6 +94,14 @@ impl ProviderHub for MeteredHub {
     fn forget_store(&self, store_uid: &str) {
         self.inner.forget_store(store_uid);
     }
+
+    async fn generate(
+        &self,
+        spec: &eso_api::generators::GeneratorSpec,
+        es_namespace: &str,
+    ) -> Result<eso_provider::generators::Generated, FetchFailure> {
+        self.inner.generate(spec, es_namespace).await
+    }
 }
 
 /// Build the operator's provider hub.

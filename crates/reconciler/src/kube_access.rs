@@ -208,6 +208,17 @@ impl ProviderHub for RegistryHub {
     fn forget_store(&self, store_uid: &str) {
         self.registry.forget_store(store_uid);
     }
+
+    async fn generate(
+        &self,
+        spec: &eso_api::generators::GeneratorSpec,
+        es_namespace: &str,
+    ) -> Result<eso_provider::generators::Generated, FetchFailure> {
+        self.registry
+            .generate(spec, es_namespace)
+            .await
+            .map_err(failure)
+    }
 }
 
 #[cfg(test)]

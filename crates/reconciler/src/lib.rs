@@ -28,6 +28,7 @@ pub mod ownership;
 pub mod refresh;
 pub mod secrets;
 pub mod stores;
+pub mod windows;
 
 use std::collections::HashMap;
 use std::future::Future;
