@@ -46,6 +46,9 @@ fn generator(crd: CustomResourceDefinition) -> CustomResourceDefinition {
             && let Some(req) = s.required.as_mut()
         {
             req.retain(|r| r != "spec");
+            if req.is_empty() {
+                s.required = None;
+            }
         }
     }
     crd
