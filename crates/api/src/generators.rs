@@ -214,7 +214,7 @@ pub struct ClusterGeneratorBody {
 
 /// ESO's generator kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::upper_case_acronyms)]
 pub enum GeneratorKind {
     ACRAccessToken,
     BeyondtrustWorkloadCredentialsDynamicSecret,

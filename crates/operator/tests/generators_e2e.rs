@@ -54,7 +54,7 @@ fn password_uuid_and_cluster_generator_created_once_and_periodic() {
     let ns = namespace(env, "e2e-gen");
     let cg = testenv::unique_name("cg-pw");
     let docs = format!(
-        "apiVersion: {GEN}\nkind: Password\nmetadata: {{name: pw, namespace: {ns}}}\nspec: {{length: 32, digits: 5, symbols: 4, symbolCharacters: '-_+', noUpper: false, allowRepeat: false}}\n\
+        "apiVersion: {GEN}\nkind: Password\nmetadata: {{name: pw, namespace: {ns}}}\nspec: {{length: 32, digits: 5, symbols: 4, symbolCharacters: '-_+=*', noUpper: false, allowRepeat: false}}\n\
          ---\napiVersion: {GEN}\nkind: UUID\nmetadata: {{name: id, namespace: {ns}}}\n\
          ---\napiVersion: {GEN}\nkind: ClusterGenerator\nmetadata: {{name: {cg}}}\nspec:\n  kind: Password\n  generator:\n    passwordSpec: {{length: 16, digits: 2, symbols: 0, noUpper: true, allowRepeat: true}}\n\
          ---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: once, namespace: {ns}}}\n\
@@ -73,7 +73,7 @@ fn password_uuid_and_cluster_generator_created_once_and_periodic() {
     );
     assert_eq!(pw.chars().count(), 32, "length");
     assert_eq!(pw.chars().filter(char::is_ascii_digit).count(), 5);
-    assert_eq!(pw.chars().filter(|c| "-_+".contains(*c)).count(), 4);
+    assert_eq!(pw.chars().filter(|c| "-_+=*".contains(*c)).count(), 4);
     let distinct: std::collections::BTreeSet<char> = pw.chars().collect();
     assert_eq!(distinct.len(), 32, "no repeated character");
     let uuid = secret_value(env, &ns, "once", "uuid").expect("uuid");
@@ -98,8 +98,15 @@ fn password_uuid_and_cluster_generator_created_once_and_periodic() {
         },
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(rv(env, &ns, "once"), once_rv, "CreatedOnce rewrote the Secret");
-    assert_eq!(secret_value(env, &ns, "once", "password").as_deref(), Some(pw.as_str()));
+    assert_eq!(
+        rv(env, &ns, "once"),
+        once_rv,
+        "CreatedOnce rewrote the Secret"
+    );
+    assert_eq!(
+        secret_value(env, &ns, "once", "password").as_deref(),
+        Some(pw.as_str())
+    );
 
     // Another cloud's generator: Ready=False naming it, no Secret.
     let ready = eventually(
@@ -122,8 +129,15 @@ fn password_uuid_and_cluster_generator_created_once_and_periodic() {
             "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
         ],
     );
-    assert!(msg.contains("GCRAccessToken") && msg.contains("not supported"), "{ready}: {msg}");
-    assert!(!env.kubectl(&["get", "secret", "other-cloud", "-n", &ns]).status.success());
+    assert!(
+        msg.contains("GCRAccessToken") && msg.contains("not supported"),
+        "{ready}: {msg}"
+    );
+    assert!(
+        !env.kubectl(&["get", "secret", "other-cloud", "-n", &ns])
+            .status
+            .success()
+    );
 
     // No generated value anywhere but the Secrets.
     let events = get(env, &["get", "events", "-n", &ns, "-o", "yaml"]);
@@ -157,7 +171,12 @@ fn sts_session_token_and_ecr_token_from_moto() {
     );
     apply(env, &docs);
     let op = Operator::start(env, &ns, Some(&proxy.url), &[]);
-    for k in ["access_key_id", "secret_access_key", "session_token", "expiration"] {
+    for k in [
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "expiration",
+    ] {
         eventually(
             Duration::from_secs(60),
             &format!("sts key {k}\n{}", op.log()),
@@ -180,15 +199,32 @@ fn sts_session_token_and_ecr_token_from_moto() {
     let (endpoint, entry) = auths.iter().next().unwrap();
     assert!(endpoint.starts_with("https://"), "{endpoint}");
     assert_eq!(entry["username"], "AWS");
-    let typ = get(env, &["get", "secret", "registry", "-n", &ns, "-o", "jsonpath={.type}"]);
+    let typ = get(
+        env,
+        &[
+            "get",
+            "secret",
+            "registry",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.type}",
+        ],
+    );
     assert_eq!(typ, "kubernetes.io/dockerconfigjson");
     let counts = proxy.counts();
-    assert!(counts.get("GetSessionToken").copied().unwrap_or(0) >= 1, "{counts:?}");
+    assert!(
+        counts.get("GetSessionToken").copied().unwrap_or(0) >= 1,
+        "{counts:?}"
+    );
     assert!(
         counts.get("GetAuthorizationToken").copied().unwrap_or(0) >= 1,
         "{counts:?}"
     );
     let token = secret_value(env, &ns, "sts", "session_token").unwrap();
-    assert!(!op.log().contains(&token), "the session token reached the log");
+    assert!(
+        !op.log().contains(&token),
+        "the session token reached the log"
+    );
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
