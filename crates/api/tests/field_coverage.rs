@@ -61,9 +61,8 @@ fn walk(schema: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
                     .is_some_and(|i| i.get("properties").is_some());
             if !is_container
                 && v.get("x-kubernetes-preserve-unknown-fields").is_none()
-                && !v
-                    .get("items")
-                    .is_some_and(|i| i.get("x-kubernetes-preserve-unknown-fields").is_some())
+                && v.get("items")
+                    .is_none_or(|i| i.get("x-kubernetes-preserve-unknown-fields").is_none())
             {
                 out.insert(p.clone(), v.clone());
             }
