@@ -19,9 +19,10 @@ use crate::{
 /// Label ESO puts on its CRDs.
 const COMPONENT_LABEL: (&str, &str) = ("external-secrets.io/component", "controller");
 
-/// The CRDs: ExternalSecret, SecretStore, ClusterSecretStore and ClusterExternalSecret each serve
-/// `v1` (storage) and `v1beta1` (same schema, identity conversion); PushSecret serves `v1alpha1`
-/// (as ESO).
+/// The CRDs of `external-secrets.io`: ExternalSecret, SecretStore, ClusterSecretStore and
+/// ClusterExternalSecret each serve `v1` (storage) and `v1beta1` (same schema, identity
+/// conversion); PushSecret serves `v1alpha1` (as ESO); then the generator CRDs
+/// (`generators.external-secrets.io/v1alpha1`).
 ///
 /// The `v1beta1` version is marked deprecated so `kubectl` prints a hint, but it is served:
 /// existing ESO YAML written against `v1beta1` applies unchanged.
@@ -32,7 +33,32 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         finish(ClusterSecretStore::crd()),
         finish(PushSecret::crd()),
         finish(ClusterExternalSecret::crd()),
+        generator(crate::generators::Password::crd()),
+        generator(crate::generators::Uuid::crd()),
+        generator(crate::generators::EcrAuthorizationToken::crd()),
+        generator(crate::generators::StsSessionToken::crd()),
+        generator(crate::generators::ClusterGenerator::crd()),
     ]
+}
+
+/// A generator CRD: labelled and kept like the others; `spec` is optional as in ESO (a `UUID`
+/// is often written without one).
+fn generator(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut crd = finish(crd);
+    for v in &mut crd.spec.versions {
+        if let Some(s) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            && let Some(req) = s.required.as_mut()
+        {
+            req.retain(|r| r != "spec");
+            if req.is_empty() {
+                s.required = None;
+            }
+        }
+    }
+    crd
 }
 
 fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {

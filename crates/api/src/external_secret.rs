@@ -166,8 +166,14 @@ pub enum SyncWindowKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncWindow {
-    /// A 5-field cron schedule (UTC) or a descriptor such as `@daily`.
-    #[schemars(length(min = 1))]
+    /// A 5-field cron schedule (UTC) or a descriptor such as `@daily` or `@every 1h`; each
+    /// firing opens the window.
+    #[schemars(
+        length(min = 1),
+        regex(
+            pattern = r"^(@(annually|yearly|monthly|weekly|daily|midnight|hourly)|@every [^\s]+.*|[^\s]+( [^\s]+){4})$"
+        )
+    )]
     pub schedule: String,
     /// How long the window stays open (Go duration).
     #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
@@ -208,7 +214,8 @@ pub struct ExternalSecretTarget {
     /// Template for the Secret's data, type and metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<ExternalSecretTemplate>,
-    /// A non-Secret target (ESO's generic targets). Accepted and kept; not supported by this operator.
+    /// A non-Secret target (ESO's generic targets). Not supported by this operator: an
+    /// ExternalSecret that sets it is refused (Ready=False) and no Secret is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<ManifestReference>,
     /// Make the Secret immutable.
@@ -479,7 +486,7 @@ pub struct StoreSourceRef {
     /// The store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<SecretStoreRef>,
-    /// A generator (accepted and kept; generators are not supported by this operator).
+    /// A generator: not implemented in `data[]` (nor by ESO); reported unsupported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub generator_ref: Option<serde_json::Value>,
@@ -519,7 +526,8 @@ pub struct StoreGeneratorSourceRef {
     /// The store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<SecretStoreRef>,
-    /// A generator (accepted and kept; generators are not supported by this operator).
+    /// A generator (`apiVersion`, `kind`, `name`): Password, UUID, ECRAuthorizationToken,
+    /// STSSessionToken or a ClusterGenerator of those kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub generator_ref: Option<serde_json::Value>,

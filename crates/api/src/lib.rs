@@ -18,6 +18,7 @@ pub mod common;
 pub mod crd;
 pub mod external_secret;
 pub mod push_secret;
+pub mod generators;
 pub mod secret_store;
 pub mod well_known;
 

@@ -156,8 +156,23 @@ fn find_query(f: &ExternalSecretFind, field: &str) -> Result<FindQuery, MappingE
 fn generator_error(field: &str) -> MappingError {
     MappingError::Unsupported {
         field: format!("{field}.sourceRef.generatorRef"),
-        reason: "generators are not supported by this operator".to_string(),
+        reason: "generators are not supported in spec.data[] (ESO does not implement them there either); use spec.dataFrom[].sourceRef.generatorRef".to_string(),
     }
+}
+
+/// The `spec.dataFrom` entries that run a generator: (index, the `generatorRef` object). The
+/// caller runs them and puts the output in [`Fetched::generated`] under the same index.
+pub fn generator_entries(spec: &ExternalSecretSpec) -> Vec<(usize, &serde_json::Value)> {
+    spec.data_from
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            e.source_ref
+                .as_ref()
+                .and_then(|s| s.generator_ref.as_ref())
+                .map(|g| (i, g))
+        })
+        .collect()
 }
 
 /// The reads `map` will need, deduplicated, in spec order.
@@ -170,6 +185,18 @@ pub fn plan(spec: &ExternalSecretSpec) -> Result<Vec<Request>, MappingError> {
         }
     };
     let default = spec.secret_store_ref.as_ref();
+    if let Some(m) = &spec.target.manifest {
+        // ESO writes a generic target (ConfigMap, custom resources) instead of a Secret. Writing
+        // a Secret in its place would be wrong, so the ExternalSecret is refused until the field
+        // is removed; nothing is read or written.
+        return Err(MappingError::Unsupported {
+            field: "spec.target.manifest".to_string(),
+            reason: format!(
+                "generic targets ({}/{}) are not supported by this operator; remove spec.target.manifest to sync into a Secret",
+                m.api_version, m.kind
+            ),
+        });
+    }
     if spec.target.deletion_policy == DeletionPolicy::Retain {
         let mut keys = BTreeSet::new();
         for (i, d) in spec.data.iter().enumerate() {
@@ -190,7 +217,15 @@ pub fn plan(spec: &ExternalSecretSpec) -> Result<Vec<Request>, MappingError> {
             .as_ref()
             .is_some_and(|s| s.generator_ref.is_some())
         {
-            return Err(generator_error(&field));
+            if e.extract.is_some() || e.find.is_some() {
+                return Err(MappingError::Unsupported {
+                    field,
+                    reason: "exactly one of extract, find or sourceRef.generatorRef must be set"
+                        .to_string(),
+                });
+            }
+            // Run by the caller (generator_entries), not read from a store.
+            continue;
         }
         let store = store_of(
             default,
@@ -369,6 +404,34 @@ fn provider_data(input: &MappingInput<'_>) -> Result<ProviderData, MappingError>
     let mut missing = Vec::new();
     for (i, e) in spec.data_from.iter().enumerate() {
         let field = format!("spec.dataFrom[{i}]");
+        if e.source_ref
+            .as_ref()
+            .is_some_and(|s| s.generator_ref.is_some())
+        {
+            // ESO: the generator's keys, rewritten, validated; no conversion or decoding.
+            let generated =
+                input
+                    .fetched
+                    .generated
+                    .get(&i)
+                    .ok_or_else(|| MappingError::NotFetched {
+                        field: field.clone(),
+                    })?;
+            let flat = generated
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let o = KeyOpts {
+                rewrite: &e.rewrite,
+                conversion: None,
+                decoding: None,
+                null: None,
+                final_keys,
+            };
+            out.extend(process_map(&field, flat, &o)?);
+            continue;
+        }
         let store = store_of(
             default,
             e.source_ref.as_ref().and_then(|s| s.store_ref.as_ref()),

@@ -36,7 +36,10 @@ mod rewrite;
 pub mod template;
 pub mod transform;
 
-pub use engine::{LAST_APPLIED, Mapped, MappingInput, MissingSecret, TemplateSources, map, plan};
+pub use engine::{
+    LAST_APPLIED, Mapped, MappingInput, MissingSecret, TemplateSources, generator_entries, map,
+    plan,
+};
 pub use error::MappingError;
 pub use hash::{
     FIELD_MANAGER_PREFIX, MAX_SECRET_SIZE, base64_encode, check_size, created_by_label, data_hash,

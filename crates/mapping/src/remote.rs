@@ -148,4 +148,24 @@ pub struct Fetched {
     pub gets: HashMap<(StoreRef, RemoteRef), Option<RemoteSecret>>,
     /// Answers to [`Request::Find`]: full secret name → value.
     pub finds: HashMap<(StoreRef, FindQuery), Option<BTreeMap<String, RemoteSecret>>>,
+    /// Generator output by `spec.dataFrom` index (entries with `sourceRef.generatorRef`; see
+    /// [`crate::generator_entries`]).
+    pub generated: HashMap<usize, GeneratedData>,
+}
+
+/// The output of one generator run: key → value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct GeneratedData(pub BTreeMap<String, Vec<u8>>);
+
+/// Never prints values: keys and sizes only.
+impl std::fmt::Debug for GeneratedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), format!("<{} bytes>", v.len()))),
+            )
+            .finish()
+    }
 }

@@ -443,12 +443,78 @@ fn no_template_copies_labels_and_annotations_but_not_last_applied() {
 }
 
 #[test]
-fn generators_are_reported_unsupported() {
+fn generator_output_is_merged_in_order_and_rewritten() {
+    let spec: eso_api::ExternalSecretSpec = serde_yaml::from_str(&format!(
+        "{HEAD}dataFrom:\n- extract: {{key: k}}\n- sourceRef: {{generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: p}}}}\n  rewrite:\n  - regexp: {{source: '^password$', target: db-password}}\n"
+    ))
+    .unwrap();
+    let gens = eso_mapping::generator_entries(&spec);
+    assert_eq!(gens.len(), 1);
+    assert_eq!(gens[0].0, 1);
+    assert_eq!(gens[0].1["kind"], "Password");
+    // The generator is not a store read.
+    let reqs = plan(&spec).unwrap();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let mut fetched = Fetched::default();
+    for r in reqs {
+        if let Request::Get { store, remote } = r {
+            fetched.gets.insert(
+                (store, remote),
+                Some(s(r#"{"db-password":"old","user":"u"}"#)),
+            );
+        }
+    }
+    fetched.generated.insert(
+        1,
+        eso_mapping::GeneratedData(BTreeMap::from([(
+            "password".to_string(),
+            SENTINEL.as_bytes().to_vec(),
+        )])),
+    );
+    assert!(!format!("{fetched:?}").contains(SENTINEL));
+    let input = MappingInput {
+        namespace: "ns",
+        name: "es",
+        spec: &spec,
+        labels: None,
+        annotations: None,
+        fetched: &fetched,
+        template_sources: &TemplateSources::default(),
+    };
+    let m = map(&input).unwrap();
+    assert_eq!(
+        m.data["db-password"],
+        SENTINEL.as_bytes(),
+        "later entry wins"
+    );
+    assert_eq!(m.data["user"], b"u");
+    // Missing generator output is a caller bug, not an empty Secret.
+    let mut without = fetched.clone();
+    without.generated.clear();
+    let input = MappingInput {
+        fetched: &without,
+        ..input
+    };
+    assert!(matches!(map(&input), Err(MappingError::NotFetched { .. })));
+}
+
+#[test]
+fn generators_in_data_are_reported_unsupported() {
     let spec = format!(
-        "{HEAD}dataFrom:\n- sourceRef: {{generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: p}}}}\n"
+        "{HEAD}data:\n- secretKey: a\n  remoteRef: {{key: k}}\n  sourceRef: {{generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: p}}}}\n"
     );
     let e = run(&spec, &[]).unwrap_err().to_string();
     assert!(e.contains("generators are not supported"), "{e}");
+}
+
+#[test]
+fn generic_targets_are_refused_not_written_as_a_secret() {
+    let spec = format!(
+        "{HEAD}target:\n  manifest: {{apiVersion: v1, kind: ConfigMap}}\ndata:\n- {{secretKey: a, remoteRef: {{key: k}}}}\n"
+    );
+    let e = run(&spec, &[("k", s("v"))]).unwrap_err().to_string();
+    assert!(e.contains("spec.target.manifest"), "{e}");
+    assert!(e.contains("v1/ConfigMap"), "{e}");
 }
 
 #[test]

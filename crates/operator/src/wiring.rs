@@ -126,6 +126,14 @@ impl ProviderHub for MeteredHub {
     ) -> Result<bool, FetchFailure> {
         self.inner.pushed_exists(store, namespace, remote).await
     }
+
+    async fn generate(
+        &self,
+        spec: &eso_api::generators::GeneratorSpec,
+        es_namespace: &str,
+    ) -> Result<eso_provider::generators::Generated, FetchFailure> {
+        self.inner.generate(spec, es_namespace).await
+    }
 }
 
 /// Build the operator's provider hub.

@@ -14,10 +14,29 @@ use eso_provider::{CallObserver, KubeAccess, ProviderError};
 
 /// Annotation on a ServiceAccount naming the role to assume with its token (IRSA).
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+/// Annotation on a ServiceAccount naming the audience of its token (default [`STS_AUDIENCE`]).
+pub const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
 /// Audience STS expects in web identity tokens.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 /// Session name used for every assumed role (visible in CloudTrail).
 pub const SESSION_NAME: &str = "external-secrets-provider-aws";
+
+/// The audiences of a ServiceAccount token for AssumeRoleWithWebIdentity (ESO): the
+/// [`AUDIENCE_ANNOTATION`] of the ServiceAccount (default [`STS_AUDIENCE`]), then the store's
+/// `serviceAccountRef.audiences`.
+pub(crate) fn jwt_audiences(
+    annotations: &std::collections::BTreeMap<String, String>,
+    extra: &[String],
+) -> Vec<String> {
+    let first = annotations
+        .get(AUDIENCE_ANNOTATION)
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .unwrap_or_else(|| STS_AUDIENCE.to_string());
+    std::iter::once(first)
+        .chain(extra.iter().cloned())
+        .collect()
+}
 
 /// Static keys read from Kubernetes Secrets.
 pub(crate) fn static_keys(

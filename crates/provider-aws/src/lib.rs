@@ -32,14 +32,14 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use eso_api::{AwsProvider, AwsServiceType, SecretStoreSpec, StoreKind};
+use eso_api::{AwsProvider, AwsServiceType, AwsSessionTagsPolicy, SecretStoreSpec, StoreKind};
 use eso_provider::{
     ApiCallObserver, CallObserver, Capabilities, DeleteOutcome, FindQuery, KubeAccess,
     ProviderError, ProviderFactory, PushOutcome, PushRemoteRef, PushRequest, RemoteRef,
     RemoteSecret, SecretsProvider, StoreInfo, VersionSelector,
 };
 
-pub use auth::{ROLE_ARN_ANNOTATION, SESSION_NAME, STS_AUDIENCE};
+pub use auth::{AUDIENCE_ANNOTATION, ROLE_ARN_ANNOTATION, SESSION_NAME, STS_AUDIENCE};
 pub use push::{MANAGED_BY_TAG, MANAGED_BY_VALUE, METADATA_API_VERSION, METADATA_KIND};
 pub use ssm::{GET_PARAMETERS_LIMIT, ParameterStoreProvider};
 
@@ -48,8 +48,10 @@ pub const BATCH_LIMIT: usize = 20;
 
 /// `provider` label of Secrets Manager calls (ESO's value).
 pub const PROVIDER_SECRETS_MANAGER: &str = "AWS/SecretsManager";
-/// `provider` label of STS calls (credentials and validation).
+/// `provider` label of STS calls (credentials, validation, the STSSessionToken generator).
 pub const PROVIDER_STS: &str = "AWS/STS";
+/// `provider` label of ECR calls (the ECRAuthorizationToken generator).
+pub const PROVIDER_ECR: &str = "AWS/ECR";
 
 /// Endpoints, the HTTP client and the call observer shared by every store.
 #[derive(Clone, Debug)]
@@ -57,6 +59,7 @@ pub struct AwsFactory {
     secretsmanager_endpoint: Option<String>,
     ssm_endpoint: Option<String>,
     sts_endpoint: Option<String>,
+    ecr_endpoint: Option<String>,
     http: SharedHttpClient,
     calls: CallObserver,
 }
@@ -96,6 +99,11 @@ impl AwsFactory {
                 "AWS_ENDPOINT_URL_STS",
                 "AWS_ENDPOINT_URL",
             ]),
+            ecr_endpoint: env_first(&[
+                "AWS_ECR_ENDPOINT",
+                "AWS_ENDPOINT_URL_ECR",
+                "AWS_ENDPOINT_URL",
+            ]),
             http: http_client(),
             calls: CallObserver::default(),
         }
@@ -106,6 +114,7 @@ impl AwsFactory {
     pub fn with_endpoints(secretsmanager: Option<String>, sts: Option<String>) -> Self {
         Self {
             ssm_endpoint: secretsmanager.clone(),
+            ecr_endpoint: secretsmanager.clone(),
             secretsmanager_endpoint: secretsmanager,
             sts_endpoint: sts,
             http: http_client(),
@@ -232,8 +241,10 @@ impl AwsFactory {
                         auth::ROLE_ARN_ANNOTATION
                     ))
                 })?;
-            let mut audiences = vec![auth::STS_AUDIENCE.to_string()];
-            audiences.extend(sa.audiences.iter().cloned());
+            // ESO: the token's first audience is the ServiceAccount's
+            // `eks.amazonaws.com/audience` annotation (default sts.amazonaws.com), then the
+            // store's `serviceAccountRef.audiences`.
+            let audiences = auth::jwt_audiences(&annotations, &sa.audiences);
             let provider = auth::ServiceAccountWebIdentity {
                 kube,
                 namespace: ns,
@@ -256,6 +267,208 @@ impl AwsFactory {
             )
         })
     }
+
+    /// Credentials for a generator in `namespace`: its `auth` and `role` as an AWS SecretStore
+    /// in that namespace would use them (credential references stay in the namespace).
+    async fn generator_credentials(
+        &self,
+        auth: Option<&eso_api::AwsAuth>,
+        role: Option<&String>,
+        region: &str,
+        namespace: &str,
+        kube: Arc<dyn KubeAccess>,
+    ) -> Result<(SharedCredentialsProvider, Region), ProviderError> {
+        if region.is_empty() {
+            return Err(ProviderError::invalid_config(
+                "the generator's spec.region is required",
+            ));
+        }
+        let aws = AwsProvider {
+            auth: auth.cloned(),
+            role: role.cloned(),
+            region: region.to_string(),
+            ..AwsProvider::default()
+        };
+        let store = StoreInfo {
+            kind: StoreKind::SecretStore,
+            name: "generator".to_string(),
+            namespace: Some(namespace.to_string()),
+            uid: String::new(),
+            generation: 0,
+            spec: Arc::new(SecretStoreSpec::default()),
+        };
+        let region = Region::new(region.to_string());
+        let creds = self
+            .credentials(&store, &aws, namespace, kube, &region)
+            .await?;
+        Ok((creds, region))
+    }
+
+    /// STSSessionToken: GetSessionToken with the generator's request parameters. Output keys
+    /// as ESO: `access_key_id`, `secret_access_key`, `session_token`, `expiration`.
+    async fn sts_session_token(
+        &self,
+        spec: &eso_api::generators::StsSessionTokenSpec,
+        namespace: &str,
+        kube: Arc<dyn KubeAccess>,
+    ) -> Result<eso_provider::generators::Generated, ProviderError> {
+        let (creds, region) = self
+            .generator_credentials(
+                spec.auth.as_ref(),
+                spec.role.as_ref(),
+                &spec.region,
+                namespace,
+                kube,
+            )
+            .await?;
+        let sts = self.sts_client(&region, Some(creds));
+        let p = spec.request_parameters.clone().unwrap_or_default();
+        let sent = sts
+            .get_session_token()
+            .set_duration_seconds(p.session_duration)
+            .set_serial_number(p.serial_number)
+            .set_token_code(p.token_code)
+            .send()
+            .await;
+        let out = self
+            .calls
+            .record(PROVIDER_STS, "GetSessionToken", sent)
+            .map_err(|e| errors::classify(&e, "GetSessionToken", ""))?;
+        let c = out
+            .credentials
+            .ok_or_else(|| ProviderError::unavailable("GetSessionToken returned no credentials"))?;
+        Ok(eso_provider::generators::Generated(BTreeMap::from([
+            ("access_key_id".to_string(), c.access_key_id.into_bytes()),
+            (
+                "secret_access_key".to_string(),
+                c.secret_access_key.into_bytes(),
+            ),
+            ("session_token".to_string(), c.session_token.into_bytes()),
+            (
+                "expiration".to_string(),
+                c.expiration.secs().to_string().into_bytes(),
+            ),
+        ])))
+    }
+
+    /// ECRAuthorizationToken: GetAuthorizationToken. Output keys as ESO: `username`,
+    /// `password` (the two halves of the decoded token), `proxy_endpoint`, `expires_at` (Unix
+    /// seconds). `scope: public` (ECR Public) is reported unsupported.
+    async fn ecr_token(
+        &self,
+        spec: &eso_api::generators::EcrAuthorizationTokenSpec,
+        namespace: &str,
+        kube: Arc<dyn KubeAccess>,
+    ) -> Result<eso_provider::generators::Generated, ProviderError> {
+        use base64::Engine as _;
+        match spec.scope.as_deref() {
+            None | Some("") | Some("private") => {}
+            Some("public") => {
+                return Err(ProviderError::unsupported(
+                    "ECRAuthorizationToken scope public (ECR Public) is not supported by this operator; private is",
+                ));
+            }
+            Some(other) => {
+                return Err(ProviderError::invalid_config(format!(
+                    "ECRAuthorizationToken scope {other:?}: use private or public"
+                )));
+            }
+        }
+        let (creds, region) = self
+            .generator_credentials(
+                spec.auth.as_ref(),
+                spec.role.as_ref(),
+                &spec.region,
+                namespace,
+                kube,
+            )
+            .await?;
+        let mut b = aws_sdk_ecr::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(region)
+            .http_client(self.http.clone())
+            .credentials_provider(creds);
+        if let Some(e) = &self.ecr_endpoint {
+            b = b.endpoint_url(e);
+        }
+        let client = aws_sdk_ecr::Client::from_conf(b.build());
+        let sent = client.get_authorization_token().send().await;
+        let out = self
+            .calls
+            .record(PROVIDER_ECR, "GetAuthorizationToken", sent)
+            .map_err(|e| errors::classify(&e, "GetAuthorizationToken", ""))?;
+        let data = out.authorization_data.unwrap_or_default();
+        let [d] = data.as_slice() else {
+            return Err(ProviderError::unavailable(format!(
+                "GetAuthorizationToken returned {} authorization tokens, expected 1",
+                data.len()
+            )));
+        };
+        let token = d.authorization_token.as_deref().unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                ProviderError::unavailable(
+                    "GetAuthorizationToken returned a token that is not base64 text",
+                )
+            })?;
+        let (user, pass) = decoded
+            .split_once(':')
+            .filter(|(_, p)| !p.contains(':'))
+            .ok_or_else(|| ProviderError::unavailable("unexpected ECR token format"))?;
+        let mut m = BTreeMap::from([
+            ("username".to_string(), user.as_bytes().to_vec()),
+            ("password".to_string(), pass.as_bytes().to_vec()),
+            (
+                "proxy_endpoint".to_string(),
+                d.proxy_endpoint.clone().unwrap_or_default().into_bytes(),
+            ),
+        ]);
+        let exp = d.expires_at.map_or(0, |t| t.secs());
+        m.insert("expires_at".to_string(), exp.to_string().into_bytes());
+        Ok(eso_provider::generators::Generated(m))
+    }
+
+    /// The store's credentials: base auth, then `additionalRoles`, then `role` (with external
+    /// ID and session tags).
+    async fn credentials(
+        &self,
+        store: &StoreInfo,
+        aws: &AwsProvider,
+        es_namespace: &str,
+        kube: Arc<dyn KubeAccess>,
+        region: &Region,
+    ) -> Result<SharedCredentialsProvider, ProviderError> {
+        let mut creds = self
+            .base_credentials(store, aws, es_namespace, kube, region)
+            .await?;
+        for role in &aws.additional_roles {
+            let sts = self.sts_client(region, Some(creds.clone()));
+            creds = SharedCredentialsProvider::new(auth::AssumeRole {
+                sts,
+                role_arn: role.clone(),
+                external_id: None,
+                tags: Vec::new(),
+                transitive_tag_keys: Vec::new(),
+                calls: self.calls.clone(),
+            });
+        }
+        if let Some(role) = aws.role.as_ref().filter(|r| !r.is_empty()) {
+            let sts = self.sts_client(region, Some(creds.clone()));
+            let tags = session_tags(aws, store, es_namespace);
+            creds = SharedCredentialsProvider::new(auth::AssumeRole {
+                sts,
+                role_arn: role.clone(),
+                external_id: aws.external_id.clone().filter(|s| !s.is_empty()),
+                tags,
+                transitive_tag_keys: aws.transitive_tag_keys.clone(),
+                calls: self.calls.clone(),
+            });
+        }
+        Ok(creds)
+    }
 }
 
 #[async_trait]
@@ -269,7 +482,17 @@ impl ProviderFactory for AwsFactory {
     }
 
     fn auth_scope(&self, store: &StoreInfo, es_namespace: &str) -> String {
-        if self.is_referent(store) {
+        // Session tags naming the ExternalSecret's namespace make the credentials of a
+        // ClusterSecretStore differ per namespace.
+        let per_namespace_tags = store.kind == StoreKind::ClusterSecretStore
+            && Self::aws(&store.spec).is_some_and(|a| {
+                a.role.as_ref().is_some_and(|r| !r.is_empty())
+                    && matches!(
+                        a.session_tags_policy,
+                        Some(AwsSessionTagsPolicy::Simple | AwsSessionTagsPolicy::Custom)
+                    )
+            });
+        if self.is_referent(store) || per_namespace_tags {
             es_namespace.to_string()
         } else {
             String::new()
@@ -297,6 +520,20 @@ impl ProviderFactory for AwsFactory {
         false
     }
 
+    async fn generate(
+        &self,
+        spec: &eso_api::generators::GeneratorSpec,
+        namespace: &str,
+        kube: Arc<dyn KubeAccess>,
+    ) -> Option<Result<eso_provider::generators::Generated, ProviderError>> {
+        use eso_api::generators::GeneratorSpec;
+        match spec {
+            GeneratorSpec::Sts(s) => Some(self.sts_session_token(s, namespace, kube).await),
+            GeneratorSpec::Ecr(e) => Some(self.ecr_token(e, namespace, kube).await),
+            _ => None,
+        }
+    }
+
     async fn build(
         &self,
         store: &StoreInfo,
@@ -320,44 +557,19 @@ impl ProviderFactory for AwsFactory {
             ));
         }
         let region = Region::new(aws.region.clone());
-        let mut creds = self
-            .base_credentials(store, aws, es_namespace, kube, &region)
+        let creds = self
+            .credentials(store, aws, es_namespace, kube, &region)
             .await?;
-        for role in &aws.additional_roles {
-            let sts = self.sts_client(&region, Some(creds.clone()));
-            creds = SharedCredentialsProvider::new(auth::AssumeRole {
-                sts,
-                role_arn: role.clone(),
-                external_id: None,
-                tags: Vec::new(),
-                transitive_tag_keys: Vec::new(),
-                calls: self.calls.clone(),
-            });
-        }
-        if let Some(role) = aws.role.as_ref().filter(|r| !r.is_empty()) {
-            let sts = self.sts_client(&region, Some(creds.clone()));
-            let tags = aws
-                .session_tags
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| (t.key, t.value))
-                .collect();
-            creds = SharedCredentialsProvider::new(auth::AssumeRole {
-                sts,
-                role_arn: role.clone(),
-                external_id: aws.external_id.clone().filter(|s| !s.is_empty()),
-                tags,
-                transitive_tag_keys: aws.transitive_tag_keys.clone(),
-                calls: self.calls.clone(),
-            });
-        }
+        let retry = retry_config(&store.spec)?;
         if aws.service == AwsServiceType::ParameterStore {
             let mut b = aws_sdk_ssm::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
                 .region(region)
                 .http_client(self.http.clone())
                 .credentials_provider(creds);
+            if let Some(r) = retry {
+                b = b.retry_config(r);
+            }
             if let Some(e) = &self.ssm_endpoint {
                 b = b.endpoint_url(e);
             }
@@ -371,6 +583,9 @@ impl ProviderFactory for AwsFactory {
             .region(region.clone())
             .http_client(self.http.clone())
             .credentials_provider(creds.clone());
+        if let Some(r) = retry {
+            b = b.retry_config(r);
+        }
         if let Some(e) = &self.secretsmanager_endpoint {
             b = b.endpoint_url(e);
         }
@@ -392,6 +607,69 @@ impl ProviderFactory for AwsFactory {
             _ => Capabilities::ReadOnly,
         }
     }
+}
+
+/// The session tags of the final `role` (ESO): `sessionTagsPolicy: Simple` replaces
+/// `sessionTags` with esoNamespace (the ExternalSecret's namespace), esoStoreName and
+/// esoStoreKind; `Custom` adds the non-empty `customSessionTags` to those three (which win over
+/// a custom tag of the same name). `None` or unset: `sessionTags` as written.
+pub fn session_tags(
+    aws: &AwsProvider,
+    store: &StoreInfo,
+    es_namespace: &str,
+) -> Vec<(String, String)> {
+    let custom = match aws.session_tags_policy {
+        None | Some(AwsSessionTagsPolicy::None) => {
+            return aws
+                .session_tags
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect();
+        }
+        Some(AwsSessionTagsPolicy::Simple) => BTreeMap::new(),
+        Some(AwsSessionTagsPolicy::Custom) => aws.custom_session_tags.clone(),
+    };
+    let mut tags: BTreeMap<String, String> = custom
+        .into_iter()
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .collect();
+    let namespace = store
+        .namespace
+        .clone()
+        .unwrap_or_else(|| es_namespace.to_string());
+    tags.insert("esoNamespace".to_string(), namespace);
+    tags.insert("esoStoreName".to_string(), store.name.clone());
+    tags.insert("esoStoreKind".to_string(), store.kind.as_str().to_string());
+    tags.into_iter().collect()
+}
+
+/// The SDK retry settings from the store's `retrySettings` (ESO): `maxRetries` is the number of
+/// attempts in total, as in ESO (default 3; 0 is taken as 1: no retry), `retryInterval` the
+/// longest delay between two attempts (the SDK's backoff is jittered up to it). Unset: the SDK's
+/// standard retries.
+pub fn retry_config(
+    spec: &SecretStoreSpec,
+) -> Result<Option<aws_smithy_types::retry::RetryConfig>, ProviderError> {
+    let Some(rs) = spec.retry_settings.as_ref() else {
+        return Ok(None);
+    };
+    let attempts = rs
+        .max_retries
+        .map_or(3, |n| u32::try_from(n).unwrap_or(0).max(1));
+    let mut c = aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(attempts);
+    if let Some(i) = rs.retry_interval.as_deref() {
+        let d = eso_api::parse_go_duration(i).ok_or_else(|| {
+            ProviderError::invalid_config(format!(
+                "spec.retrySettings.retryInterval {i:?} is not a Go duration"
+            ))
+        })?;
+        if !d.is_zero() {
+            c = c.with_initial_backoff(d).with_max_backoff(d);
+        }
+    }
+    Ok(Some(c))
 }
 
 /// AWS Secrets Manager for one store and credential identity.
@@ -804,6 +1082,94 @@ mod tests {
         assert!(!f.is_referent(&fixed));
         assert_eq!(f.auth_scope(&fixed, "app"), "");
         assert!(!f.is_referent(&store(StoreKind::SecretStore, keys(None))));
+    }
+
+    #[test]
+    fn jwt_audience_annotation_comes_first() {
+        let none = BTreeMap::new();
+        assert_eq!(auth::jwt_audiences(&none, &[]), [STS_AUDIENCE]);
+        let ann = BTreeMap::from([(AUDIENCE_ANNOTATION.to_string(), "my-aud".to_string())]);
+        assert_eq!(
+            auth::jwt_audiences(&ann, &["extra".to_string()]),
+            ["my-aud", "extra"]
+        );
+        let empty = BTreeMap::from([(AUDIENCE_ANNOTATION.to_string(), String::new())]);
+        assert_eq!(auth::jwt_audiences(&empty, &[]), [STS_AUDIENCE]);
+    }
+
+    fn with_aws(kind: StoreKind, aws: serde_json::Value) -> StoreInfo {
+        let mut base = serde_json::json!({"service": "SecretsManager", "region": "us-east-1", "role": "arn:aws:iam::123456789012:role/r"});
+        if let (Some(b), Some(extra)) = (base.as_object_mut(), aws.as_object()) {
+            b.extend(extra.clone());
+        }
+        let spec: SecretStoreSpec =
+            serde_json::from_value(serde_json::json!({"provider": {"aws": base}})).unwrap();
+        StoreInfo {
+            spec: Arc::new(spec),
+            ..store(kind, keys(Some("creds")))
+        }
+    }
+
+    #[test]
+    fn session_tags_policies() {
+        let tags = |s: &StoreInfo, ns: &str| session_tags(AwsFactory::aws(&s.spec).unwrap(), s, ns);
+        let explicit = serde_json::json!({"sessionTags": [{"key": "team", "value": "a"}]});
+        let s = with_aws(StoreKind::SecretStore, explicit.clone());
+        assert_eq!(tags(&s, "team-a"), [("team".into(), "a".into())]);
+        let mut simple = explicit.clone();
+        simple["sessionTagsPolicy"] = "Simple".into();
+        let s = with_aws(StoreKind::SecretStore, simple.clone());
+        assert_eq!(
+            tags(&s, "team-a"),
+            [
+                ("esoNamespace".to_string(), "team-a".to_string()),
+                ("esoStoreKind".into(), "SecretStore".into()),
+                ("esoStoreName".into(), "s".into()),
+            ]
+        );
+        let c = with_aws(StoreKind::ClusterSecretStore, simple);
+        assert_eq!(tags(&c, "app")[0], ("esoNamespace".into(), "app".into()));
+        assert_eq!(tags(&c, "app")[1].1, "ClusterSecretStore");
+        let f = AwsFactory::with_endpoints(None, None);
+        assert_eq!(f.auth_scope(&c, "app"), "app", "tags differ per namespace");
+        let mut custom = explicit;
+        custom["sessionTagsPolicy"] = "Custom".into();
+        custom["customSessionTags"] = serde_json::json!({"cost": "42", "empty": ""});
+        let s = with_aws(StoreKind::SecretStore, custom);
+        let t = tags(&s, "team-a");
+        assert_eq!(t.len(), 4, "{t:?}");
+        assert!(t.contains(&("cost".into(), "42".into())));
+        assert!(!t.iter().any(|(k, _)| k == "team" || k == "empty"));
+    }
+
+    #[test]
+    fn retry_settings_map_to_sdk_retries() {
+        let spec = |rs: serde_json::Value| -> SecretStoreSpec {
+            serde_json::from_value(serde_json::json!({
+                "provider": {"aws": {"service": "SecretsManager", "region": "us-east-1"}},
+                "retrySettings": rs
+            }))
+            .unwrap()
+        };
+        let none: SecretStoreSpec = serde_json::from_value(serde_json::json!({
+            "provider": {"aws": {"service": "SecretsManager", "region": "us-east-1"}}
+        }))
+        .unwrap();
+        assert!(retry_config(&none).unwrap().is_none());
+        let c = retry_config(&spec(
+            serde_json::json!({"maxRetries": 5, "retryInterval": "250ms"}),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.max_attempts(), 5);
+        assert_eq!(c.initial_backoff(), std::time::Duration::from_millis(250));
+        assert_eq!(c.max_backoff(), std::time::Duration::from_millis(250));
+        let c = retry_config(&spec(serde_json::json!({"maxRetries": 0})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.max_attempts(), 1);
+        let c = retry_config(&spec(serde_json::json!({}))).unwrap().unwrap();
+        assert_eq!(c.max_attempts(), 3);
     }
 
     #[test]

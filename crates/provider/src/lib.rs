@@ -14,6 +14,7 @@ mod calls;
 mod error;
 pub mod fake;
 mod push;
+pub mod generators;
 mod registry;
 
 use std::collections::BTreeMap;
@@ -221,4 +222,16 @@ pub trait ProviderFactory: Send + Sync {
         es_namespace: &str,
         kube: Arc<dyn KubeAccess>,
     ) -> Result<Arc<dyn SecretsProvider>, ProviderError>;
+
+    /// Run a generator this factory's backend serves (e.g. AWS: ECRAuthorizationToken,
+    /// STSSessionToken) for an ExternalSecret in `namespace` (credentials are read there).
+    /// `None`: not this factory's generator.
+    async fn generate(
+        &self,
+        _spec: &eso_api::generators::GeneratorSpec,
+        _namespace: &str,
+        _kube: Arc<dyn KubeAccess>,
+    ) -> Option<Result<generators::Generated, ProviderError>> {
+        None
+    }
 }

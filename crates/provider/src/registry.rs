@@ -546,6 +546,31 @@ impl Registry {
         r
     }
 
+    /// Run a generator for an ExternalSecret in `namespace`: Password and UUID here, from the
+    /// operating system's CSPRNG; others by the first factory that serves them.
+    pub async fn generate(
+        &self,
+        spec: &eso_api::generators::GeneratorSpec,
+        namespace: &str,
+    ) -> Result<crate::generators::Generated, ProviderError> {
+        use eso_api::generators::GeneratorSpec;
+        let mut rng = crate::generators::OsRandom;
+        match spec {
+            GeneratorSpec::Password(p) => crate::generators::run_password(p, &mut rng),
+            GeneratorSpec::Uuid => crate::generators::run_uuid(&mut rng),
+            other => {
+                for f in &self.factories {
+                    if let Some(r) = f.generate(other, namespace, self.kube.clone()).await {
+                        return r;
+                    }
+                }
+                Err(ProviderError::unsupported(
+                    "no provider registered for this generator",
+                ))
+            }
+        }
+    }
+
     /// Prove access to a store with one cheap authenticated call.
     pub async fn validate(&self, store: &StoreInfo) -> Result<Validation, ProviderError> {
         let factory = self.factory(store)?;

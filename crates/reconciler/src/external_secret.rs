@@ -252,8 +252,18 @@ async fn reconcile_inner(
     let now_ts = now();
     let valid = es.spec.target.creation_policy == CreationPolicy::Orphan
         || secrets::is_valid(existing.as_deref());
+    // spec.syncWindows hold back periodic refreshes (ESO: Periodic or unset policy only): a
+    // remote change seen by the change watcher and the retry of a failed periodic refresh wait
+    // for a window too (the forced mark is kept until then). The first sync, a spec change and
+    // the repair of an invalid Secret are not held back, as in ESO.
+    let window_blocked = matches!(es.spec.refresh_policy, None | Some(RefreshPolicy::Periodic))
+        && !crate::windows::allows(es.spec.sync_windows.as_ref(), now_ts);
     // A remote change seen by the change watcher forces a read newer than the change.
-    let forced = ctx.take_forced(&key);
+    let forced = if window_blocked {
+        None
+    } else {
+        ctx.take_forced(&key)
+    };
     let synced_here = state.synced_version.as_deref() == Some(current_version.as_str())
         && state.last_check.is_some_and(|t| {
             match es.spec.refresh_interval_duration().filter(|i| !i.is_zero()) {
@@ -270,8 +280,8 @@ async fn reconcile_inner(
         });
     // A failed last attempt is retried when the object is woken (a store turning Ready, a
     // namespace's labels changing, the backoff) rather than waiting for the next refresh.
-    let failed_before =
-        state.failed || (state.last_check.is_none() && ready_status(es) == Some("False"));
+    let failed_before = !window_blocked
+        && (state.failed || (state.last_check.is_none() && ready_status(es) == Some("False")));
     // A ClusterSecretStore that no longer admits this namespace (its labels changed) is
     // reported at once, not at the next refresh; the Secret is kept.
     let refused = !stores::cluster_stores_admit(es, ns, ctx);
@@ -611,7 +621,8 @@ async fn sync(
     ctx: &Arc<Context>,
 ) -> Result<Synced, SyncFailure> {
     let requests = eso_mapping::plan(&es.spec).map_err(|e| SyncFailure::Mapping(e.to_string()))?;
-    let fetched = fetch_all(es, ns, &requests, forced, ctx).await?;
+    let mut fetched = fetch_all(es, ns, &requests, forced, ctx).await?;
+    fetched.generated = run_generators(es, ns, ctx).await?;
     let template_sources = read_template_sources(es, ns, ctx).await?;
     let input = eso_mapping::MappingInput {
         namespace: ns,
@@ -911,6 +922,113 @@ async fn fetch_all(
         fetched.finds.extend(part.finds);
     }
     Ok(fetched)
+}
+
+/// Run the generators named by `dataFrom[].sourceRef.generatorRef` (ESO: every sync generates
+/// anew; `refreshPolicy: CreatedOnce` therefore keeps the first value). Values go to the mapping
+/// engine only; nothing here logs them.
+async fn run_generators(
+    es: &ExternalSecret,
+    ns: &str,
+    ctx: &Context,
+) -> Result<std::collections::HashMap<usize, eso_mapping::GeneratedData>, SyncFailure> {
+    use eso_api::generators::{
+        ClusterGeneratorSpec, EcrAuthorizationTokenSpec, GENERATORS_GROUP, GENERATORS_VERSION,
+        GeneratorSpec, PasswordSpec, StsSessionTokenSpec,
+    };
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let mut out = std::collections::HashMap::new();
+    for (i, gref) in eso_mapping::generator_entries(&es.spec) {
+        let field = format!("spec.dataFrom[{i}].sourceRef.generatorRef");
+        let text = |k: &str| gref.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        let (api_version, kind, gname) = (text("apiVersion"), text("kind"), text("name"));
+        if kind.is_empty() || gname.is_empty() {
+            return Err(SyncFailure::Mapping(format!(
+                "{field}: kind and name are required"
+            )));
+        }
+        let expected = format!("{GENERATORS_GROUP}/{GENERATORS_VERSION}");
+        if api_version != expected {
+            return Err(SyncFailure::Provider(FetchFailure::new(
+                FailureClass::Unsupported,
+                format!(
+                    "{field}: apiVersion {api_version:?} is not supported; generators are {expected}"
+                ),
+            )));
+        }
+        let plural = match kind {
+            "Password" => "passwords",
+            "UUID" => "uuids",
+            "ECRAuthorizationToken" => "ecrauthorizationtokens",
+            "STSSessionToken" => "stssessiontokens",
+            "ClusterGenerator" => "clustergenerators",
+            other => {
+                return Err(SyncFailure::Provider(FetchFailure::new(
+                    FailureClass::Unsupported,
+                    format!(
+                        "{field}: generator kind {other} is not supported by this operator (Password, UUID, ECRAuthorizationToken, STSSessionToken and ClusterGenerator are)"
+                    ),
+                )));
+            }
+        };
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(GENERATORS_GROUP, GENERATORS_VERSION, kind),
+            plural,
+        );
+        let api: Api<DynamicObject> = if kind == "ClusterGenerator" {
+            Api::all_with(ctx.client.clone(), &ar)
+        } else {
+            Api::namespaced_with(ctx.client.clone(), ns, &ar)
+        };
+        let where_ = if kind == "ClusterGenerator" {
+            format!("{kind} {gname}")
+        } else {
+            format!("{kind} {ns}/{gname}")
+        };
+        let obj = match api.get_opt(gname).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return Err(SyncFailure::Waiting(format!("{field}: {where_} not found"))),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                return Err(SyncFailure::Waiting(format!(
+                    "{field}: {where_} not found (is its CRD installed?)"
+                )));
+            }
+            Err(e) => return Err(SyncFailure::Kube(e)),
+        };
+        let spec_value = obj.data.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let bad = |e: serde_json::Error| {
+            SyncFailure::Mapping(format!("{field}: {where_} has an invalid spec: {e}"))
+        };
+        let spec = match kind {
+            "Password" => GeneratorSpec::Password(
+                serde_json::from_value::<PasswordSpec>(spec_value).map_err(bad)?,
+            ),
+            "UUID" => GeneratorSpec::Uuid,
+            "ECRAuthorizationToken" => GeneratorSpec::Ecr(
+                serde_json::from_value::<EcrAuthorizationTokenSpec>(spec_value).map_err(bad)?,
+            ),
+            "STSSessionToken" => GeneratorSpec::Sts(
+                serde_json::from_value::<StsSessionTokenSpec>(spec_value).map_err(bad)?,
+            ),
+            _ => {
+                let cg = serde_json::from_value::<ClusterGeneratorSpec>(spec_value).map_err(bad)?;
+                cg.resolve().map_err(|m| {
+                    SyncFailure::Provider(FetchFailure::new(
+                        FailureClass::Unsupported,
+                        format!("{field}: {m}"),
+                    ))
+                })?
+            }
+        };
+        let generated = ctx.hub.generate(&spec, ns).await.map_err(|f| {
+            SyncFailure::Provider(FetchFailure::new(
+                f.class,
+                format!("{field}: {where_}: {}", f.message),
+            ))
+        })?;
+        out.insert(i, eso_mapping::GeneratedData(generated.0));
+    }
+    Ok(out)
 }
 
 /// ConfigMaps and Secrets named by `template.templateFrom` (direct reads, only when used).

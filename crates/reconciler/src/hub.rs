@@ -141,4 +141,23 @@ pub trait ProviderHub: Send + Sync + 'static {
             format!("this operator cannot check this store ({})", remote.key),
         ))
     }
+
+    /// Run a generator for an ExternalSecret in `es_namespace` (credentials are read there).
+    /// The default runs Password and UUID locally and reports every other kind unsupported.
+    async fn generate(
+        &self,
+        spec: &eso_api::generators::GeneratorSpec,
+        _es_namespace: &str,
+    ) -> Result<eso_provider::generators::Generated, FetchFailure> {
+        use eso_api::generators::GeneratorSpec;
+        use eso_provider::generators as g;
+        let r = match spec {
+            GeneratorSpec::Password(p) => g::run_password(p, &mut g::OsRandom),
+            GeneratorSpec::Uuid => g::run_uuid(&mut g::OsRandom),
+            _ => Err(eso_provider::ProviderError::unsupported(
+                "this provider hub runs no AWS generators",
+            )),
+        };
+        r.map_err(crate::kube_access::failure)
+    }
 }

@@ -254,6 +254,17 @@ impl ProviderHub for RegistryHub {
             .await
             .map_err(failure)
     }
+
+    async fn generate(
+        &self,
+        spec: &eso_api::generators::GeneratorSpec,
+        es_namespace: &str,
+    ) -> Result<eso_provider::generators::Generated, FetchFailure> {
+        self.registry
+            .generate(spec, es_namespace)
+            .await
+            .map_err(failure)
+    }
 }
 
 #[cfg(test)]

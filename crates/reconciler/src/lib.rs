@@ -35,6 +35,7 @@ pub mod refresh;
 pub mod rollout;
 pub mod secrets;
 pub mod stores;
+pub mod windows;
 
 use std::collections::HashMap;
 use std::future::Future;

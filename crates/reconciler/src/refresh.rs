@@ -55,7 +55,10 @@ pub fn should_refresh(
                 return true;
             }
             let anchor = last_check.map_or(refresh_time, |c| c.max(refresh_time));
+            // Due by time: ESO checks the sync windows only now, after the first sync, a spec
+            // change and a refreshTime in the future have already forced a refresh.
             !is_before(now, add(anchor, interval))
+                && crate::windows::allows(es.spec.sync_windows.as_ref(), now)
         }
     }
 }
@@ -93,8 +96,22 @@ pub fn next_refresh(
     };
     let elapsed = duration_between(anchor, now);
     let remaining = interval.saturating_sub(elapsed);
+    if remaining.is_zero() && !crate::windows::allows(es.spec.sync_windows.as_ref(), now) {
+        // Due but held back by the sync windows: come back when they may let it through
+        // (ESO requeues with its rate limiter and checks again). Capped so a schedule that
+        // never fires costs one wake-up per interval, not a busy loop.
+        let wait = crate::windows::blocked_for(es.spec.sync_windows.as_ref(), now)
+            .unwrap_or(interval)
+            .min(MAX_WINDOW_WAIT.max(interval));
+        // A small jitter only: a large one could miss a short window.
+        let spread = wait.min(Duration::from_secs(60));
+        return Some(wait + jitter(spread, jitter_fraction, seed));
+    }
     Some(remaining + jitter(interval, jitter_fraction, seed))
 }
+
+/// Longest wait for a sync window to open before the schedule is looked at again.
+const MAX_WINDOW_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// A deterministic jitter in `[0, interval * fraction)`.
 pub fn jitter(interval: Duration, fraction: f64, seed: u64) -> Duration {
@@ -282,6 +299,44 @@ mod tests {
                 1
             ),
             None
+        );
+    }
+
+    #[test]
+    fn sync_windows_gate_only_the_periodic_refresh() {
+        use eso_api::{SyncWindow, SyncWindowKind, SyncWindows};
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let with_window = |synced: Option<&str>, refreshed: Option<Timestamp>| {
+            let mut e = es(None, "1h", synced, None);
+            e.spec.sync_windows = Some(SyncWindows {
+                kind: SyncWindowKind::Allow,
+                windows: vec![SyncWindow {
+                    schedule: "0 22 * * *".into(),
+                    duration: "1h".into(),
+                }],
+            });
+            if let Some(st) = e.status.as_mut() {
+                st.refresh_time = refreshed.map(Time);
+            }
+            e
+        };
+        let noon = t("2026-12-02T12:00:00Z");
+        let e = with_window(Some("1-a"), Some(t("2026-12-02T09:00:00Z")));
+        // Due by time but outside the window: held back, and woken when it opens (22:00).
+        assert!(!should_refresh(&e, "1-a", noon, None));
+        assert_eq!(
+            next_refresh(&e, noon, None, 0.0, 1),
+            Some(Duration::from_secs(10 * 3600))
+        );
+        // Inside the window: refreshed.
+        assert!(should_refresh(&e, "1-a", t("2026-12-02T22:30:00Z"), None));
+        // The first sync and a spec change are never held back (ESO).
+        assert!(should_refresh(&with_window(None, None), "1-a", noon, None));
+        assert!(should_refresh(&e, "2-a", noon, None));
+        // Not yet due: the normal schedule.
+        assert_eq!(
+            next_refresh(&e, t("2026-12-02T09:30:00Z"), None, 0.0, 1),
+            Some(Duration::from_secs(30 * 60))
         );
     }
 
