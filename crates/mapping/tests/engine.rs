@@ -444,7 +444,7 @@ fn no_template_copies_labels_and_annotations_but_not_last_applied() {
 
 #[test]
 fn generator_output_is_merged_in_order_and_rewritten() {
-    let spec: eso_api::ExternalSecretSpec = serde_yaml::from_str(&format!(
+    let spec: eso_api::ExternalSecretSpec = serde_saphyr::from_str(&format!(
         "{HEAD}dataFrom:\n- extract: {{key: k}}\n- sourceRef: {{generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: p}}}}\n  rewrite:\n  - regexp: {{source: '^password$', target: db-password}}\n"
     ))
     .unwrap();
