@@ -649,6 +649,7 @@ pub fn register(m: &mut FuncMap, env: &SprigEnv) {
     paths(m);
     dates(m, env);
     random(m, env);
+    crate::extra::register(m);
 }
 
 fn strings(m: &mut FuncMap) {
