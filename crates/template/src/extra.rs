@@ -15,7 +15,6 @@ use base64::Engine as _;
 use crate::funcs::{FuncError, FuncMap};
 use crate::value::Value;
 
-
 fn e(msg: impl Into<String>) -> FuncError {
     FuncError(msg.into())
 }
@@ -688,8 +687,7 @@ impl Constraint {
         if v.cmp(c) == Ordering::Less {
             return false;
         }
-        if c.major == 0 && c.minor == 0 && c.patch == 0 && !self.minor_dirty && !self.patch_dirty
-        {
+        if c.major == 0 && c.minor == 0 && c.patch == 0 && !self.minor_dirty && !self.patch_dirty {
             return true;
         }
         if v.major != c.major {
@@ -976,9 +974,14 @@ mod tests {
         let a = encrypt_aes(b"secretkey", b"plain text").unwrap();
         let b = encrypt_aes(b"secretkey", b"plain text").unwrap();
         assert_ne!(a, b, "each encryption draws a new IV");
-        let raw = base64::engine::general_purpose::STANDARD.decode(&a).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&a)
+            .unwrap();
         assert_eq!(raw.len(), 16 + 16, "IV plus one padded block");
-        assert_eq!(decrypt_aes(b"secretkey", a.as_bytes()).unwrap(), b"plain text");
+        assert_eq!(
+            decrypt_aes(b"secretkey", a.as_bytes()).unwrap(),
+            b"plain text"
+        );
         assert_eq!(encrypt_aes(b"k", b"").unwrap(), "");
         for n in [1, 15, 16, 17, 100] {
             let p = vec![b'x'; n];
