@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: everything CI runs, in order, against a real local control plane.
 //!
-//! fmt --check, clippy -D warnings, crdgen --check, docs, template goldens --check (Go), testenv up, all workspace tests with
+//! fmt --check, clippy -D warnings, crdgen --check, docs, template goldens --check (Go), a
+//! bounded template-diff run (random templates through eso-template and Go), testenv up, all workspace tests with
 //! `ESO_REQUIRE_TESTENV=1` (tests that need the control plane fail instead of skipping), the
 //! compiled examples, testenv down (always, even after a failure), and a bounded fuzz run when
 //! fuzz targets are registered. `--node` adds the opt-in in-pod suite (`cargo xtask node-e2e`).
@@ -38,6 +39,19 @@ fn cargo(args: &[&str], envs: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
+/// The template-diff seed: `ESO_TEMPLATE_DIFF_SEED` (to replay a failure) or the time.
+fn ci_seed() -> u64 {
+    std::env::var("ESO_TEMPLATE_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(1)
+        })
+}
+
 /// Run CI. `--skip-fuzz` skips the bounded fuzz run; `--fuzz-seconds N` sets its length;
 /// `--node` adds the in-pod suite on the testenv node (`cargo xtask node-e2e`).
 pub fn run(args: &[String]) -> Result<()> {
@@ -71,6 +85,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // About a minute: go build of the oracle (sprig from the module proxy) and 318 renders.
     step("template goldens --check (Go oracle)", || {
         crate::goldens::run(true)
+    })?;
+    // Bounded differential fuzzing against Go (the oracle is built by the step above).
+    step("template-diff (20s, random templates vs Go)", || {
+        crate::template_diff::run(20, ci_seed(), None)
     })?;
     step("cargo doc (warnings are errors)", || {
         cargo(

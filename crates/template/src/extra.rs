@@ -108,6 +108,8 @@ pub(crate) fn register(m: &mut FuncMap) {
         want("urlJoin", a, 1)?;
         let d = match &a[0] {
             Value::Map(m) if !m.strings => m.clone(),
+            // A nil map reads as empty in Go.
+            Value::Nil => std::sync::Arc::new(crate::value::Map::default()),
             o => {
                 return Err(e(format!(
                     "wrong type for value; expected map[string]interface {{}}; got {}",
