@@ -695,7 +695,7 @@ impl Constraint {
         if v.major != c.major {
             return false;
         }
-        !(v.minor != c.minor && !self.minor_dirty)
+        v.minor == c.minor || self.minor_dirty
     }
 }
 
@@ -761,8 +761,8 @@ fn should_escape(c: u8, mode: Enc) -> bool {
     if c.is_ascii_alphanumeric() {
         return false;
     }
-    if mode == Enc::Host {
-        if matches!(
+    if mode == Enc::Host
+        && matches!(
             c,
             b'!' | b'$'
                 | b'&'
@@ -780,9 +780,9 @@ fn should_escape(c: u8, mode: Enc) -> bool {
                 | b'<'
                 | b'>'
                 | b'"'
-        ) {
-            return false;
-        }
+        )
+    {
+        return false;
     }
     match c {
         b'-' | b'_' | b'.' | b'~' => false,
