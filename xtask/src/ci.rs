@@ -39,17 +39,12 @@ fn cargo(args: &[&str], envs: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
-/// The template-diff seed: `ESO_TEMPLATE_DIFF_SEED` (to replay a failure) or the time.
+/// The template-diff seed: `ESO_TEMPLATE_DIFF_SEED`, or 9.
 fn ci_seed() -> u64 {
     std::env::var("ESO_TEMPLATE_DIFF_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(1)
-        })
+        .unwrap_or(9)
 }
 
 /// Run CI. `--skip-fuzz` skips the bounded fuzz run; `--fuzz-seconds N` sets its length;
@@ -87,8 +82,10 @@ pub fn run(args: &[String]) -> Result<()> {
         crate::goldens::run(true)
     })?;
     // Bounded differential fuzzing against Go (the oracle is built by the step above).
-    step("template-diff (20s, random templates vs Go)", || {
-        crate::template_diff::run(20, ci_seed(), None)
+    // A fixed seed and case count keep the step reproducible (a failure replays exactly);
+    // `ESO_TEMPLATE_DIFF_SEED` explores other seeds. At most 20 s on a slow machine.
+    step("template-diff (random templates vs Go)", || {
+        crate::template_diff::run(20, ci_seed(), Some(12_000))
     })?;
     step("cargo doc (warnings are errors)", || {
         cargo(
