@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: everything CI runs, in order, against a real local control plane.
 //!
-//! fmt --check, clippy -D warnings, crdgen --check, docs, template goldens --check (Go), testenv up, all workspace tests with
+//! fmt --check, clippy -D warnings, crdgen --check, docs, template goldens --check (Go), a
+//! bounded template-diff run (random templates through eso-template and Go), testenv up, all workspace tests with
 //! `ESO_REQUIRE_TESTENV=1` (tests that need the control plane fail instead of skipping), the
 //! compiled examples, testenv down (always, even after a failure), and a bounded fuzz run when
 //! fuzz targets are registered. Between the two, the in-pod suite on a real node
@@ -70,6 +71,14 @@ fn example(name: &str, envs: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
+/// The template-diff seed: `ESO_TEMPLATE_DIFF_SEED`, or 9.
+fn ci_seed() -> u64 {
+    std::env::var("ESO_TEMPLATE_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(9)
+}
+
 /// Run CI. `--skip-fuzz` skips the bounded fuzz run; `--fuzz-seconds N` sets its length;
 /// `--skip-node` leaves out the in-pod suite on the testenv node (`cargo xtask node-e2e`).
 pub fn run(args: &[String]) -> Result<()> {
@@ -122,6 +131,12 @@ pub fn run(args: &[String]) -> Result<()> {
     // About a minute: go build of the oracle (sprig from the module proxy) and 318 renders.
     step("template goldens --check (Go oracle)", || {
         crate::goldens::run(true)
+    })?;
+    // Bounded differential fuzzing against Go (the oracle is built by the step above).
+    // A fixed seed and case count keep the step reproducible (a failure replays exactly);
+    // `ESO_TEMPLATE_DIFF_SEED` explores other seeds. At most 20 s on a slow machine.
+    step("template-diff (random templates vs Go)", || {
+        crate::template_diff::run(20, ci_seed(), Some(12_000))
     })?;
     step("cargo doc (warnings are errors)", || {
         cargo(

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, bail};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-pub fn run(check: bool) -> Result<()> {
+/// Build the go-oracle program (Go module proxy for sprig); its path.
+pub fn build_oracle() -> Result<std::path::PathBuf> {
     let root = crate::project_root();
     let oracle_dir = root.join("crates/template/go-oracle");
-    let tests = root.join("crates/template/tests");
     let bin = root.join("target/go-oracle/go-oracle");
     let st = Command::new("go")
         .args(["build", "-o"])
@@ -22,6 +22,13 @@ pub fn run(check: bool) -> Result<()> {
     if !st.success() {
         bail!("go build of crates/template/go-oracle failed");
     }
+    Ok(bin)
+}
+
+pub fn run(check: bool) -> Result<()> {
+    let root = crate::project_root();
+    let tests = root.join("crates/template/tests");
+    let bin = build_oracle()?;
     let corpus = std::fs::read(tests.join("corpus.jsonl")).context("reading corpus.jsonl")?;
     let mut child = Command::new(&bin)
         .env("TZ", "UTC")

@@ -5,6 +5,7 @@
 //!   kube-controller-manager) and a moto server on loopback; `--instance NAME` for a private one,
 //!   `restart [--kill] <component>` to restart one of its processes.
 //! - `cargo xtask goldens [--check]`: template differential goldens from Go (go-oracle).
+//! - `cargo xtask template-diff [--seconds N] [--seed S]`: differential fuzzing against Go.
 //! - `cargo xtask ci`: everything CI runs.
 #![allow(clippy::duplicate_mod)] // testsupport/moto.rs is shared by the demo and bench modules
 
@@ -21,6 +22,7 @@ mod manifests;
 mod node;
 #[path = "../../testsupport/proxy.rs"]
 mod proxy;
+mod template_diff;
 mod testenv;
 
 use anyhow::{Result, bail};
@@ -47,6 +49,7 @@ fn main() -> Result<()> {
         "image" => image::run(&rest),
         "node-e2e" => node::e2e(&rest),
         "goldens" => goldens::run(rest.iter().any(|a| a == "--check")),
+        "template-diff" => template_diff::cli(&rest),
         "help" | "--help" | "-h" => {
             print_help();
             Ok(())
@@ -69,6 +72,7 @@ fn print_help() {
          apidocs [--check]           write docs/api-reference.md from the eso-api types\n\
          manifests [--check]         write deploy/manifests (kustomize base) from the Helm chart\n\
          goldens [--check]           render the template corpus with Go + sprig (go-oracle), write/check the goldens\n\
+         template-diff [--seconds N] [--seed S] [--max-cases N]  random templates through eso-template and Go, compared\n\
          demo [down]                 the user's seed flow end to end on the local control plane\n\
          fuzz [--seconds N] [target]  bounded cargo-fuzz runs (pinned nightly + cargo-fuzz, installed on demand)\n\
          bench [--es N --distinct D --big M --interval S]  operator benchmarks on the local control plane\n\

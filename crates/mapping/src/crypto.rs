@@ -93,11 +93,14 @@ impl From<CryptoError> for FuncError {
 
 type R<T> = Result<T, CryptoError>;
 
+pub(crate) mod certgen;
+
 // ---------------------------------------------------------------------------------------------
 // PEM
 
 /// One PEM block's decoded bytes (ESO never checks the type label of these inputs).
 struct Block {
+    label: String,
     der: Vec<u8>,
 }
 
@@ -132,7 +135,7 @@ fn pem_blocks(input: &[u8]) -> Vec<Block> {
             .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
             .collect();
         if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b64) {
-            out.push(Block { der });
+            out.push(Block { label, der });
         }
     }
     out

@@ -74,6 +74,12 @@ fn funcs() -> &'static FuncMap {
     })
 }
 
+/// The names of the functions templates may call, sorted (Go's built-ins such as `index` and
+/// `printf` are not listed: the engine always has them).
+pub fn function_names() -> Vec<&'static str> {
+    funcs().names()
+}
+
 fn register_eso(m: &mut FuncMap) {
     type F = fn(&[Value]) -> Result<Value, FuncError>;
     let eso: &[(&str, F)] = &[
@@ -103,6 +109,33 @@ fn register_eso(m: &mut FuncMap) {
     for (name, f) in eso {
         let f = *f;
         m.insert(name, f);
+    }
+    use crypto::certgen as cg;
+    let generators: &[(&str, u64, F)] = &[
+        ("genPrivateKey", cg::RSA_4096_COST, cg::gen_private_key),
+        ("genCA", cg::RSA_2048_COST, cg::gen_ca),
+        ("genCAWithKey", cg::SIGN_COST, cg::gen_ca_with_key),
+        (
+            "genSelfSignedCert",
+            cg::RSA_2048_COST,
+            cg::gen_self_signed_cert,
+        ),
+        (
+            "genSelfSignedCertWithKey",
+            cg::SIGN_COST,
+            cg::gen_self_signed_cert_with_key,
+        ),
+        ("genSignedCert", cg::RSA_2048_COST, cg::gen_signed_cert),
+        (
+            "genSignedCertWithKey",
+            cg::SIGN_COST,
+            cg::gen_signed_cert_with_key,
+        ),
+        ("buildCustomCert", 0, cg::build_custom_cert),
+    ];
+    for (name, cost, f) in generators {
+        let f = *f;
+        m.insert_with_cost(name, *cost, f);
     }
 }
 

@@ -180,19 +180,38 @@ impl Exec<'_> {
     fn range(&mut self, dot: &Value, p: &Pipe, body: &[Node], els: &[Node]) -> R<()> {
         let v = self.pipe_value(dot, p)?;
         let nvars = p.decl.len();
-        let set = |s: &mut Self, k: Value, e: Value| {
+        // As Go's evalPipeline: the range's variables first hold the ranged-over value (what
+        // the `else` branch sees), then each iteration overwrites them.
+        for name in &p.decl {
             if p.assign {
-                let vals: Vec<Value> = if nvars == 2 { vec![k, e] } else { vec![e] };
+                match self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = v.clone(),
+                    None => {
+                        return Err(self.err_at(
+                            p.line,
+                            p.col,
+                            "range",
+                            format!("undefined variable: {name}"),
+                        ));
+                    }
+                }
+            } else {
+                self.vars.push((name.clone(), v.clone()));
+            }
+        }
+        let set = |s: &mut Self, k: Value, e: Value| {
+            let vals: Vec<Value> = if nvars == 2 { vec![k, e] } else { vec![e] };
+            if p.assign {
                 for (name, val) in p.decl.iter().zip(vals) {
                     if let Some(slot) = s.vars.iter_mut().rev().find(|(n, _)| n == name) {
                         slot.1 = val;
                     }
                 }
-            } else if nvars == 2 {
-                s.vars.push((p.decl[0].clone(), k));
-                s.vars.push((p.decl[1].clone(), e));
-            } else if nvars == 1 {
-                s.vars.push((p.decl[0].clone(), e));
+            } else {
+                let top = s.vars.len() - nvars.min(s.vars.len());
+                for (slot, val) in s.vars[top..].iter_mut().zip(vals) {
+                    slot.1 = val;
+                }
             }
         };
         let mut any = false;

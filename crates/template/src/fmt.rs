@@ -282,14 +282,24 @@ fn pad(out: &mut Vec<u8>, body: &[u8], fl: &Flags, numeric: bool) {
     }
 }
 
-fn bad_verb(out: &mut Vec<u8>, verb: char, v: &Value) {
+/// An element of a list or map: a nil interface prints as `<nil>` whatever the verb.
+fn fmt_elem(out: &mut Vec<u8>, verb: char, fl: &Flags, e: &Value) {
+    if matches!(e, Value::Nil) {
+        out.extend_from_slice(b"<nil>");
+    } else {
+        fmt_one(out, verb, fl, e);
+    }
+}
+
+/// Go's `badVerb`: `%!VERB(TYPE=VALUE)`, the value printed with `%v` under the same flags.
+fn bad_verb(out: &mut Vec<u8>, verb: char, fl: &Flags, v: &Value) {
     out.extend_from_slice(format!("%!{verb}(").as_bytes());
     match v {
         Value::Nil => out.extend_from_slice(b"<nil>"),
         other => {
             out.extend_from_slice(other.type_name().as_bytes());
             out.push(b'=');
-            write_v(out, other, false);
+            fmt_one(out, 'v', fl, other);
         }
     }
     out.push(b')');
@@ -314,8 +324,18 @@ fn fmt_int(i: i64, verb: char, fl: &Flags) -> Option<Vec<u8>> {
             );
         }
         'q' => {
+            // Go's strconv.QuoteRune: the rune as a Go string literal, in single quotes.
             let c = char::from_u32(i as u32).unwrap_or('\u{fffd}');
-            return Some(format!("'{}'", c.escape_default()).into_bytes());
+            let mut b = [0u8; 4];
+            let q = match c {
+                '\'' => b"\\'".to_vec(),
+                '"' => b"\"".to_vec(),
+                c => {
+                    let q = quote(c.encode_utf8(&mut b).as_bytes());
+                    q[1..q.len() - 1].to_vec()
+                }
+            };
+            return Some([b"'".as_slice(), &q, b"'"].concat());
         }
         'U' => return Some(format!("U+{u:04X}").into_bytes()),
         'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 's' | 't' => return None,
@@ -374,7 +394,7 @@ fn fmt_one(out: &mut Vec<u8>, verb: char, fl: &Flags, v: &Value) {
                 body = b;
                 numeric = !matches!(verb, 'c' | 'q' | 'U');
             }
-            None => return bad_verb(out, verb, v),
+            None => return bad_verb(out, verb, fl, v),
         },
         ('v' | 't', Value::Bool(b)) => {
             body = if *b {
@@ -422,43 +442,37 @@ fn fmt_one(out: &mut Vec<u8>, verb: char, fl: &Flags, v: &Value) {
             }
             body = h;
         }
-        ('x' | 'X', Value::Float(_)) => return bad_verb(out, verb, v),
+        ('x' | 'X', Value::Float(_)) => return bad_verb(out, verb, fl, v),
+        // Go formats each element (and map key) with the verb and flags, width included, and
+        // does not pad the brackets.
         (_, Value::List(l)) if verb != 'T' => {
-            let mut b = vec![b'['];
+            out.push(b'[');
             for (i, e) in l.iter().enumerate() {
                 if i > 0 {
-                    b.push(b' ');
+                    out.push(b' ');
                 }
-                fmt_one(&mut b, verb, &Flags { width: None, ..*fl }, e);
+                fmt_elem(out, verb, fl, e);
             }
-            b.push(b']');
-            body = b;
+            out.push(b']');
+            return;
         }
         (_, Value::Map(m)) if verb != 'T' => {
-            let mut b = b"map[".to_vec();
+            out.extend_from_slice(b"map[");
             for (i, (k, e)) in m.entries.iter().enumerate() {
                 if i > 0 {
-                    b.push(b' ');
+                    out.push(b' ');
                 }
-                fmt_one(
-                    &mut b,
-                    verb,
-                    &Flags {
-                        width: None,
-                        ..Flags::default()
-                    },
-                    &Value::str(k),
-                );
-                b.push(b':');
-                fmt_one(&mut b, verb, &Flags { width: None, ..*fl }, e);
+                fmt_one(out, verb, fl, &Value::str(k));
+                out.push(b':');
+                fmt_elem(out, verb, fl, e);
             }
-            b.push(b']');
-            body = b;
+            out.push(b']');
+            return;
         }
         ('T', v) => body = v.type_name().as_bytes().to_vec(),
         ('v', Value::Nil) => body = b"<nil>".to_vec(),
         ('v' | 's', Value::Time(_)) => body = sprint_value(v),
-        _ => return bad_verb(out, verb, v),
+        _ => return bad_verb(out, verb, fl, v),
     }
     pad(out, &body, fl, numeric);
 }

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod exec;
+mod extra;
 pub mod fmt;
 mod funcs;
 mod parse;

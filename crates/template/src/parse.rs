@@ -226,7 +226,7 @@ impl<'a> Lexer<'a> {
                             Some(_) => q += 1,
                         }
                     }
-                    let s = unquote(&self.src[p + 1..q]).map_err(|m| self.err(p, m))?;
+                    let s = unquote(&self.src[p + 1..q], b'"').map_err(|m| self.err(p, m))?;
                     self.push(Tok::Str(s), p);
                     self.pos = q + 1;
                 }
@@ -254,7 +254,7 @@ impl<'a> Lexer<'a> {
                             Some(_) => q += 1,
                         }
                     }
-                    let body = unquote(&self.src[p + 1..q]).map_err(|m| self.err(p, m))?;
+                    let body = unquote(&self.src[p + 1..q], b'\'').map_err(|m| self.err(p, m))?;
                     let s = String::from_utf8(body)
                         .map_err(|_| self.err(p, "malformed character constant"))?;
                     let mut it = s.chars();
@@ -398,7 +398,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Go's `strconv.Unquote` body (the text between the quotes).
-fn unquote(s: &[u8]) -> Result<Vec<u8>, String> {
+fn unquote(s: &[u8], quote: u8) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     let hex = |b: &[u8]| -> Result<u32, String> {
@@ -424,8 +424,9 @@ fn unquote(s: &[u8]) -> Result<Vec<u8>, String> {
             b't' => out.push(b'\t'),
             b'v' => out.push(11),
             b'\\' => out.push(b'\\'),
-            b'"' => out.push(b'"'),
-            b'\'' => out.push(b'\''),
+            // Each quote may only be escaped inside its own kind of literal.
+            b'\'' if quote == b'\'' => out.push(b'\''),
+            b'"' if quote == b'"' => out.push(b'"'),
             b'x' => {
                 let h = s.get(i..i + 2).ok_or("invalid syntax")?;
                 out.push(hex(h)? as u8);
@@ -917,6 +918,12 @@ impl Parser<'_> {
                 }
                 _ => self.i = save,
             }
+            // As Go's parser: a declared or assigned variable is known from here on, even in
+            // its own pipeline and even when an assignment names an undeclared variable (both
+            // fail when executed: "undefined variable").
+            for d in &pipe.decl {
+                self.vars.push(d.clone());
+            }
         }
         loop {
             let t = self.peek_non_space().clone();
@@ -950,11 +957,6 @@ impl Parser<'_> {
                     start.line,
                     format!("non executable command in pipeline stage {}", i + 1),
                 ));
-            }
-        }
-        if !pipe.assign {
-            for d in &pipe.decl {
-                self.vars.push(d.clone());
             }
         }
         Ok(pipe)
@@ -1045,8 +1047,26 @@ impl Parser<'_> {
             Arg::Dot | Arg::Nil | Arg::Const(_) => {
                 return Err(self.err(self.peek().line, "unexpected . after term"));
             }
-            Arg::Builtin(_) | Arg::Func(_) => {
-                return Err(self.err(self.peek().line, "unexpected . after term"));
+            // As Go: `fn.Field` calls the function without arguments, then reads the field.
+            term @ (Arg::Builtin(_) | Arg::Func(_)) => {
+                let t = self.peek();
+                let (line, col) = (t.line, t.col);
+                let name = match &term {
+                    Arg::Builtin(b) => b.name().to_string(),
+                    Arg::Func(f) => f.name.clone(),
+                    _ => String::new(),
+                };
+                let pipe = Pipe {
+                    decl: Vec::new(),
+                    assign: false,
+                    cmds: vec![Cmd {
+                        args: vec![term],
+                        src: name,
+                    }],
+                    line,
+                    col,
+                };
+                Arg::Pipe(Box::new(pipe), chain)
             }
         }))
     }

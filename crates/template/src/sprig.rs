@@ -158,8 +158,9 @@ pub fn to_i64(v: &Value) -> i64 {
         Value::Float(f) => *f as i64,
         Value::Bool(b) => i64::from(*b),
         Value::Str(b) => {
+            // spf13/cast parses the text as it is (no trimming).
             let t = String::from_utf8_lossy(b);
-            let t = t.trim();
+            let t = t.as_ref();
             let t = match t.find('.') {
                 Some(i) if t[i + 1..].bytes().all(|c| c == b'0') => &t[..i],
                 _ => t,
@@ -199,7 +200,7 @@ pub fn to_f64(v: &Value) -> f64 {
         Value::Int(i) => *i as f64,
         Value::Float(f) => *f,
         Value::Bool(b) => f64::from(u8::from(*b)),
-        Value::Str(b) => String::from_utf8_lossy(b).trim().parse().unwrap_or(0.0),
+        Value::Str(b) => String::from_utf8_lossy(b).parse().unwrap_or(0.0),
         _ => 0.0,
     }
 }
@@ -223,6 +224,8 @@ fn items(name: &str, v: &Value) -> Result<Arc<Vec<Value>>, FuncError> {
 fn dict_of(name: &str, v: &Value) -> Result<Arc<Map>, FuncError> {
     match v {
         Value::Map(m) if !m.strings => Ok(m.clone()),
+        // Go passes nil to a map parameter as the nil (empty) map.
+        Value::Nil => Ok(Arc::new(Map::default())),
         Value::Map(_) => Err(e(format!(
             "{name}: wrong type for value; expected map[string]interface {{}}; got map[string]string"
         ))),
@@ -373,46 +376,51 @@ fn camel(s: &str) -> String {
     out
 }
 
-fn wrap(s: &str, width: usize, nl: &str) -> String {
-    let width = width.max(1);
-    let mut out = String::new();
-    for (li, line) in s.split('\n').enumerate() {
-        if li > 0 {
-            out.push('\n');
+/// goutils `WrapCustom` (byte offsets, as in Go): break at the last space that fits; a longer
+/// word is cut (`long_words`) or kept whole up to the next space.
+fn wrap(s: &[u8], width: i64, nl: &[u8], long_words: bool) -> Vec<u8> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    let nl: &[u8] = if nl.is_empty() { b"\n" } else { nl };
+    let width = width.max(1) as usize;
+    let len = s.len();
+    let mut offset = 0usize;
+    let mut out = Vec::with_capacity(len + len / width * nl.len());
+    while len - offset > width {
+        if s[offset] == b' ' {
+            offset += 1;
+            continue;
         }
-        let mut col = 0usize;
-        let mut first = true;
-        for w in line.split(' ').filter(|w| !w.is_empty()) {
-            let mut w = w;
-            let wl = w.chars().count();
-            if !first && col + 1 + wl > width {
-                out.push_str(nl);
-                col = 0;
-                first = true;
+        let end = (width + offset + 1).min(len);
+        match s[offset..end].iter().rposition(|b| *b == b' ') {
+            Some(i) => {
+                out.extend_from_slice(&s[offset..offset + i]);
+                out.extend_from_slice(nl);
+                offset += i + 1;
             }
-            if !first {
-                out.push(' ');
-                col += 1;
+            None if long_words => {
+                out.extend_from_slice(&s[offset..offset + width]);
+                out.extend_from_slice(nl);
+                offset += width;
             }
-            while w.chars().count() > width {
-                let cut: usize = w
-                    .char_indices()
-                    .nth(width)
-                    .map(|(i, _)| i)
-                    .unwrap_or(w.len());
-                if col > 0 {
-                    out.push_str(nl);
-                    col = 0;
+            None => {
+                let end = width + offset;
+                match s[end..].iter().position(|b| *b == b' ') {
+                    None => {
+                        out.extend_from_slice(&s[offset..]);
+                        offset = len;
+                    }
+                    Some(i) => {
+                        out.extend_from_slice(&s[offset..end + i]);
+                        out.extend_from_slice(nl);
+                        offset = end + i + 1;
+                    }
                 }
-                out.push_str(&w[..cut]);
-                out.push_str(nl);
-                w = &w[cut..];
             }
-            out.push_str(w);
-            col += w.chars().count();
-            first = false;
         }
     }
+    out.extend_from_slice(&s[offset..]);
     out
 }
 
@@ -649,6 +657,7 @@ pub fn register(m: &mut FuncMap, env: &SprigEnv) {
     paths(m);
     dates(m, env);
     random(m, env);
+    crate::extra::register(m);
 }
 
 fn strings(m: &mut FuncMap) {
@@ -733,20 +742,20 @@ fn strings(m: &mut FuncMap) {
         want("substr", a, 3)?;
         let (start, end, v) = (int(&a[0])?, int(&a[1])?, s(&a[2])?);
         let len = v.len() as i64;
+        // sprig slices without checks: out-of-range bounds panic in Go (an execution error).
+        let oob = || e("runtime error: slice bounds out of range");
         let out: &[u8] = if start < 0 {
             if end < 0 || end > len {
-                v
-            } else {
-                &v[..end as usize]
+                return Err(oob());
             }
+            &v[..end as usize]
         } else if end < 0 || end > len {
             if start > len {
-                b""
-            } else {
-                &v[start as usize..]
+                return Err(oob());
             }
+            &v[start as usize..]
         } else if start > end {
-            return Err(e("substr: start after end"));
+            return Err(oob());
         } else {
             &v[start as usize..end as usize]
         };
@@ -756,7 +765,8 @@ fn strings(m: &mut FuncMap) {
         want("abbrev", a, 2)?;
         let (w, v) = (int(&a[0])?, st(&a[1])?);
         if w < 4 {
-            return Ok(Value::from(""));
+            // sprig returns the text unchanged below goutils' minimum width.
+            return Ok(Value::from(v));
         }
         if v.len() as i64 <= w {
             return Ok(Value::from(v));
@@ -787,19 +797,11 @@ fn strings(m: &mut FuncMap) {
     });
     m.insert("wrap", |a| {
         want("wrap", a, 2)?;
-        Ok(Value::from(wrap(
-            &st(&a[1])?,
-            int(&a[0])?.max(1) as usize,
-            "\n",
-        )))
+        Ok(Value::from(wrap(s(&a[1])?, int(&a[0])?, b"\n", false)))
     });
     m.insert("wrapWith", |a| {
         want("wrapWith", a, 3)?;
-        Ok(Value::from(wrap(
-            &st(&a[2])?,
-            int(&a[0])?.max(1) as usize,
-            &st(&a[1])?,
-        )))
+        Ok(Value::from(wrap(s(&a[2])?, int(&a[0])?, s(&a[1])?, true)))
     });
     m.insert("contains", |a| {
         want("contains", a, 2)?;
@@ -960,7 +962,10 @@ fn strings(m: &mut FuncMap) {
 }
 
 fn indent(n: i64, v: &[u8], newline: bool) -> Res {
-    let pad = n.max(0) as usize;
+    if n < 0 {
+        return Err(e("strings: negative Repeat count"));
+    }
+    let pad = n as usize;
     let lines = v.iter().filter(|b| **b == b'\n').count() + 1;
     precheck("indent", v.len() + lines.saturating_mul(pad) + 1)?;
     let padding = vec![b' '; pad];
@@ -1064,8 +1069,13 @@ fn lists(m: &mut FuncMap) {
         m.insert(name, move |a| {
             want(name, a, 1)?;
             let l = items("find rest", &a[0])?;
+            // `rest` returns a (typed) empty []interface{}; `must…` a nil interface{}.
             Ok(if l.is_empty() {
-                Value::Nil
+                if name.starts_with("must") {
+                    Value::Nil
+                } else {
+                    Value::list(Vec::new())
+                }
             } else {
                 Value::list(l[1..].to_vec())
             })
@@ -1075,8 +1085,13 @@ fn lists(m: &mut FuncMap) {
         m.insert(name, move |a| {
             want(name, a, 1)?;
             let l = items("find initial", &a[0])?;
+            // `initial` returns a (typed) empty []interface{}; `must…` a nil interface{}.
             Ok(if l.is_empty() {
-                Value::Nil
+                if name.starts_with("must") {
+                    Value::Nil
+                } else {
+                    Value::list(Vec::new())
+                }
             } else {
                 Value::list(l[..l.len() - 1].to_vec())
             })
@@ -1544,6 +1559,10 @@ fn dec(x: f64) -> f64 {
     if !x.is_finite() {
         return x;
     }
+    // Decimals have no negative zero (and Rust's f64 `sum` starts from -0.0).
+    if x == 0.0 {
+        return 0.0;
+    }
     let s = format!("{x:.12}");
     s.parse().unwrap_or(x)
 }
@@ -1711,7 +1730,15 @@ fn regexes(m: &mut FuncMap) {
     }
     m.insert("regexQuoteMeta", |a| {
         want("regexQuoteMeta", a, 1)?;
-        Ok(Value::from(regex::escape(&st(&a[0])?)))
+        // Go's regexp.QuoteMeta escapes exactly these.
+        let mut out = Vec::new();
+        for &b in s(&a[0])? {
+            if br"\.+*?()|[]{}^$".contains(&b) {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        Ok(Value::from(out))
     });
 }
 
