@@ -979,7 +979,14 @@ pub fn e2e(args: &[String]) -> Result<()> {
         // Pods follow their Secrets (the operator as a host process with
         // --enable-workload-rollout, the guide's app in pods).
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["test", "--workspace", "--test", "node_rollout", "--", "--nocapture"])
+            .args([
+                "test",
+                "--workspace",
+                "--test",
+                "node_rollout",
+                "--",
+                "--nocapture",
+            ])
             .env("ESO_NODE_TESTENV", inst.dir())
             .current_dir(crate::project_root())
             .status()

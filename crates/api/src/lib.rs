@@ -17,8 +17,8 @@ pub mod cluster_external_secret;
 pub mod common;
 pub mod crd;
 pub mod external_secret;
-pub mod push_secret;
 pub mod generators;
+pub mod push_secret;
 pub mod secret_store;
 pub mod well_known;
 

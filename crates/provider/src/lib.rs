@@ -13,8 +13,8 @@
 mod calls;
 mod error;
 pub mod fake;
-mod push;
 pub mod generators;
+mod push;
 mod registry;
 
 use std::collections::BTreeMap;
