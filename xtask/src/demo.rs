@@ -265,9 +265,13 @@ fn show(cmd: &str, output: &str) {
     }
 }
 
+/// The annotation that opts a workload in to restarts when its Secrets change.
+const ROLLOUT_ANNOTATION: &str = "external-secrets.io/rollout-on-secret-change";
+
 /// `cargo xtask demo --node`: the guide literally, with the operator in a pod on the testenv
 /// node (instance `node`): helm install, kubectl get pods, the manifests, the decoded Secret, the
-/// application's env from its log, then an AWS edit seen in the Secret.
+/// application's env from its log, then an AWS edit seen in the Secret and in a new pod of the
+/// application (which opted in to rollouts).
 fn run_node(profile: crate::image::Profile) -> Result<()> {
     let root = crate::project_root();
     let inst = crate::testenv::Instance::named("node")?;
@@ -329,9 +333,11 @@ fn run_node(profile: crate::image::Profile) -> Result<()> {
     }
 
     println!(
-        "\n==> §1 (the only addition: AWS_ENDPOINT_URL, so the SDK talks to moto instead of AWS)"
+        "\n==> §1 (two additions: AWS_ENDPOINT_URL, so the SDK talks to moto instead of AWS, and\n    rollout.enabled, so the application's pods follow their Secret)"
     );
-    let endpoint = format!("extraEnv[0].name=AWS_ENDPOINT_URL,extraEnv[0].value={moto_url}");
+    let endpoint = format!(
+        "extraEnv[0].name=AWS_ENDPOINT_URL,extraEnv[0].value={moto_url},rollout.enabled=true"
+    );
     show(
         &format!(
             "helm install external-secrets deploy/charts/eso-rs --namespace external-secrets --create-namespace --set {endpoint}"
@@ -425,6 +431,55 @@ fn run_node(profile: crate::image::Profile) -> Result<()> {
     let db: Vec<&str> = logs.lines().filter(|l| l.starts_with("DB_")).collect();
     show("kubectl logs deployment/my-app | grep ^DB_", &db.join("\n"));
 
+    println!("\n==> the application opts in to restarts when its Secrets change");
+    show(
+        &format!("kubectl annotate deployment my-app {ROLLOUT_ANNOTATION}=true"),
+        &k.run(
+            &[
+                "annotate",
+                "deployment",
+                "my-app",
+                "-n",
+                "default",
+                &format!("{ROLLOUT_ANNOTATION}=true"),
+                "--overwrite",
+            ],
+            None,
+        )?,
+    );
+    // The operator records the Secrets' data on first sight (that alone rolls nothing); the
+    // AWS edit below must come after it.
+    wait_for(
+        "the operator's rollout record",
+        Duration::from_secs(60),
+        || {
+            k.run(
+                &[
+                    "get",
+                    "deployment",
+                    "my-app",
+                    "-n",
+                    "default",
+                    "-o",
+                    "jsonpath={.metadata.annotations.external-secrets\\.io/rollout-state}",
+                ],
+                None,
+            )
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+        },
+    )?;
+    let password_line = |logs: &str| {
+        logs.lines()
+            .find(|l| l.starts_with("DB_PASSWORD="))
+            .unwrap_or_default()
+            .to_string()
+    };
+    show(
+        "kubectl logs deployment/my-app | grep ^DB_PASSWORD",
+        &password_line(&logs),
+    );
+
     println!(
         "\n==> editing the secret in AWS (new password); the operator sees it within about a minute"
     );
@@ -443,6 +498,27 @@ fn run_node(profile: crate::image::Profile) -> Result<()> {
     for (key, v) in &values {
         println!("{key}: {v}");
     }
+    let new_logs = wait_for(
+        "a new application pod with the new password",
+        Duration::from_secs(180),
+        || {
+            k.run(&["logs", "deployment/my-app", "-n", "default"], None)
+                .ok()
+                .filter(|l| l.contains("DB_PASSWORD=rotated-in-aws"))
+        },
+    )?;
+    println!(
+        "\n==> the Deployment rolled: a new pod started with the new value ({:.0}s after the AWS edit)",
+        edited.elapsed().as_secs_f64()
+    );
+    show(
+        "kubectl logs deployment/my-app | grep ^DB_PASSWORD",
+        &password_line(&new_logs),
+    );
+    show(
+        "kubectl get pods -n default -l app=my-app",
+        &k.run(&["get", "pods", "-n", "default", "-l", "app=my-app"], None)?,
+    );
     println!(
         "\nEverything keeps running. Try it yourself:\n  eval \"$(cargo xtask testenv env --instance node)\"\n  kubectl get pods -A\n\n\
          Stop everything (and check nothing is left behind) with:\n  cargo xtask demo --node down"
