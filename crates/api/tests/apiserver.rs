@@ -47,6 +47,8 @@ fn crds_are_established_with_both_versions_served() {
         "secretstores",
         "clustersecretstores",
         "clusterexternalsecrets",
+        "pushsecrets",
+        "clusterpushsecrets",
     ] {
         assert!(names.contains(r), "{r} not served: {names}");
     }
@@ -58,7 +60,7 @@ fn crds_are_established_with_both_versions_served() {
         "-o",
         "name",
     ]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 5);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 6);
 }
 
 #[test]
