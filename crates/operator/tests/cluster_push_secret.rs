@@ -283,3 +283,89 @@ fn fans_out_push_secrets_follows_namespace_labels_and_is_collected() {
         ]);
     }
 }
+
+/// The operator runs as the Helm chart's ServiceAccount (the chart's ClusterRole only): the
+/// ClusterPushSecret fans out (create with blockOwnerDeletion), writes its status, the
+/// PushSecret pushes to AWS, and a namespace that loses its label has its PushSecret deleted; no
+/// request is forbidden.
+#[test]
+fn the_charts_rbac_runs_the_cluster_push_secret_controller() {
+    let Some(env) = cluster::env() else { return };
+    let _serial = serial();
+    let url = moto_url(env);
+    let proxy = proxy::Proxy::start(&url).expect("proxy");
+    let chart = cluster::root().join("deploy/charts/eso-rs");
+    let release_ns = cluster::namespace(env, "cps-helm");
+    let release = testenv::unique_name("cpsrel");
+    let o = cluster::helm(
+        env,
+        &[
+            "install",
+            &release,
+            chart.to_str().unwrap(),
+            "-n",
+            &release_ns,
+            "--set",
+            "installCRDs=false",
+        ],
+    );
+    assert!(o.status.success(), "helm install: {}", cluster::out(&o));
+    let sa = get(
+        env,
+        &[
+            "get",
+            "sa",
+            "-n",
+            &release_ns,
+            "-l",
+            &format!("app.kubernetes.io/instance={release}"),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    assert!(!sa.is_empty());
+    let as_sa = testenv::TestEnv {
+        kubeconfig: cluster::service_account_kubeconfig(env, &release_ns, &sa),
+        ..env.clone()
+    };
+    let id = testenv::unique_name("cpsrbac");
+    let ns = format!("{id}-ns");
+    team_namespace(env, &ns, &format!("cps-rbac: '{id}'"), "rbac-ok");
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1alpha1\nkind: ClusterPushSecret\nmetadata: {{name: {id}}}\nspec:\n  namespaceSelectors:\n  - matchLabels: {{cps-rbac: '{id}'}}\n  pushSecretSpec:\n    refreshInterval: 1h\n    secretStoreRefs: [{{name: aws}}]\n    selector: {{secret: {{name: src}}}}\n    data:\n    - match: {{secretKey: password, remoteRef: {{remoteKey: {id}/db}}}}\n"
+        ),
+    );
+    let op = Operator::start_named(
+        &as_sa,
+        "",
+        &testenv::unique_name("cps-rbac"),
+        Some(&proxy.url),
+        &["--remote-change-poll-interval", "0"],
+    );
+    eventually(T, &format!("pushed as the chart SA\n{}", op.log()), || {
+        (remote(&url, &format!("{ns}/{id}/db")).as_deref() == Some("rbac-ok")
+            && provisioned(env, &id) == json_list(&[&ns]))
+        .then_some(())
+    });
+    label(env, &ns, "cps-rbac-");
+    eventually(
+        AT_ONCE,
+        &format!("PushSecret deleted as the chart SA\n{}", op.log()),
+        || (!ps_exists(env, &ns, &id) && provisioned(env, &id).is_empty()).then_some(()),
+    );
+    assert!(!op.log().contains("forbidden"), "{}", op.log());
+    drop(op);
+    let _ = cluster::helm(env, &["uninstall", &release, "-n", &release_ns]);
+    let _ = env.kubectl(&["delete", CPS, &id, "--wait=false", "--ignore-not-found"]);
+    for n in [&ns, &release_ns] {
+        let _ = env.kubectl(&[
+            "delete",
+            "namespace",
+            n,
+            "--wait=false",
+            "--ignore-not-found",
+        ]);
+    }
+}
