@@ -640,14 +640,16 @@ mod tests {
 
     #[test]
     fn a_bad_selector_fails_the_selection() {
-        let mut bad = LabelSelector::default();
-        bad.match_expressions = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
-                key: "k".into(),
-                operator: "Bogus".into(),
-                values: None,
-            },
-        ]);
+        let bad = LabelSelector {
+            match_expressions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: "k".into(),
+                    operator: "Bogus".into(),
+                    values: None,
+                },
+            ]),
+            match_labels: None,
+        };
         let spec = ClusterPushSecretSpec {
             namespace_selectors: vec![bad],
             ..Default::default()
