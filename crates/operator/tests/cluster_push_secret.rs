@@ -369,3 +369,122 @@ fn the_charts_rbac_runs_the_cluster_push_secret_controller() {
         ]);
     }
 }
+
+/// Over time: an edit of `pushSecretSpec` reaches the PushSecret and AWS (new remote key); a
+/// hand edit of the created PushSecret is reverted at once; a `pushSecretName` change replaces
+/// the PushSecret (old name deleted); an invalid selector (admitted: the schema does not check
+/// operators) fails the whole selection as ESO (`unknown`) and deletes nothing.
+#[test]
+fn spec_edits_propagate_drift_is_reverted_rename_replaces_bad_selector_reported() {
+    let Some(env) = cluster::env() else { return };
+    let _serial = serial();
+    let url = moto_url(env);
+    let proxy = proxy::Proxy::start(&url).expect("proxy");
+    let id = testenv::unique_name("cpsedit");
+    let ns = format!("{id}-ns");
+    team_namespace(env, &ns, &format!("cps-edit: '{id}'"), "v1");
+    let cps = |name: &str, key: &str, selector: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1alpha1\nkind: ClusterPushSecret\nmetadata: {{name: {id}}}\nspec:\n  refreshTime: 1h\n  pushSecretName: {name}\n  namespaceSelectors:\n  - {selector}\n  pushSecretSpec:\n    refreshInterval: 1h\n    secretStoreRefs: [{{name: aws}}]\n    selector: {{secret: {{name: src}}}}\n    data:\n    - match: {{secretKey: password, remoteRef: {{remoteKey: {key}}}}}\n"
+        )
+    };
+    let good = format!("matchLabels: {{cps-edit: '{id}'}}");
+    apply(env, &cps("first", &format!("{id}/one"), &good));
+    let op = Operator::start_named(
+        env,
+        "",
+        &testenv::unique_name("cps-edit"),
+        Some(&proxy.url),
+        &["--remote-change-poll-interval", "0"],
+    );
+    eventually(T, &format!("first pushed\n{}", op.log()), || {
+        (remote(&url, &format!("{ns}/{id}/one")).as_deref() == Some("v1")).then_some(())
+    });
+    let key_of = |name: &str| {
+        get(
+            env,
+            &[
+                "get",
+                PS,
+                name,
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.data[0].match.remoteRef.remoteKey}",
+            ],
+        )
+    };
+    // Spec edit: the PushSecret follows, the new remote key is written.
+    apply(env, &cps("first", &format!("{id}/two"), &good));
+    eventually(
+        AT_ONCE,
+        &format!("spec edit reached AWS\n{}", op.log()),
+        || {
+            (key_of("first") == format!("{id}/two")
+                && remote(&url, &format!("{ns}/{id}/two")).as_deref() == Some("v1"))
+            .then_some(())
+        },
+    );
+    // Hand edit of the created PushSecret: reverted.
+    let o = env.kubectl(&[
+        "patch",
+        PS,
+        "first",
+        "-n",
+        &ns,
+        "--type=json",
+        "-p",
+        "[{\"op\":\"replace\",\"path\":\"/spec/data/0/match/remoteRef/remoteKey\",\"value\":\"hand/edit\"}]",
+    ]);
+    assert!(o.status.success(), "{}", cluster::out(&o));
+    eventually(
+        AT_ONCE,
+        &format!("hand edit reverted\n{}", op.log()),
+        || (key_of("first") == format!("{id}/two")).then_some(()),
+    );
+    // Rename: the new name is created, the old one deleted.
+    apply(env, &cps("second", &format!("{id}/two"), &good));
+    eventually(AT_ONCE, &format!("renamed\n{}", op.log()), || {
+        (ps_exists(env, &ns, "second")
+            && !ps_exists(env, &ns, "first")
+            && cps_get(env, &id, "{.status.pushSecretName}") == "second"
+            && provisioned(env, &id) == json_list(&[&ns]))
+        .then_some(())
+    });
+    // A bad selector: reported, nothing deleted.
+    apply(
+        env,
+        &cps(
+            "second",
+            &format!("{id}/two"),
+            "matchExpressions: [{key: k, operator: Bogus, values: [v]}]",
+        ),
+    );
+    eventually(
+        AT_ONCE,
+        &format!("bad selector reported\n{}", op.log()),
+        || {
+            cps_get(
+                env,
+                &id,
+                "{.status.failedNamespaces[0].namespace}|{.status.failedNamespaces[0].reason}",
+            )
+            .starts_with("unknown|")
+            .then_some(())
+        },
+    );
+    assert!(
+        ps_exists(env, &ns, "second"),
+        "a bad selector deleted a PushSecret"
+    );
+    assert_eq!(provisioned(env, &id), json_list(&[&ns]));
+    drop(op);
+    let _ = env.kubectl(&["delete", CPS, &id, "--wait=false", "--ignore-not-found"]);
+    let _ = env.kubectl(&[
+        "delete",
+        "namespace",
+        &ns,
+        "--wait=false",
+        "--ignore-not-found",
+    ]);
+}
