@@ -44,6 +44,7 @@ pub fn env() -> Option<&'static TestEnv> {
             "clustersecretstores.external-secrets.io",
             "clusterexternalsecrets.external-secrets.io",
             "pushsecrets.external-secrets.io",
+            "clusterpushsecrets.external-secrets.io",
         ] {
             let o = env.kubectl(&["wait", "--for=condition=Established", &format!("crd/{crd}"), "--timeout=60s"]);
             assert!(o.status.success(), "CRD {crd} not established: {}", out(&o));

@@ -98,6 +98,7 @@ impl Private {
             "clustersecretstores.external-secrets.io",
             "clusterexternalsecrets.external-secrets.io",
             "pushsecrets.external-secrets.io",
+            "clusterpushsecrets.external-secrets.io",
         ] {
             let o = p.env.kubectl(&[
                 "wait",

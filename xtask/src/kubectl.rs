@@ -60,6 +60,7 @@ impl Kubectl {
             "clustersecretstores",
             "clusterexternalsecrets",
             "pushsecrets",
+            "clusterpushsecrets",
         ] {
             self.run(
                 &[

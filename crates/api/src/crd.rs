@@ -12,8 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResourceExt;
 
 use crate::{
-    ClusterExternalSecret, ClusterSecretStore, ExternalSecret, GROUP, PushSecret, SecretStore,
-    VERSION, VERSION_V1BETA1,
+    ClusterExternalSecret, ClusterPushSecret, ClusterSecretStore, ExternalSecret, GROUP,
+    PushSecret, SecretStore, VERSION, VERSION_V1BETA1,
 };
 
 /// Label ESO puts on its CRDs.
@@ -21,8 +21,8 @@ const COMPONENT_LABEL: (&str, &str) = ("external-secrets.io/component", "control
 
 /// The CRDs of `external-secrets.io`: ExternalSecret, SecretStore, ClusterSecretStore and
 /// ClusterExternalSecret each serve `v1` (storage) and `v1beta1` (same schema, identity
-/// conversion); PushSecret serves `v1alpha1` (as ESO); then the generator CRDs
-/// (`generators.external-secrets.io/v1alpha1`).
+/// conversion); PushSecret and ClusterPushSecret serve `v1alpha1` (as ESO); then the generator
+/// CRDs (`generators.external-secrets.io/v1alpha1`).
 ///
 /// The `v1beta1` version is marked deprecated so `kubectl` prints a hint, but it is served:
 /// existing ESO YAML written against `v1beta1` applies unchanged.
@@ -33,6 +33,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         finish(ClusterSecretStore::crd()),
         finish(PushSecret::crd()),
         finish(ClusterExternalSecret::crd()),
+        finish(ClusterPushSecret::crd()),
         generator(crate::generators::Password::crd()),
         generator(crate::generators::Uuid::crd()),
         generator(crate::generators::EcrAuthorizationToken::crd()),

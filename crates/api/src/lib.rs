@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster_external_secret;
+pub mod cluster_push_secret;
 pub mod common;
 pub mod crd;
 pub mod external_secret;
@@ -23,6 +24,7 @@ pub mod secret_store;
 pub mod well_known;
 
 pub use cluster_external_secret::*;
+pub use cluster_push_secret::*;
 pub use common::*;
 pub use crd::{admission_policies, crds};
 pub use external_secret::*;

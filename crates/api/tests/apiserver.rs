@@ -47,6 +47,8 @@ fn crds_are_established_with_both_versions_served() {
         "secretstores",
         "clustersecretstores",
         "clusterexternalsecrets",
+        "pushsecrets",
+        "clusterpushsecrets",
     ] {
         assert!(names.contains(r), "{r} not served: {names}");
     }
@@ -58,8 +60,8 @@ fn crds_are_established_with_both_versions_served() {
         "-o",
         "name",
     ]);
-    // The five external-secrets.io CRDs and the five generator CRDs (labelled as ESO's are).
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 10);
+    // The six external-secrets.io CRDs and the five generator CRDs (labelled as ESO's are).
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 11);
 }
 
 #[test]

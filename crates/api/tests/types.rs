@@ -121,13 +121,21 @@ fn everything_example_round_trips() {
 #[test]
 fn crds_serve_v1_as_storage_and_v1beta1() {
     let all = crds();
-    assert_eq!(all.len(), 10);
-    // The v1 + v1beta1 kinds (PushSecret serves v1alpha1 only).
+    assert_eq!(all.len(), 11);
+    // The v1 + v1beta1 kinds (PushSecret and ClusterPushSecret serve v1alpha1 only).
     let crds: Vec<_> = all
         .into_iter()
-        .filter(|c| c.spec.group == eso_api::GROUP && c.spec.names.kind != "PushSecret")
+        .filter(|c| c.spec.group == eso_api::GROUP && !c.spec.names.kind.ends_with("PushSecret"))
         .collect();
     assert_eq!(crds.len(), 4);
+    let alpha: Vec<_> = crds_alpha();
+    assert_eq!(
+        alpha,
+        vec![
+            ("PushSecret".to_string(), true),
+            ("ClusterPushSecret".to_string(), false)
+        ]
+    );
     for crd in &crds {
         let versions: Vec<_> = crd
             .spec
@@ -241,4 +249,17 @@ fn irsa_examples_parse_and_fit_together() {
             .any(|v| v.as_str().unwrap().ends_with(&format!(":{sa_name}"))),
         "the trust policy names the example's ServiceAccount"
     );
+}
+
+/// The v1alpha1-only kinds, with whether each is namespaced.
+fn crds_alpha() -> Vec<(String, bool)> {
+    crds()
+        .into_iter()
+        .filter(|c| c.spec.names.kind.ends_with("PushSecret"))
+        .map(|c| {
+            assert_eq!(c.spec.versions.len(), 1);
+            assert_eq!(c.spec.versions[0].name, "v1alpha1");
+            (c.spec.names.kind.clone(), c.spec.scope == "Namespaced")
+        })
+        .collect()
 }

@@ -118,6 +118,10 @@ struct RunArgs {
     /// it does not run, as it creates ExternalSecrets in other namespaces).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enable_cluster_external_secret_reconciler: bool,
+    /// Run the ClusterPushSecret controller (ESO's flag; cluster-wide installs only: with
+    /// `--namespace` it does not run, as it creates PushSecrets in other namespaces).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_cluster_push_secret_reconciler: bool,
     /// How long provider answers are shared between ExternalSecrets (single-flight cache TTL).
     /// An ExternalSecret never takes an answer older than its own refreshInterval, and the remote
     /// change poll makes an edited secret be read again, so a TTL equal to the poll interval costs
@@ -372,6 +376,22 @@ async fn run(args: RunArgs) -> Result<()> {
             }
             None
         };
+    let (cps_stop_tx, cps_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let cps_controller = if args.enable_cluster_push_secret_reconciler && args.namespace.is_empty()
+    {
+        Some(tokio::spawn(eso_reconciler::cluster_push_secret::run(
+            controller_client.clone(),
+            eso_reconciler::cluster_push_secret::CpsConfig::default(),
+            async move {
+                let _ = cps_stop_rx.await;
+            },
+        )))
+    } else {
+        if args.enable_cluster_push_secret_reconciler {
+            info!("--namespace is set: the ClusterPushSecret controller does not run");
+        }
+        None
+    };
     let controllers = tokio::spawn(eso_reconciler::run(
         controller_client,
         config,
@@ -396,11 +416,15 @@ async fn run(args: RunArgs) -> Result<()> {
             let _ = stop_tx.send(());
             let _ = push_stop_tx.send(());
             let _ = ces_stop_tx.send(());
+            let _ = cps_stop_tx.send(());
             let _ = tokio::time::timeout(Duration::from_secs(20), controllers).await;
             if let Some(p) = pushes {
                 let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
             }
             if let Some(c) = ces_controller {
+                let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+            }
+            if let Some(c) = cps_controller {
                 let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
             }
             if args.enable_leader_election {
@@ -495,6 +519,20 @@ mod cli_tests {
         assert_eq!(
             ces(&["--enable-cluster-external-secret-reconciler", "true"]).ok(),
             Some(true)
+        );
+    }
+
+    #[test]
+    fn cluster_push_secret_reconciler_flag_defaults_on_as_in_eso() {
+        let cps = |args: &[&str]| {
+            let mut all = vec!["eso-operator"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| c.run.enable_cluster_push_secret_reconciler)
+        };
+        assert_eq!(cps(&[]).ok(), Some(true));
+        assert_eq!(
+            cps(&["--enable-cluster-push-secret-reconciler=false"]).ok(),
+            Some(false)
         );
     }
 

@@ -212,11 +212,18 @@ pub fn external_secret_name(ces: &ClusterExternalSecret) -> String {
 /// Whether the owner references name the ClusterExternalSecret `ces_name` as controller (ESO's
 /// test: group, kind and name; the uid is not compared, so a recreated object adopts).
 pub fn owned_by(refs: &[OwnerReference], ces_name: &str) -> bool {
+    controlled_by(refs, KIND, ces_name)
+}
+
+/// Whether the owner references name the `kind` (of group `external-secrets.io`, any version)
+/// called `name` as controller. Shared by the ClusterExternalSecret and ClusterPushSecret
+/// controllers.
+pub(crate) fn controlled_by(refs: &[OwnerReference], kind: &str, name: &str) -> bool {
     refs.iter().any(|r| {
         r.controller == Some(true)
-            && r.kind == KIND
+            && r.kind == kind
             && r.api_version.split('/').next() == Some(GROUP)
-            && r.name == ces_name
+            && r.name == name
     })
 }
 
@@ -261,7 +268,7 @@ pub fn desired_external_secret(
     })
 }
 
-fn hash_of(v: &serde_json::Value) -> u64 {
+pub(crate) fn hash_of(v: &serde_json::Value) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     v.to_string().hash(&mut h);
     h.finish()
@@ -269,9 +276,9 @@ fn hash_of(v: &serde_json::Value) -> u64 {
 
 /// What was last applied to one ExternalSecret: its generation right after, and the body's hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Applied {
-    generation: Option<i64>,
-    hash: u64,
+pub(crate) struct Applied {
+    pub(crate) generation: Option<i64>,
+    pub(crate) hash: u64,
 }
 
 /// Everything a reconcile needs.
@@ -291,7 +298,7 @@ impl std::fmt::Debug for CesContext {
     }
 }
 
-fn listed<K>(s: &Store<K>) -> bool
+pub(crate) fn listed<K>(s: &Store<K>) -> bool
 where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + Hash + Clone,
@@ -302,7 +309,7 @@ where
         .is_some_and(|r| r.is_ok())
 }
 
-fn namespace_info(n: &PartialObjectMeta<Namespace>) -> NamespaceInfo {
+pub(crate) fn namespace_info(n: &PartialObjectMeta<Namespace>) -> NamespaceInfo {
     NamespaceInfo {
         name: n.name_any(),
         labels: n.labels().clone(),
@@ -315,7 +322,7 @@ fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Kube { action, source }
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 

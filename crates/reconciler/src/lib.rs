@@ -3,7 +3,8 @@
 //! kube-runtime controllers for `ExternalSecret`, `SecretStore` and `ClusterSecretStore` with
 //! External Secrets Operator semantics, embeddable in any Rust controller: build a [`Context`]
 //! with [`Config`] and a [`ProviderHub`], then drive [`run`]. The `ClusterExternalSecret`
-//! controller runs on its own ([`cluster_external_secret::run`]).
+//! controller runs on its own ([`cluster_external_secret::run`]), as does the `ClusterPushSecret`
+//! controller ([`cluster_push_secret::run`]).
 //!
 //! What is watched (and nothing else):
 //! - ExternalSecrets (through [`DeserializeGuard`], so one malformed object never stops the watch);
@@ -22,6 +23,7 @@
 
 pub mod changes;
 pub mod cluster_external_secret;
+pub mod cluster_push_secret;
 pub mod conditions;
 pub mod events;
 pub mod external_secret;
