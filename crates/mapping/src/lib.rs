@@ -31,7 +31,6 @@ mod engine;
 mod error;
 mod hash;
 pub mod property;
-pub mod remote;
 mod rewrite;
 pub mod template;
 pub mod transform;
@@ -41,8 +40,14 @@ pub use engine::{
     plan,
 };
 pub use error::MappingError;
+/// The request and answer types, defined in `eso-remote` (so providers need not compile this
+/// engine) and re-exported here.
+pub use eso_remote as remote;
+pub use eso_remote::{
+    DEFAULT_VERSION_STAGE, Fetched, FindQuery, GeneratedData, RemoteRef, RemoteSecret, Request,
+    StoreRef, VersionSelector,
+};
 pub use hash::{
     FIELD_MANAGER_PREFIX, MAX_SECRET_SIZE, base64_encode, check_size, created_by_label, data_hash,
     field_manager, secret_size, synced_resource_version,
 };
-pub use remote::*;

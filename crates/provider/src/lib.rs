@@ -26,9 +26,11 @@ use eso_api::{SecretStoreSpec, StoreKind};
 
 pub use calls::{ApiCallObserver, CallObserver, CallStatus, NoObserver};
 pub use error::{ErrorClass, ProviderError};
-pub use eso_mapping::{
-    DEFAULT_VERSION_STAGE, Fetched, FindQuery, RemoteRef, RemoteSecret, Request, StoreRef,
-    VersionSelector,
+/// The request and answer types (crate `eso-remote`), re-exported so a provider author finds
+/// them next to the trait.
+pub use eso_remote::{
+    DEFAULT_VERSION_STAGE, Fetched, FindQuery, GeneratedData, RemoteRef, RemoteSecret, Request,
+    StoreRef, VersionSelector,
 };
 pub use push::{DeleteOutcome, PushOutcome, PushRemoteRef, PushRequest};
 pub use registry::{CacheConfig, CacheStats, Registry, Validation};

@@ -1,6 +1,11 @@
-//! What the engine asks providers for, and what they answer. The engine *describes* requests
-//! ([`plan`](crate::plan)); a provider executes them; the reconciler hands the answers back in
-//! [`Fetched`].
+//! The plain data a provider is asked for and answers with; no I/O.
+//!
+//! The mapping engine (`eso-mapping`) *describes* the reads an ExternalSecret needs as
+//! [`Request`]s; a provider (`eso-provider`) executes them and answers with [`RemoteSecret`]s;
+//! the reconciler hands the answers back to the engine in [`Fetched`]. These types live in their
+//! own crate so that provider crates depend on them without compiling the mapping and template
+//! engine. `eso-provider` and `eso-mapping` both re-export them.
+#![warn(missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -149,7 +154,7 @@ pub struct Fetched {
     /// Answers to [`Request::Find`]: full secret name → value.
     pub finds: HashMap<(StoreRef, FindQuery), Option<BTreeMap<String, RemoteSecret>>>,
     /// Generator output by `spec.dataFrom` index (entries with `sourceRef.generatorRef`; see
-    /// [`crate::generator_entries`]).
+    /// `eso_mapping::generator_entries`).
     pub generated: HashMap<usize, GeneratedData>,
 }
 
