@@ -29,8 +29,7 @@ use crate::kubectl::Kubectl;
 
 use crate::proxy::Proxy;
 
-#[path = "../../testsupport/moto.rs"]
-mod moto;
+use eso_testsupport::moto;
 
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
     args.iter()

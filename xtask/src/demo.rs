@@ -13,8 +13,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::kubectl::Kubectl;
 
-#[path = "../../testsupport/moto.rs"]
-mod moto;
+use eso_testsupport::moto;
 
 const DB: &str = r#"{"username":"dbuser","password":"dbpassword","host":"dbhost","port":"5432"}"#;
 const ROTATED: &str =

@@ -7,7 +7,6 @@
 //! - `cargo xtask goldens [--check]`: template differential goldens from Go (go-oracle).
 //! - `cargo xtask template-diff [--seconds N] [--seed S]`: differential fuzzing against Go.
 //! - `cargo xtask ci`: everything CI runs.
-#![allow(clippy::duplicate_mod)] // testsupport/moto.rs is shared by the demo and bench modules
 
 mod apidocs;
 mod bench;
@@ -20,12 +19,11 @@ mod image;
 mod kubectl;
 mod manifests;
 mod node;
-#[path = "../../testsupport/proxy.rs"]
-mod proxy;
 mod template_diff;
 mod testenv;
 
 use anyhow::{Result, bail};
+use eso_testsupport::proxy;
 use std::path::PathBuf;
 
 fn main() -> Result<()> {

@@ -8,11 +8,7 @@
     clippy::panic
 )]
 
-#[path = "../../../testsupport/testenv.rs"]
-mod testenv;
-
-#[path = "../../../testsupport/cluster.rs"]
-mod cluster;
+use eso_testsupport::{cluster, testenv};
 
 use cluster::{namespace, out, root};
 

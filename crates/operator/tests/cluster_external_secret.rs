@@ -6,7 +6,7 @@
 //! a cluster-wide operator (no `--namespace`). Tests in this file take one lock, so only one
 //! such operator runs at a time; every object carries a unique name, so one test's objects never
 //! concern another. The behaviour tests use a `fake` ClusterSecretStore (no AWS). The AWS call
-//! count over 200 namespaces runs on a private control plane (`testsupport/private.rs`) with
+//! count over 200 namespaces runs on a private control plane (`eso_testsupport::private`) with
 //! moto behind the counting proxy, so nothing else in the cluster can add AWS calls;
 //! `ESO_CES_NAMESPACES` (default 200) sizes it.
 #![allow(
@@ -16,23 +16,7 @@
     clippy::panic
 )]
 
-#[path = "../../../testsupport/testenv.rs"]
-mod testenv;
-
-#[path = "../../../testsupport/cluster.rs"]
-mod cluster;
-
-#[path = "../../../testsupport/moto.rs"]
-mod moto;
-
-#[path = "../../../testsupport/proxy.rs"]
-mod proxy;
-
-#[path = "../../../testsupport/operator.rs"]
-mod operator;
-
-#[path = "../../../testsupport/private.rs"]
-mod private;
+use eso_testsupport::{cluster, moto, operator, private, proxy, testenv};
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};

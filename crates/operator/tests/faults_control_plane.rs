@@ -23,23 +23,7 @@
     clippy::panic
 )]
 
-#[path = "../../../testsupport/testenv.rs"]
-mod testenv;
-
-#[path = "../../../testsupport/cluster.rs"]
-mod cluster;
-
-#[path = "../../../testsupport/moto.rs"]
-mod moto;
-
-#[path = "../../../testsupport/proxy.rs"]
-mod proxy;
-
-#[path = "../../../testsupport/operator.rs"]
-mod operator;
-
-#[path = "../../../testsupport/private.rs"]
-mod private;
+use eso_testsupport::{cluster, moto, operator, private, proxy, testenv};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

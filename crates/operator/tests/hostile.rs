@@ -11,17 +11,7 @@
     clippy::panic
 )]
 
-#[path = "../../../testsupport/testenv.rs"]
-mod testenv;
-
-#[path = "../../../testsupport/cluster.rs"]
-mod cluster;
-
-#[path = "../../../testsupport/moto.rs"]
-mod moto;
-
-#[path = "../../../testsupport/operator.rs"]
-mod operator;
+use eso_testsupport::{cluster, moto, operator, testenv};
 
 use std::time::{Duration, Instant};
 

@@ -12,11 +12,7 @@
     clippy::panic
 )]
 
-#[path = "../../../testsupport/testenv.rs"]
-mod testenv;
-
-#[path = "../../../testsupport/moto.rs"]
-mod moto;
+use eso_testsupport::{moto, testenv};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! ClusterSecretStore used from many namespaces.
 //!
 //! A cluster-wide operator would reconcile everybody's objects on the shared testenv, so this
-//! test brings up a private control plane (`testsupport/private.rs`) with its own moto, puts the
+//! test brings up a private control plane (`eso_testsupport::private`) with its own moto, puts the
 //! counting proxy in front of that moto, and runs the operator without `--namespace`. It skips
 //! when there is no shared testenv (the binaries come from its build) and fails under
 //! `ESO_REQUIRE_TESTENV=1`, like the other end-to-end tests.
@@ -16,23 +16,7 @@
     clippy::panic
 )]
 
-#[path = "../../../testsupport/testenv.rs"]
-mod testenv;
-
-#[path = "../../../testsupport/cluster.rs"]
-mod cluster;
-
-#[path = "../../../testsupport/moto.rs"]
-mod moto;
-
-#[path = "../../../testsupport/proxy.rs"]
-mod proxy;
-
-#[path = "../../../testsupport/operator.rs"]
-mod operator;
-
-#[path = "../../../testsupport/private.rs"]
-mod private;
+use eso_testsupport::{cluster, moto, operator, private, proxy, testenv};
 
 use std::time::{Duration, Instant};
 

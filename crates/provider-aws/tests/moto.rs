@@ -7,14 +7,7 @@
     clippy::panic
 )]
 
-#[path = "../../../testsupport/testenv.rs"]
-mod testenv;
-
-#[path = "../../../testsupport/moto.rs"]
-mod moto;
-
-#[path = "../../../testsupport/proxy.rs"]
-mod proxy;
+use eso_testsupport::{moto, proxy, testenv};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -8,8 +8,7 @@
     clippy::panic
 )]
 
-#[path = "../../../testsupport/testenv.rs"]
-mod testenv;
+use eso_testsupport::testenv;
 
 #[tokio::test]
 async fn https_client_builds_without_a_process_level_crypto_provider() {

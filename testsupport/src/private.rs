@@ -1,8 +1,7 @@
 //! A private control plane for one test (`cargo xtask testenv up --instance <prefix>-<pid>`, in
 //! `target/testenv-<prefix>-<pid>`): its own etcd, kube-apiserver, kube-controller-manager and
 //! moto, so a test may restart components or run a cluster-wide operator without disturbing the
-//! shared testenv. Included with `#[path]` next to `testenv.rs` and `cluster.rs`.
-#![allow(dead_code)]
+//! shared testenv.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -14,8 +13,11 @@ use super::testenv::{self, TestEnv};
 /// A private control plane, torn down on drop (even when the test fails).
 pub struct Private {
     xtask: PathBuf,
+    /// The instance name (`<prefix>-<pid>`).
     pub name: String,
+    /// Its state directory, `target/testenv-<name>`.
     pub dir: PathBuf,
+    /// The environment to run kubectl and the operator against.
     pub env: TestEnv,
 }
 

@@ -1,8 +1,11 @@
 //! The operator binary as a child process, and store manifests shared by the operator's
-//! integration tests (included with `#[path]`; `env!("CARGO_BIN_EXE_eso-operator")` needs the
-//! including test to belong to the `eso-operator` package).
-#![allow(dead_code)]
+//! integration tests.
+//!
+//! The binary is `ESO_OPERATOR_BIN` when set, else the `eso-operator` Cargo built next to the
+//! running test (`target/<profile>/eso-operator`, which is where `CARGO_BIN_EXE_eso-operator`
+//! points for the operator's integration tests; Cargo builds it before running them).
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use super::cluster::root;
@@ -10,7 +13,9 @@ use super::testenv;
 
 /// A running operator, killed on drop. Its log goes to target/testenv/logs/e2e-<ns>.log.
 pub struct Operator {
+    /// The operator process.
     pub child: Child,
+    /// Its log file (stderr).
     pub log: std::path::PathBuf,
     /// `127.0.0.1:<port>` serving `/healthz` and `/readyz`.
     pub health_addr: String,
@@ -18,7 +23,31 @@ pub struct Operator {
     pub metrics_addr: String,
 }
 
+/// The operator binary to run (see the module docs).
+pub fn binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("ESO_OPERATOR_BIN") {
+        return PathBuf::from(bin);
+    }
+    // A test executable is `target/<profile>/deps/<test>-<hash>`; Cargo puts the package's
+    // binaries in `target/<profile>/`.
+    let exe = std::env::current_exe().expect("path of the running test");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join(format!("eso-operator{}", std::env::consts::EXE_SUFFIX)))
+        .expect("test executable in target/<profile>/deps");
+    assert!(
+        bin.is_file(),
+        "{} not found: run the test through `cargo test -p eso-operator`, or set ESO_OPERATOR_BIN",
+        bin.display()
+    );
+    bin
+}
+
 impl Operator {
+    /// Start the operator scoped to `ns` (`--namespace`), logging to
+    /// target/testenv/logs/e2e-<ns>.log, with AWS endpoints pointing at `aws_endpoint` (default:
+    /// the testenv's moto) and `extra` flags.
     pub fn start(
         env: &testenv::TestEnv,
         ns: &str,
@@ -61,9 +90,7 @@ impl Operator {
         let metrics_addr = port(0);
         // `ESO_OPERATOR_BIN` runs another build of the operator under the same test (e.g. the
         // previous commit's, to show that a lifecycle test fails without its fix).
-        let bin = std::env::var("ESO_OPERATOR_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_eso-operator").to_string());
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(binary());
         cmd.args([
             "--namespace",
             ns,
@@ -98,6 +125,7 @@ impl Operator {
         }
     }
 
+    /// The log so far ("" when unreadable).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -110,12 +138,14 @@ impl Drop for Operator {
     }
 }
 
+/// The testenv's moto URL (panics when the testenv has none).
 pub fn moto_url(env: &testenv::TestEnv) -> String {
     env.moto_url
         .clone()
         .expect("testenv exports ESO_TESTENV_MOTO_URL")
 }
 
+/// A `fake` SecretStore `name` in `ns` serving `data` (key, value).
 pub fn fake_store(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
     let entries: Vec<String> = data
         .iter()
@@ -132,6 +162,7 @@ pub fn fake_store(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
     )
 }
 
+/// The static-credentials Secret `aws-creds` and the Secrets Manager SecretStore `aws` in `ns`.
 pub fn aws_store_and_creds(ns: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds, namespace: {ns}}}\nstringData: {{access-key: testing, secret-key: testing}}\n---\n\

@@ -2,14 +2,7 @@
 //! create, update and delete remote secrets and parameters with it). moto does not check
 //! signatures, so requests are unsigned; the region is taken from the Authorization header's
 //! credential scope, which we set to us-east-1.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::while_let_loop,
-    clippy::never_loop
-)]
-#![allow(dead_code)]
+#![allow(clippy::while_let_loop, clippy::never_loop)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

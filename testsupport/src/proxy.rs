@@ -1,15 +1,8 @@
 //! A counting (and fault-injecting) HTTP/1.1 proxy in front of moto, std only, for benchmarks and
 //! the demo. Each client request is forwarded on a fresh upstream connection; the response is
 //! relayed with `Connection: close`. Requests are counted by `X-Amz-Target` (or `Action=` for
-//! STS query calls). Used by `cargo xtask bench` and by end-to-end tests (`#[path]` include).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::while_let_loop,
-    clippy::never_loop
-)]
-#![allow(dead_code)]
+//! STS query calls). Used by `cargo xtask bench`, the demo and end-to-end tests.
+#![allow(clippy::while_let_loop, clippy::never_loop)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,13 +1,4 @@
 //! Cluster helpers for integration tests: install the CRDs once, make namespaces, wait for things.
-//! Include after `testenv.rs`:
-//! `#[path = "../../../testsupport/cluster.rs"] mod cluster;`
-#![allow(
-    clippy::unwrap_used,
-    clippy::unwrap_in_result,
-    clippy::expect_used,
-    clippy::panic
-)]
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -17,7 +8,8 @@ use crate::testenv::{self, TestEnv};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // This crate lives in `<root>/testsupport`.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// stdout + stderr of a command, for messages.

@@ -1,16 +1,8 @@
 //! Access to the local control plane started by `cargo xtask testenv up`, for integration tests.
-//! Include with `#[path = "../../../testsupport/testenv.rs"] mod testenv;`.
 //!
 //! The environment is found through `ESO_TESTENV_KUBECONFIG` (set by `cargo xtask ci` and
 //! `eval "$(cargo xtask testenv env)"`) or, failing that, `target/testenv/env.json`. When there
 //! is none, tests skip — unless `ESO_REQUIRE_TESTENV=1`, then they fail.
-#![allow(
-    clippy::unwrap_used,
-    clippy::unwrap_in_result,
-    clippy::expect_used,
-    clippy::panic
-)]
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,7 +57,8 @@ impl TestEnv {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // This crate lives in `<root>/testsupport`.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn vars() -> Option<BTreeMap<String, String>> {
