@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use super::cluster::root;
 use super::testenv;
 
-/// A running operator, killed on drop. Its log goes to target/testenv/logs/e2e-<ns>.log.
+/// A running operator, killed on drop. Its log goes to `target/testenv/logs/e2e-<ns>.log`.
 pub struct Operator {
     /// The operator process.
     pub child: Child,
@@ -46,7 +46,7 @@ pub fn binary() -> PathBuf {
 
 impl Operator {
     /// Start the operator scoped to `ns` (`--namespace`), logging to
-    /// target/testenv/logs/e2e-<ns>.log, with AWS endpoints pointing at `aws_endpoint` (default:
+    /// `target/testenv/logs/e2e-<ns>.log`, with AWS endpoints pointing at `aws_endpoint` (default:
     /// the testenv's moto) and `extra` flags.
     pub fn start(
         env: &testenv::TestEnv,
@@ -57,7 +57,7 @@ impl Operator {
         Self::start_named(env, ns, ns, aws_endpoint, extra)
     }
 
-    /// Like `start`, logging to target/testenv/logs/e2e-<log_name>.log (a second replica).
+    /// Like `start`, logging to `target/testenv/logs/e2e-<log_name>.log` (a second replica).
     pub fn start_named(
         env: &testenv::TestEnv,
         ns: &str,
