@@ -14,7 +14,7 @@ use eso_api::{
 };
 use eso_mapping::{Fetched, Request, StoreRef};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
@@ -251,7 +251,9 @@ async fn reconcile_inner(
     let state = ctx.es_state(&key);
     let now_ts = now();
     let valid = es.spec.target.creation_policy == CreationPolicy::Orphan
-        || secrets::is_valid(existing.as_deref());
+        || existing
+            .as_deref()
+            .is_some_and(secrets::CachedSecret::is_valid);
     // spec.syncWindows hold back periodic refreshes (ESO: Periodic or unset policy only): a
     // remote change seen by the change watcher and the retry of a failed periodic refresh wait
     // for a window too (the forced mark is kept until then). The first sync, a spec change and
@@ -574,8 +576,7 @@ async fn cleanup(
     if es.spec.target.deletion_policy == DeletionPolicy::Delete {
         let target = target_name(es);
         if let Some(secret) = ctx.secret(ns, &target) {
-            let ours = ownership::controller_of(secret.owner_references())
-                .is_some_and(|c| c.kind == "ExternalSecret" && c.name == name);
+            let ours = secret.controlled_by_external_secret(name);
             if ours {
                 let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
                 match api.delete(&target, &DeleteParams::default()).await {
@@ -616,7 +617,7 @@ async fn sync(
     ns: &str,
     name: &str,
     target: &str,
-    existing: Option<&Secret>,
+    existing: Option<&secrets::CachedSecret>,
     forced: Option<std::time::SystemTime>,
     ctx: &Arc<Context>,
 ) -> Result<Synced, SyncFailure> {
@@ -657,8 +658,7 @@ async fn sync(
                     });
                 }
                 if let Some(secret) = existing {
-                    let ours = ownership::controller_of(secret.owner_references())
-                        .is_some_and(|c| c.kind == "ExternalSecret" && c.name == name);
+                    let ours = secret.controlled_by_external_secret(name);
                     if ours {
                         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
                         ctx.metrics.inc(
@@ -707,22 +707,33 @@ async fn sync(
         Some(s) => Some(s),
         None if policy != CreationPolicy::None => {
             let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-            live = api.get_opt(target).await.map_err(SyncFailure::Kube)?;
+            live = api
+                .get_opt(target)
+                .await
+                .map_err(SyncFailure::Kube)?
+                .map(|s| secrets::CachedSecret::of(&s));
             live.as_ref()
         }
         None => None,
     };
-    let owner_refs = existing.map(|s| s.owner_references()).unwrap_or(&[]);
-    let labels = existing.and_then(|s| s.metadata.labels.as_ref());
-    let annotations = existing.and_then(|s| s.metadata.annotations.as_ref());
-    let view = existing.map(|_| ExistingTarget {
-        owner_references: owner_refs,
-        managed_label: labels
-            .and_then(|l| l.get(LABEL_MANAGED))
-            .map(String::as_str),
-        allow_adoption: annotations
-            .and_then(|a| a.get(ANNOTATION_ALLOW_ADOPTION))
-            .map(String::as_str),
+    // The ownership decision reads the controller reference, the managed label and the
+    // adoption annotation; the cache keeps exactly those.
+    let owner_refs: Vec<OwnerReference> = existing
+        .and_then(|s| s.controller())
+        .map(|c| OwnerReference {
+            api_version: c.api_version().to_string(),
+            kind: c.kind().to_string(),
+            name: c.name().to_string(),
+            uid: c.uid().to_string(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        })
+        .into_iter()
+        .collect();
+    let view = existing.map(|s| ExistingTarget {
+        owner_references: &owner_refs,
+        managed_label: s.managed().then_some("true"),
+        allow_adoption: s.allow_adoption().then_some("true"),
     });
     let decision = ownership::decide(policy, name, view.as_ref());
     match decision {
@@ -813,14 +824,16 @@ async fn delete_orphans(
         .secrets
         .state()
         .iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns) && s.name_any() != target)
-        .filter(|s| s.labels().get(LABEL_CREATED_BY) == Some(&created_by))
+        .filter(|s| s.namespace() == ns && s.name() != target)
+        .filter(|s| s.created_by_is(&created_by))
         .filter(|s| {
-            ownership::controller_of(s.owner_references()).is_some_and(|c| {
-                c.kind == "ExternalSecret" && c.name == name && (uid.is_empty() || c.uid == uid)
+            s.controller().is_some_and(|c| {
+                c.kind() == "ExternalSecret"
+                    && c.name() == name
+                    && (uid.is_empty() || c.uid() == uid)
             })
         })
-        .map(|s| (s.name_any(), s.uid()))
+        .map(|s| (s.name().to_string(), s.uid().map(str::to_string)))
         .collect();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     for (orphan, orphan_uid) in orphans {
@@ -1090,7 +1103,7 @@ async fn write_secret(
     ns: &str,
     name: &str,
     target: &str,
-    existing: Option<&Secret>,
+    existing: Option<&secrets::CachedSecret>,
     mapped: &eso_mapping::Mapped,
     decision: Decision,
     ctx: &Context,
@@ -1159,8 +1172,8 @@ async fn write_secret(
 
     let immutable = es.spec.target.immutable.unwrap_or(false);
     if let Some(secret) = existing
-        && secret.immutable == Some(true)
-        && secrets::current_hash(secret).as_deref() != Some(hash.as_str())
+        && secret.immutable()
+        && !secret.observed_hash_is(&hash)
     {
         return Err(SyncFailure::Write {
             message: MSG_IMMUTABLE,
@@ -1183,7 +1196,7 @@ async fn write_secret(
             &mapped.data,
             merge,
         )
-        && secrets::owned_digest(secret, &manager) == desired_digest
+        && secret.owned_digest(&manager) == desired_digest
     {
         return Ok(None);
     }
@@ -1330,7 +1343,7 @@ fn classify_write_error(e: kube::Error) -> SyncFailure {
 
 #[allow(clippy::too_many_arguments)]
 fn up_to_date(
-    secret: &Secret,
+    secret: &secrets::CachedSecret,
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
     hash: &str,
@@ -1341,34 +1354,31 @@ fn up_to_date(
     data: &BTreeMap<String, Vec<u8>>,
     merge: bool,
 ) -> bool {
-    if secrets::current_hash(secret).as_deref() != Some(hash) {
+    if !secret.observed_hash_is(hash) {
         return false;
     }
-    let live_labels = secret.metadata.labels.clone().unwrap_or_default();
-    let live_annotations = secret.metadata.annotations.clone().unwrap_or_default();
-    if labels.iter().any(|(k, v)| live_labels.get(k) != Some(v)) {
+    if labels.iter().any(|(k, v)| !secret.has_label(k, v)) {
         return false;
     }
     if annotations
         .iter()
-        .any(|(k, v)| live_annotations.get(k) != Some(v))
+        .any(|(k, v)| !secret.has_annotation(k, v))
     {
         return false;
     }
-    let has_owner = ownership::controller_of(secret.owner_references())
-        .is_some_and(|c| c.kind == "ExternalSecret" && c.name == es_name);
+    let has_owner = secret.controlled_by_external_secret(es_name);
     if owner != has_owner {
         return false;
     }
     if let Some(t) = type_
-        && secret.type_.as_deref() != Some(t)
+        && secret.type_() != t
     {
         return false;
     }
-    if immutable && secret.immutable != Some(true) {
+    if immutable && !secret.immutable() {
         return false;
     }
-    if !merge && secrets::data_keys(secret).len() != data.len() {
+    if !merge && secret.data_key_count() != data.len() {
         return false;
     }
     true

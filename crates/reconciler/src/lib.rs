@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use crate::events::Recorder;
 use eso_api::{ClusterSecretStore, ExternalSecret, SecretStore};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -280,7 +280,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Liveness.
     pub watchdog: Arc<Watchdog>,
-    secrets: Store<Secret>,
+    secrets: Store<secrets::CachedSecret>,
     stores: Store<DeserializeGuard<SecretStore>>,
     cluster_stores: Store<DeserializeGuard<ClusterSecretStore>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
@@ -298,7 +298,7 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    fn secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>> {
+    fn secret(&self, ns: &str, name: &str) -> Option<Arc<secrets::CachedSecret>> {
         self.secrets.get(&ObjectRef::new(name).within(ns))
     }
 
@@ -569,15 +569,15 @@ pub async fn run(
         }
         None => (None, None),
     };
-    // Managed Secrets, label-selected and trimmed.
-    let (secret_reader, secret_writer) = reflector::store::<Secret>();
+    // Managed Secrets, label-selected, each kept as a small record (`secrets::CachedSecret`).
+    let (secret_reader, secret_writer) = reflector::store::<secrets::CachedSecret>();
     let secret_api: Api<Secret> = scoped(&client, &ns);
     let secret_stream = watcher(
         secret_api,
         watcher::Config::default().labels(&format!("{}=true", eso_api::well_known::LABEL_MANAGED)),
     )
     .default_backoff()
-    .modify(secrets::trim)
+    .map_ok(secrets::project_event)
     .reflect(secret_writer)
     .inspect({
         let tx = rollout_tx.clone();
@@ -586,7 +586,7 @@ pub async fn run(
             match ev {
                 Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s))
                 | Ok(watcher::Event::Delete(s)) => {
-                    let _ = tx.unbounded_send((s.namespace().unwrap_or_default(), s.name_any()));
+                    let _ = tx.unbounded_send((s.namespace().to_string(), s.name().to_string()));
                 }
                 _ => {}
             }
@@ -716,10 +716,10 @@ pub async fn run(
     tokio::spawn(report_ready(ctx.clone(), handles.ready.clone()));
 
     let es_controller = es_controller
-        .watches_stream(secret_stream, move |s: Secret| {
-            let ns = s.namespace().unwrap_or_default();
+        .watches_stream(secret_stream, move |s: secrets::CachedSecret| {
+            let ns = s.namespace().to_string();
             targets
-                .targeting(&ns, &s.name_any())
+                .targeting(&ns, s.name())
                 .into_iter()
                 .map(|name| ObjectRef::new(&name).within(&ns))
                 .collect::<Vec<ObjectRef<DeserializeGuard<ExternalSecret>>>>()
@@ -868,7 +868,7 @@ impl Context {
 /// The writers behind a [`Context::for_tests`] context's caches.
 #[cfg(test)]
 pub(crate) struct TestWriters {
-    pub secrets: reflector::store::Writer<Secret>,
+    pub secrets: reflector::store::Writer<secrets::CachedSecret>,
     pub stores: reflector::store::Writer<DeserializeGuard<SecretStore>>,
     pub cluster_stores: reflector::store::Writer<DeserializeGuard<ClusterSecretStore>>,
     pub namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,

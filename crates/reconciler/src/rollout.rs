@@ -51,9 +51,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::events::Recorder;
-use eso_api::well_known::ANNOTATION_DATA_HASH;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicResourceScope};
@@ -66,6 +65,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::Metrics;
+use crate::secrets::CachedSecret;
 
 /// Workload annotation: `"true"` rolls the workload when any managed Secret its pod template
 /// references changes.
@@ -659,33 +659,35 @@ pub trait SecretLookup {
     fn names(&self, ns: &str) -> Vec<String>;
 }
 
-impl SecretLookup for Store<Secret> {
+impl SecretLookup for Store<CachedSecret> {
     fn managed(&self, ns: &str, name: &str) -> Option<(String, BTreeMap<String, String>)> {
         let s = self.get(&ObjectRef::new(name).within(ns))?;
-        managed_token(&s)
+        cached_token(&s)
     }
 
     fn names(&self, ns: &str) -> Vec<String> {
         self.state()
             .iter()
-            .filter(|s| s.metadata.namespace.as_deref() == Some(ns))
-            .map(|s| s.name_any())
+            .filter(|s| s.namespace() == ns)
+            .map(|s| s.name().to_string())
             .collect()
     }
 }
 
 /// The token and annotations of a Secret this operator manages; `None` for any other Secret.
-fn managed_token(s: &Secret) -> Option<(String, BTreeMap<String, String>)> {
-    let managed = s
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(eso_api::well_known::LABEL_MANAGED))
-        .is_some_and(|v| v == "true");
-    let annotations = s.metadata.annotations.clone().unwrap_or_default();
-    let hash = annotations.get(ANNOTATION_DATA_HASH)?.clone();
-    let uid = s.metadata.uid.as_deref().unwrap_or_default();
-    managed.then(|| (token(uid, &hash), annotations))
+/// The annotations the decision reads (Reloader's `match` and `ignore`) are kept in the cached
+/// record as flags.
+fn cached_token(s: &CachedSecret) -> Option<(String, BTreeMap<String, String>)> {
+    let hash = s.annotated_hash()?;
+    let mut annotations = BTreeMap::new();
+    if s.reloader_match() {
+        annotations.insert(RELOADER_MATCH.to_string(), "true".to_string());
+    }
+    if s.reloader_ignore() {
+        annotations.insert(RELOADER_IGNORE.to_string(), "true".to_string());
+    }
+    s.managed()
+        .then(|| (token(s.uid().unwrap_or_default(), &hash), annotations))
 }
 
 /// Decide for one workload in `ns`, from the managed Secrets.
@@ -928,7 +930,7 @@ pub enum RolloutError {
 struct Controller {
     client: Client,
     config: RolloutConfig,
-    secrets: Store<Secret>,
+    secrets: Store<CachedSecret>,
     index: Mutex<Index>,
     queue: Queue,
     limiter: Limiter,
@@ -1117,7 +1119,7 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     config: RolloutConfig,
-    secrets: Store<Secret>,
+    secrets: Store<CachedSecret>,
     mut secret_events: SecretEvents,
     recorder: Recorder,
     metrics: Arc<Metrics>,

@@ -1,63 +1,14 @@
 //! The watched target Secrets: label-selected (`reconcile.external-secrets.io/managed=true`,
-//! never every Secret in the cluster) and trimmed before they are cached. Values are dropped;
-//! the cache keeps metadata, the data *keys*, and the hash of the data as observed, so drift is
-//! detected without holding any secret value in memory.
+//! never every Secret in the cluster), each cached as a [`CachedSecret`]: a small record of what
+//! the decisions read (identity, ownership, flags, the hash of the data as observed, the number
+//! of keys, hashes of the label and annotation pairs, a digest of what each field manager owns).
+//! No value is kept, so drift is detected without holding any secret value in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use eso_api::well_known::{ANNOTATION_DATA_HASH, FIELD_MANAGER_PREFIX};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-
-/// Internal annotation on cached (never written) Secrets: the data hash computed from the data
-/// as observed by the watch.
-pub const OBSERVED_HASH: &str = "eso.internal/observed-data-hash";
-
-/// Trim a watched Secret for the cache.
-pub fn trim(secret: &mut Secret) {
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .as_ref()
-        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
-        .unwrap_or_default();
-    let hash = eso_mapping::data_hash(&data);
-    if let Some(d) = secret.data.as_mut() {
-        for v in d.values_mut() {
-            *v = ByteString(Vec::new());
-        }
-    }
-    secret.string_data = None;
-    // What each ExternalSecret's field manager owns, condensed to a digest: enough to see that
-    // a key, label or annotation was dropped from the ExternalSecret without keeping the lists.
-    let managers: BTreeSet<String> = secret
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter_map(|e| e.manager.clone())
-        .filter(|m| m.starts_with(FIELD_MANAGER_PREFIX))
-        .collect();
-    let digests: Vec<(String, String)> = managers
-        .iter()
-        .map(|m| {
-            (
-                format!("{OWNED_DIGEST_PREFIX}{m}"),
-                Owned::of(secret, m).digest(),
-            )
-        })
-        .collect();
-    secret.metadata.managed_fields = None;
-    let annotations = secret
-        .metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new);
-    annotations.insert(OBSERVED_HASH.to_string(), hash);
-    annotations.extend(digests);
-}
-
-/// Prefix of the internal annotations [`trim`] leaves on cached Secrets: one per ESO field
-/// manager found in `managedFields`, whose value is [`Owned::digest`] of what that manager owns.
-pub const OWNED_DIGEST_PREFIX: &str = "eso.internal/owned.";
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The data keys, labels, annotations and finalizers one field manager owns on a Secret, read
 /// from `metadata.managedFields` (every operation: ESO writes with Update, this operator with
@@ -152,107 +103,557 @@ fn collect_keys(fields: Option<&serde_json::Value>, into: &mut BTreeSet<String>)
     }
 }
 
-/// The digest of what `manager` owns on `secret`: from the annotation [`trim`] leaves on cached
-/// Secrets, or computed from the `managedFields` of a Secret read directly.
-pub fn owned_digest(secret: &Secret, manager: &str) -> String {
-    if observed_hash(secret).is_some() {
-        return secret
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(&format!("{OWNED_DIGEST_PREFIX}{manager}")))
-            .cloned()
-            .unwrap_or_else(|| Owned::default().digest());
-    }
-    Owned::of(secret, manager).digest()
+/// What the operator remembers of one managed Secret: a small fixed record, built from the
+/// Secret the watch delivers and then dropped (a trimmed `Secret` kept three `BTreeMap`s, their
+/// string keys and the whole `ObjectMeta`: about ten times as much). No value, and no label or
+/// annotation value except the ones decisions compare by equality, is kept; labels and
+/// annotations are kept as hashes of their `(key, value)` pairs, enough to tell whether the
+/// labels an ExternalSecret wants are all present.
+///
+/// It is a [`kube::Resource`] (kind `Secret`), so it lives in an ordinary reflector store.
+#[derive(Clone, Debug, Default)]
+pub struct CachedSecret {
+    meta: ObjectMeta,
+    /// `type`, unless `Opaque` (the common case costs nothing).
+    type_: Option<Box<str>>,
+    flags: u8,
+    /// The controller ownerReference: kind, apiVersion, name, uid.
+    controller: Option<Box<ControllerRef>>,
+    /// The `reconcile.external-secrets.io/data-hash` annotation.
+    annotated_hash: Option<Digest>,
+    /// The hash of the data as observed.
+    observed_hash: Digest,
+    /// The `reconcile.external-secrets.io/created-by` label.
+    created_by: Option<Digest>,
+    data_keys: u32,
+    /// Sorted hashes of the `(key, value)` label pairs.
+    labels: Box<[u64]>,
+    /// Sorted hashes of the `(key, value)` annotation pairs.
+    annotations: Box<[u64]>,
+    /// For each ESO field manager in `managedFields`: (hash of its name, [`Owned::digest`]).
+    owned: Box<[(u64, u64)]>,
 }
 
-/// The hash of the data as observed (set by [`trim`]).
-pub fn observed_hash(secret: &Secret) -> Option<&str> {
-    secret
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(OBSERVED_HASH)
-        .map(String::as_str)
+/// A SHA3-224 hex digest (as this operator and ESO write hashes) kept as its 28 bytes; any
+/// other text is kept as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Digest {
+    Sha3([u8; 28]),
+    Text(Box<str>),
 }
 
-/// The hash of the Secret's data: from the annotation [`trim`] leaves on cached Secrets, or
-/// computed from the data of a Secret read directly.
-pub fn current_hash(secret: &Secret) -> Option<String> {
-    if let Some(h) = observed_hash(secret) {
-        return Some(h.to_string());
+impl Default for Digest {
+    fn default() -> Self {
+        Digest::Text("".into())
     }
-    let data: std::collections::BTreeMap<String, Vec<u8>> = secret
-        .data
-        .as_ref()?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
+}
+
+impl Digest {
+    fn of(s: &str) -> Self {
+        let mut b = [0u8; 28];
+        // Only lowercase hex round-trips to the same text.
+        if s.len() == 56
+            && !s.bytes().any(|c| c.is_ascii_uppercase())
+            && hex::decode_to_slice(s, &mut b).is_ok()
+        {
+            Digest::Sha3(b)
+        } else {
+            Digest::Text(s.into())
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Digest::Sha3(b) => hex::encode(b),
+            Digest::Text(t) => t.to_string(),
+        }
+    }
+}
+
+/// The controller ownerReference of a cached Secret (its four strings in one allocation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControllerRef {
+    text: Box<str>,
+    ends: [usize; 3],
+}
+
+impl ControllerRef {
+    /// A reference from its parts.
+    pub fn new(kind: &str, api_version: &str, name: &str, uid: &str) -> Self {
+        let ends = [
+            kind.len(),
+            kind.len() + api_version.len(),
+            kind.len() + api_version.len() + name.len(),
+        ];
+        Self {
+            text: [kind, api_version, name, uid].concat().into(),
+            ends,
+        }
+    }
+
+    /// `kind`.
+    pub fn kind(&self) -> &str {
+        self.text.get(..self.ends[0]).unwrap_or_default()
+    }
+
+    /// `apiVersion`.
+    pub fn api_version(&self) -> &str {
+        self.text
+            .get(self.ends[0]..self.ends[1])
+            .unwrap_or_default()
+    }
+
+    /// `name`.
+    pub fn name(&self) -> &str {
+        self.text
+            .get(self.ends[1]..self.ends[2])
+            .unwrap_or_default()
+    }
+
+    /// `uid`.
+    pub fn uid(&self) -> &str {
+        self.text.get(self.ends[2]..).unwrap_or_default()
+    }
+}
+
+const F_MANAGED: u8 = 1;
+const F_IMMUTABLE: u8 = 2;
+const F_ALLOW_ADOPTION: u8 = 4;
+const F_RELOADER_MATCH: u8 = 8;
+const F_RELOADER_IGNORE: u8 = 16;
+const F_HAS_DATA: u8 = 32;
+
+fn pair_hash(k: &str, v: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: stable within the process, which is all a cache needs.
+    let mut h = std::hash::DefaultHasher::new();
+    k.hash(&mut h);
+    v.hash(&mut h);
+    h.finish()
+}
+
+fn name_hash(k: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    k.hash(&mut h);
+    h.finish()
+}
+
+fn pairs(m: Option<&BTreeMap<String, String>>) -> Box<[u64]> {
+    let mut v: Vec<u64> = m
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| pair_hash(k, v))
         .collect();
-    Some(eso_mapping::data_hash(&data))
+    v.sort_unstable();
+    v.dedup();
+    v.into_boxed_slice()
 }
 
-/// ESO's `isSecretValid` (except the Orphan shortcut, applied by the caller): the Secret exists,
-/// carries the managed label, and its data-hash annotation matches its data.
-pub fn is_valid(secret: Option<&Secret>) -> bool {
-    let Some(secret) = secret else { return false };
-    let managed = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(eso_api::well_known::LABEL_MANAGED))
-        .is_some_and(|v| v == "true");
-    let annotated = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_DATA_HASH));
-    managed && annotated.is_some() && annotated.map(String::as_str) == observed_hash(secret)
+fn digest_u64(hex: &str) -> u64 {
+    u64::from_str_radix(hex, 16).unwrap_or_default()
 }
 
-/// The data keys of a (trimmed) Secret.
-pub fn data_keys(secret: &Secret) -> Vec<String> {
-    secret
-        .data
-        .as_ref()
-        .map(|d| d.keys().cloned().collect())
-        .unwrap_or_default()
+impl CachedSecret {
+    /// The record of `secret` (as delivered by a watch or read with a GET).
+    pub fn of(secret: &Secret) -> Self {
+        let labels = secret.metadata.labels.as_ref();
+        let annotations = secret.metadata.annotations.as_ref();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+        let annotation = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
+        let is_true = |v: Option<&str>| v.is_some_and(|v| v == "true");
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .as_ref()
+            .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+            .unwrap_or_default();
+        let mut flags = 0;
+        if is_true(label(eso_api::well_known::LABEL_MANAGED)) {
+            flags |= F_MANAGED;
+        }
+        if secret.immutable == Some(true) {
+            flags |= F_IMMUTABLE;
+        }
+        if is_true(annotation(crate::ownership::ANNOTATION_ALLOW_ADOPTION)) {
+            flags |= F_ALLOW_ADOPTION;
+        }
+        if annotation(crate::rollout::RELOADER_MATCH).is_some_and(|v| v.trim() == "true") {
+            flags |= F_RELOADER_MATCH;
+        }
+        if annotation(crate::rollout::RELOADER_IGNORE).is_some_and(|v| v.trim() == "true") {
+            flags |= F_RELOADER_IGNORE;
+        }
+        if secret.data.is_some() {
+            flags |= F_HAS_DATA;
+        }
+        let managers: BTreeSet<&str> = secret
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|e| e.manager.as_deref())
+            .filter(|m| m.starts_with(FIELD_MANAGER_PREFIX))
+            .collect();
+        let owned: Vec<(u64, u64)> = managers
+            .into_iter()
+            .map(|m| (name_hash(m), digest_u64(&Owned::of(secret, m).digest())))
+            .collect();
+        let controller = crate::ownership::controller_of(
+            secret.metadata.owner_references.as_deref().unwrap_or(&[]),
+        )
+        .map(|c| Box::new(ControllerRef::new(&c.kind, &c.api_version, &c.name, &c.uid)));
+        let meta = ObjectMeta {
+            name: secret.metadata.name.clone(),
+            namespace: secret.metadata.namespace.clone(),
+            uid: secret.metadata.uid.clone(),
+            // No resourceVersion: nothing reads it from the cache, and the reflector would
+            // keep a second copy in every key.
+            ..ObjectMeta::default()
+        };
+        Self {
+            meta,
+            type_: secret
+                .type_
+                .as_deref()
+                .filter(|t| *t != "Opaque")
+                .map(Into::into),
+            flags,
+            controller,
+            annotated_hash: annotation(ANNOTATION_DATA_HASH).map(Digest::of),
+            observed_hash: Digest::of(&eso_mapping::data_hash(&data)),
+            created_by: label(eso_api::well_known::LABEL_CREATED_BY).map(Digest::of),
+            data_keys: u32::try_from(data.len()).unwrap_or(u32::MAX),
+            labels: pairs(labels),
+            annotations: pairs(annotations),
+            owned: owned.into_boxed_slice(),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        self.meta.name.as_deref().unwrap_or_default()
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        self.meta.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// Its uid.
+    pub fn uid(&self) -> Option<&str> {
+        self.meta.uid.as_deref()
+    }
+
+    /// `type` (`Opaque` when unset, as the apiserver defaults it).
+    pub fn type_(&self) -> &str {
+        self.type_.as_deref().unwrap_or("Opaque")
+    }
+
+    /// `immutable: true`.
+    pub fn immutable(&self) -> bool {
+        self.flags & F_IMMUTABLE != 0
+    }
+
+    /// Labelled `reconcile.external-secrets.io/managed=true`.
+    pub fn managed(&self) -> bool {
+        self.flags & F_MANAGED != 0
+    }
+
+    /// Annotated `external-secrets.io/allow-adoption=true`.
+    pub fn allow_adoption(&self) -> bool {
+        self.flags & F_ALLOW_ADOPTION != 0
+    }
+
+    /// Reloader's `match` annotation is `"true"`.
+    pub fn reloader_match(&self) -> bool {
+        self.flags & F_RELOADER_MATCH != 0
+    }
+
+    /// Reloader's `ignore` annotation is `"true"`.
+    pub fn reloader_ignore(&self) -> bool {
+        self.flags & F_RELOADER_IGNORE != 0
+    }
+
+    /// The controller ownerReference.
+    pub fn controller(&self) -> Option<&ControllerRef> {
+        self.controller.as_deref()
+    }
+
+    /// Controlled by the ExternalSecret `name` (any `external-secrets.io` version).
+    pub fn controlled_by_external_secret(&self, name: &str) -> bool {
+        self.controller()
+            .is_some_and(|c| c.kind() == "ExternalSecret" && c.name() == name)
+    }
+
+    /// The `reconcile.external-secrets.io/data-hash` annotation.
+    pub fn annotated_hash(&self) -> Option<String> {
+        self.annotated_hash.as_ref().map(Digest::text)
+    }
+
+    /// The hash of the data as observed ([`eso_mapping::data_hash`]).
+    pub fn observed_hash(&self) -> String {
+        self.observed_hash.text()
+    }
+
+    /// Whether the data as observed has hash `hash` ([`eso_mapping::data_hash`]).
+    pub fn observed_hash_is(&self, hash: &str) -> bool {
+        self.observed_hash == Digest::of(hash)
+    }
+
+    /// Whether the `reconcile.external-secrets.io/created-by` label is `value`.
+    pub fn created_by_is(&self, value: &str) -> bool {
+        self.created_by.as_ref() == Some(&Digest::of(value))
+    }
+
+    /// How many data keys it holds.
+    pub fn data_key_count(&self) -> usize {
+        self.data_keys as usize
+    }
+
+    /// Whether it carries label `k` with value `v`.
+    pub fn has_label(&self, k: &str, v: &str) -> bool {
+        self.labels.binary_search(&pair_hash(k, v)).is_ok()
+    }
+
+    /// Whether it carries annotation `k` with value `v`.
+    pub fn has_annotation(&self, k: &str, v: &str) -> bool {
+        self.annotations.binary_search(&pair_hash(k, v)).is_ok()
+    }
+
+    /// [`Owned::digest`] of what field manager `manager` owns on it.
+    pub fn owned_digest(&self, manager: &str) -> String {
+        let h = name_hash(manager);
+        match self.owned.iter().find(|(m, _)| *m == h) {
+            Some((_, d)) => format!("{d:016x}"),
+            None => Owned::default().digest(),
+        }
+    }
+
+    /// ESO's `isSecretValid` (except the Orphan shortcut, applied by the caller): labelled as
+    /// managed, and its data-hash annotation matches its data.
+    pub fn is_valid(&self) -> bool {
+        self.managed() && self.annotated_hash.as_ref() == Some(&self.observed_hash)
+    }
+}
+
+impl kube::Resource for CachedSecret {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "Secret".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "secrets".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
+}
+
+/// Deserializes a Secret and keeps its record (kube-runtime's `watches_stream` asks for
+/// deserializable objects).
+impl<'de> serde::Deserialize<'de> for CachedSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Secret::deserialize(d).map(|s| CachedSecret::of(&s))
+    }
+}
+
+/// Project a watch event on Secrets into one on [`CachedSecret`]s.
+pub fn project_event(
+    ev: kube::runtime::watcher::Event<Secret>,
+) -> kube::runtime::watcher::Event<CachedSecret> {
+    use kube::runtime::watcher::Event;
+    match ev {
+        Event::Apply(s) => Event::Apply(CachedSecret::of(&s)),
+        Event::Delete(s) => Event::Delete(CachedSecret::of(&s)),
+        Event::InitApply(s) => Event::InitApply(CachedSecret::of(&s)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::ByteString;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        FieldsV1, ManagedFieldsEntry, OwnerReference,
+    };
+
+    fn map(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn secret() -> Secret {
+        let data = BTreeMap::from([
+            ("a".to_string(), ByteString(b"hi".to_vec())),
+            ("b".to_string(), ByteString(b"there".to_vec())),
+        ]);
+        let hash = eso_mapping::data_hash(&BTreeMap::from([
+            ("a".to_string(), b"hi".to_vec()),
+            ("b".to_string(), b"there".to_vec()),
+        ]));
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("team".into()),
+                uid: Some("u-1".into()),
+                resource_version: Some("42".into()),
+                labels: map(&[
+                    (eso_api::well_known::LABEL_MANAGED, "true"),
+                    ("app", "web"),
+                    (
+                        eso_api::well_known::LABEL_CREATED_BY,
+                        &eso_mapping::created_by_label("team", "es"),
+                    ),
+                ]),
+                annotations: map(&[(ANNOTATION_DATA_HASH, &hash), ("note", "x")]),
+                owner_references: Some(vec![
+                    OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "ConfigMap".into(),
+                        name: "not-controller".into(),
+                        uid: "u-0".into(),
+                        controller: None,
+                        block_owner_deletion: None,
+                    },
+                    OwnerReference {
+                        api_version: "external-secrets.io/v1".into(),
+                        kind: "ExternalSecret".into(),
+                        name: "es".into(),
+                        uid: "u-es".into(),
+                        controller: Some(true),
+                        block_owner_deletion: Some(true),
+                    },
+                ]),
+                managed_fields: Some(vec![ManagedFieldsEntry {
+                    manager: Some(format!("{FIELD_MANAGER_PREFIX}/es")),
+                    operation: Some("Apply".into()),
+                    fields_v1: Some(FieldsV1(serde_json::json!({
+                        "f:data": {"f:a": {}, "f:b": {}},
+                        "f:metadata": {"f:labels": {"f:app": {}}, "f:annotations": {"f:note": {}}}
+                    }))),
+                    ..ManagedFieldsEntry::default()
+                }]),
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            type_: Some("Opaque".into()),
+            ..Secret::default()
+        }
+    }
 
     #[test]
-    fn trimmed_secrets_keep_keys_and_hash_but_no_values() {
-        let mut s = Secret {
-            data: Some(BTreeMap::from([(
-                "a".to_string(),
-                ByteString(b"hi".to_vec()),
-            )])),
-            ..Secret::default()
-        };
-        trim(&mut s);
-        assert_eq!(data_keys(&s), vec!["a".to_string()]);
-        assert!(s.data.as_ref().unwrap()["a"].0.is_empty());
-        let expected = eso_mapping::data_hash(&BTreeMap::from([("a".to_string(), b"hi".to_vec())]));
-        assert_eq!(observed_hash(&s), Some(expected.as_str()));
-        assert!(!is_valid(Some(&s)), "no managed label, no data-hash");
-        s.metadata.labels = Some(BTreeMap::from([(
-            "reconcile.external-secrets.io/managed".into(),
-            "true".into(),
-        )]));
-        s.metadata
-            .annotations
+    fn the_record_answers_what_the_secret_would() {
+        let s = secret();
+        let r = CachedSecret::of(&s);
+        assert_eq!(
+            (r.name(), r.namespace(), r.uid()),
+            ("db", "team", Some("u-1"))
+        );
+        assert!(r.managed() && r.is_valid());
+        assert_eq!(r.data_key_count(), 2);
+        assert_eq!(r.type_(), "Opaque");
+        assert!(!r.immutable() && !r.allow_adoption());
+        // Every label and annotation pair is found; a changed value or a missing key is not.
+        for (k, v) in s.metadata.labels.iter().flatten() {
+            assert!(r.has_label(k, v), "{k}");
+            assert!(!r.has_label(k, &format!("{v}-changed")), "{k}");
+        }
+        for (k, v) in s.metadata.annotations.iter().flatten() {
+            assert!(r.has_annotation(k, v), "{k}");
+            assert!(!r.has_label(k, v), "annotations are not labels: {k}");
+        }
+        assert!(!r.has_label("missing", "true"));
+        // The controller reference, not the first one.
+        let c = r.controller().unwrap();
+        assert_eq!(
+            (c.kind(), c.api_version(), c.name(), c.uid()),
+            ("ExternalSecret", "external-secrets.io/v1", "es", "u-es")
+        );
+        assert!(r.controlled_by_external_secret("es"));
+        assert!(!r.controlled_by_external_secret("other"));
+        assert!(r.created_by_is(&eso_mapping::created_by_label("team", "es")));
+        assert!(!r.created_by_is(&eso_mapping::created_by_label("team", "other")));
+        // The owned digest is the one computed from managedFields, per manager.
+        let manager = format!("{FIELD_MANAGER_PREFIX}/es");
+        assert_eq!(r.owned_digest(&manager), Owned::of(&s, &manager).digest());
+        assert_eq!(
+            r.owned_digest(&format!("{FIELD_MANAGER_PREFIX}/other")),
+            Owned::default().digest()
+        );
+        let hash = s.metadata.annotations.as_ref().unwrap()[ANNOTATION_DATA_HASH].clone();
+        assert!(r.observed_hash_is(&hash));
+        assert_eq!(r.observed_hash(), hash);
+        assert_eq!(r.annotated_hash(), Some(hash));
+    }
+
+    #[test]
+    fn validity_follows_the_label_and_the_hash_annotation() {
+        let mut s = secret();
+        s.metadata.labels = map(&[]);
+        assert!(!CachedSecret::of(&s).is_valid(), "no managed label");
+        let mut s = secret();
+        s.metadata.annotations = map(&[(ANNOTATION_DATA_HASH, "not-a-hash")]);
+        let r = CachedSecret::of(&s);
+        assert!(!r.is_valid(), "hash does not match the data");
+        assert_eq!(r.annotated_hash().as_deref(), Some("not-a-hash"));
+        let mut s = secret();
+        // Uppercase hex is another text, not the same digest.
+        let upper = s.metadata.annotations.as_ref().unwrap()[ANNOTATION_DATA_HASH].to_uppercase();
+        s.metadata.annotations = map(&[(ANNOTATION_DATA_HASH, &upper)]);
+        assert!(!CachedSecret::of(&s).is_valid());
+        let mut s = secret();
+        s.data
             .as_mut()
             .unwrap()
-            .insert(ANNOTATION_DATA_HASH.into(), expected.clone());
-        assert!(is_valid(Some(&s)));
-        s.metadata
-            .annotations
-            .as_mut()
-            .unwrap()
-            .insert(ANNOTATION_DATA_HASH.into(), "other".into());
-        assert!(!is_valid(Some(&s)));
+            .insert("c".into(), ByteString(b"new".to_vec()));
+        assert!(
+            !CachedSecret::of(&s).is_valid(),
+            "data edited behind our back"
+        );
+    }
+
+    #[test]
+    fn flags_and_type_are_kept() {
+        let mut s = secret();
+        s.immutable = Some(true);
+        s.type_ = Some("kubernetes.io/tls".into());
+        s.metadata.annotations = map(&[
+            (crate::ownership::ANNOTATION_ALLOW_ADOPTION, "true"),
+            (crate::rollout::RELOADER_MATCH, " true "),
+            (crate::rollout::RELOADER_IGNORE, "false"),
+        ]);
+        s.metadata.owner_references = None;
+        let r = CachedSecret::of(&s);
+        assert!(r.immutable() && r.allow_adoption() && r.reloader_match() && !r.reloader_ignore());
+        assert_eq!(r.type_(), "kubernetes.io/tls");
+        assert!(r.controller().is_none());
+        assert!(!r.managed() || !r.is_valid());
+    }
+
+    #[test]
+    fn values_are_not_kept() {
+        let r = CachedSecret::of(&secret());
+        let debug = format!("{r:?}");
+        assert!(
+            !debug.contains("there") && !debug.contains("hi\""),
+            "{debug}"
+        );
     }
 }
