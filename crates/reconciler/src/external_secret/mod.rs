@@ -3,16 +3,16 @@
 //! A reconcile is a pipeline; each stage is a module and hands plain data to the next, and
 //! only this module calls them:
 //!
-//! 1. [`decide`] — what is due and why (pure: object, in-memory state, cache facts, clock →
-//!    [`decide::Decision`]);
-//! 2. [`fetch`] — provider values, generator output, template sources;
-//! 3. [`map`] — the Secret the mapping engine makes of them;
-//! 4. [`publish`] — ownership, server-side apply, orphan and emptied-Secret deletion, the
+//! 1. `decide` — what is due and why (pure: object, in-memory state, cache facts, clock →
+//!    `decide::Decision`);
+//! 2. `fetch` — provider values, generator output, template sources;
+//! 3. `map` — the Secret the mapping engine makes of them;
+//! 4. `publish` — ownership, server-side apply, orphan and emptied-Secret deletion, the
 //!    finalizer cleanup;
-//! 5. [`report`] — status (written only on change), Events, metrics;
-//! 6. [`schedule`] — when to come back (pure).
+//! 5. `report` — status (written only on change), Events, metrics;
+//! 6. `schedule` — when to come back (pure).
 //!
-//! [`watch`] holds the watch mappers (which ExternalSecrets a store or namespace change wakes).
+//! `watch` holds the watch mappers (which ExternalSecrets a store or namespace change wakes).
 
 use std::sync::Arc;
 use std::time::Instant;
