@@ -298,6 +298,26 @@ fn decide_table() {
         ),
         // restart spread
         (
+            "overdue after a restart, remote change seen → sync at once",
+            Facts {
+                forced: true,
+                ..facts(&overdue(), &none, now)
+            },
+            Decision::Sync(SyncReason::Forced),
+        ),
+        (
+            "overdue after a restart, first attempt here failed → retried at once",
+            facts(
+                &overdue(),
+                &EsState {
+                    failed: true,
+                    ..EsState::default()
+                },
+                now,
+            ),
+            Decision::Sync(SyncReason::FailedBefore),
+        ),
+        (
             "overdue by time only after a restart → deferred within the spread",
             facts(&overdue(), &none, now),
             Decision::Defer(Deferral::Start { interval: hour }),
