@@ -827,6 +827,15 @@ impl Context {
         #[allow(clippy::unwrap_used)]
         let client =
             Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        Self::for_tests_with_client(config, hub, client)
+    }
+
+    /// [`Context::for_tests`] over a given client (a mock apiserver).
+    pub(crate) fn for_tests_with_client(
+        config: Config,
+        hub: Arc<dyn ProviderHub>,
+        client: Client,
+    ) -> (Arc<Self>, TestWriters) {
         let (secrets, secrets_w) = reflector::store();
         let (stores, stores_w) = reflector::store();
         let (cluster_stores, cluster_stores_w) = reflector::store();

@@ -1,0 +1,33 @@
+//! Map: what the spec asks for ([`plan`]) and the Secret it yields from what was fetched
+//! ([`map`]), both through the pure mapping engine (`eso_mapping`).
+
+use eso_api::ExternalSecret;
+use eso_mapping::Request;
+
+use super::SyncFailure;
+use super::fetch::Inputs;
+
+/// The provider requests the spec needs.
+pub(crate) fn plan(es: &ExternalSecret) -> Result<Vec<Request>, SyncFailure> {
+    eso_mapping::plan(&es.spec).map_err(|e| SyncFailure::Mapping(e.to_string()))
+}
+
+/// The Secret's data, labels, annotations, type and finalizers (and the keys the provider did
+/// not have, for `MissingProviderSecret` events).
+pub(crate) fn map(
+    es: &ExternalSecret,
+    ns: &str,
+    name: &str,
+    inputs: &Inputs,
+) -> Result<eso_mapping::Mapped, SyncFailure> {
+    let input = eso_mapping::MappingInput {
+        namespace: ns,
+        name,
+        spec: &es.spec,
+        labels: es.metadata.labels.as_ref(),
+        annotations: es.metadata.annotations.as_ref(),
+        fetched: &inputs.fetched,
+        template_sources: &inputs.template_sources,
+    };
+    eso_mapping::map(&input).map_err(|e| SyncFailure::Mapping(e.to_string()))
+}
