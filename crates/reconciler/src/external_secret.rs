@@ -177,7 +177,7 @@ pub fn referenced_stores(es: &ExternalSecret) -> Vec<StoreRef> {
 }
 
 /// Reconcile one ExternalSecret.
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     guard: Arc<DeserializeGuard<ExternalSecret>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
@@ -624,16 +624,9 @@ async fn sync(
     let mut fetched = fetch_all(es, ns, &requests, forced, ctx).await?;
     fetched.generated = run_generators(es, ns, ctx).await?;
     let template_sources = read_template_sources(es, ns, ctx).await?;
-    let input = eso_mapping::MappingInput {
-        namespace: ns,
-        name,
-        spec: &es.spec,
-        labels: es.metadata.labels.as_ref(),
-        annotations: es.metadata.annotations.as_ref(),
-        fetched: &fetched,
-        template_sources: &template_sources,
-    };
-    let mapped = eso_mapping::map(&input).map_err(|e| SyncFailure::Mapping(e.to_string()))?;
+    let mapped = crate::offload::map(es, ns, name, fetched, template_sources)
+        .await
+        .map_err(|e| SyncFailure::Mapping(e.to_string()))?;
     for missing in &mapped.missing {
         publish(
             ctx,
@@ -1379,7 +1372,7 @@ pub const WAITING_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 /// Backoff for transient failures: exponential from 1 s with ±20 % jitter, capped at the
 /// refresh interval (so recovery never waits longer than one refresh) and at `max_backoff`.
-pub fn error_policy(
+pub(crate) fn error_policy(
     guard: Arc<DeserializeGuard<ExternalSecret>>,
     error: &Error,
     ctx: Arc<Context>,

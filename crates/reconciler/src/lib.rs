@@ -31,6 +31,7 @@ pub mod hub;
 pub mod index;
 pub mod kube_access;
 pub mod metrics;
+mod offload;
 pub mod ownership;
 pub mod push_secret;
 pub mod refresh;
@@ -65,7 +66,21 @@ pub use metrics::Metrics;
 use external_secret::EsState;
 
 /// Controller settings (the operator maps its flags onto these).
+///
+/// Non-exhaustive: start from [`Config::default`] and change what you need with the `with_*`
+/// setters, so a field added in a later release does not break your code:
+///
+/// ```
+/// use std::time::Duration;
+/// let config = eso_reconciler::Config::default()
+///     .with_namespace(Some("team-a".to_string()))
+///     .with_concurrency(4)
+///     .with_remote_change_poll(None)
+///     .with_instance(std::env::var("POD_NAME").ok());
+/// assert_eq!(config.concurrency, 4);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Only handle stores whose `spec.controller` is empty or equals this (`--controller-class`).
     pub controller_class: String,
@@ -97,6 +112,25 @@ pub struct Config {
     /// Roll Deployments, StatefulSets and DaemonSets that opted in when the managed Secrets
     /// they use change ([`rollout`]). `None` (the default): workloads are not watched.
     pub rollout: Option<rollout::RolloutConfig>,
+    /// Instance name in the Events' reporter (the operator passes `POD_NAME`); `None`: no
+    /// instance.
+    pub instance: Option<String>,
+}
+
+/// `with_<field>` setters for a non-exhaustive settings struct.
+macro_rules! setters {
+    ($ty:ty { $($(#[$doc:meta])* $setter:ident => $field:ident : $fty:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $setter(mut self, value: $fty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
 }
 
 impl Default for Config {
@@ -114,9 +148,64 @@ impl Default for Config {
             reporter: "external-secrets".to_string(),
             remote_change_poll: Some(Duration::from_secs(60)),
             rollout: None,
+            instance: None,
         }
     }
 }
+
+setters!(Config {
+    /// Sets [`Config::controller_class`].
+    with_controller_class => controller_class: String,
+    /// Sets [`Config::namespace`].
+    with_namespace => namespace: Option<String>,
+    /// Sets [`Config::concurrency`].
+    with_concurrency => concurrency: u16,
+    /// Sets [`Config::flood_gate`].
+    with_flood_gate => flood_gate: bool,
+    /// Sets [`Config::jitter_fraction`].
+    with_jitter_fraction => jitter_fraction: f64,
+    /// Sets [`Config::max_backoff`].
+    with_max_backoff => max_backoff: Duration,
+    /// Sets [`Config::restart_spread`].
+    with_restart_spread => restart_spread: Duration,
+    /// Sets [`Config::store_requeue_interval`].
+    with_store_requeue_interval => store_requeue_interval: Duration,
+    /// Sets [`Config::enable_cluster_stores`].
+    with_enable_cluster_stores => enable_cluster_stores: bool,
+    /// Sets [`Config::reporter`].
+    with_reporter => reporter: String,
+    /// Sets [`Config::remote_change_poll`].
+    with_remote_change_poll => remote_change_poll: Option<Duration>,
+    /// Sets [`Config::rollout`].
+    with_rollout => rollout: Option<rollout::RolloutConfig>,
+    /// Sets [`Config::instance`].
+    with_instance => instance: Option<String>,
+});
+
+setters!(rollout::RolloutConfig {
+    /// Sets [`rollout::RolloutConfig::debounce`].
+    with_debounce => debounce: Duration,
+    /// Sets [`rollout::RolloutConfig::namespace_qps`].
+    with_namespace_qps => namespace_qps: f64,
+    /// Sets [`rollout::RolloutConfig::namespace_burst`].
+    with_namespace_burst => namespace_burst: u32,
+    /// Sets [`rollout::RolloutConfig::concurrency`].
+    with_concurrency => concurrency: usize,
+});
+
+setters!(cluster_external_secret::CesConfig {
+    /// Sets [`cluster_external_secret::CesConfig::default_refresh`].
+    with_default_refresh => default_refresh: Duration,
+    /// Sets [`cluster_external_secret::CesConfig::write_concurrency`].
+    with_write_concurrency => write_concurrency: usize,
+});
+
+setters!(cluster_push_secret::CpsConfig {
+    /// Sets [`cluster_push_secret::CpsConfig::default_refresh`].
+    with_default_refresh => default_refresh: Duration,
+    /// Sets [`cluster_push_secret::CpsConfig::write_concurrency`].
+    with_write_concurrency => write_concurrency: usize,
+});
 
 /// Errors a reconcile can end with (all reach `error_policy`).
 #[derive(Debug, thiserror::Error)]
@@ -266,8 +355,8 @@ impl Watchdog {
     }
 }
 
-/// Everything a reconcile needs.
-pub struct Context {
+/// Everything a reconcile needs (internal: embedders use [`run`]).
+pub(crate) struct Context {
     /// Kubernetes client.
     pub client: Client,
     /// Settings.
@@ -433,7 +522,11 @@ where
 }
 
 /// Handles to observe a running set of controllers.
+///
+/// Non-exhaustive: build with [`Handles::new`] (or `default()`) and replace parts with the
+/// `with_*` setters.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Handles {
     /// True once every cache has synced (readiness).
     pub ready: Arc<AtomicBool>,
@@ -453,6 +546,15 @@ impl Handles {
         }
     }
 }
+
+setters!(Handles {
+    /// Sets [`Handles::ready`] (shared with your readiness endpoint).
+    with_ready => ready: Arc<AtomicBool>,
+    /// Sets [`Handles::metrics`].
+    with_metrics => metrics: Arc<Metrics>,
+    /// Sets [`Handles::watchdog`] (e.g. one with your own stall threshold).
+    with_watchdog => watchdog: Arc<Watchdog>,
+});
 
 impl Default for Handles {
     fn default() -> Self {
@@ -658,7 +760,7 @@ pub async fn run(
 
     let reporter = Reporter {
         controller: config.reporter.clone(),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: config.instance.clone(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context {
@@ -798,7 +900,7 @@ pub async fn run(
                         client.clone(),
                         Reporter {
                             controller: config.reporter.clone(),
-                            instance: std::env::var("POD_NAME").ok(),
+                            instance: config.instance.clone(),
                         },
                     ),
                     handles.metrics.clone(),
