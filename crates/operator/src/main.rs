@@ -323,9 +323,7 @@ async fn run(args: RunArgs) -> Result<()> {
         .with_flood_gate(args.enable_flood_gate)
         .with_store_requeue_interval(args.store_requeue_interval)
         .with_enable_cluster_stores(args.enable_cluster_store_reconciler)
-        .with_remote_change_poll(
-            Some(args.remote_change_poll_interval).filter(|d| !d.is_zero()),
-        )
+        .with_remote_change_poll(Some(args.remote_change_poll_interval).filter(|d| !d.is_zero()))
         .with_restart_spread(args.restart_spread)
         .with_rollout(args.enable_workload_rollout.then(|| {
             eso_reconciler::rollout::RolloutConfig::default()

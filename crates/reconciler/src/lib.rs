@@ -563,7 +563,31 @@ impl Default for Handles {
 }
 
 /// Run the ExternalSecret, SecretStore and ClusterSecretStore controllers until `shutdown`
-/// resolves.
+/// resolves. This (with the builders of [`Config`], [`Handles`] and
+/// [`kube_access::RegistryHub`]) is the embedding API:
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use eso_reconciler::{Config, Handles, kube_access::RegistryHub};
+///
+/// # async fn demo() -> Result<(), kube::Error> {
+/// let client = kube::Client::try_default().await?;
+/// let hub = RegistryHub::new(client.clone(), eso_provider::CacheConfig::default())
+///     .with_fake(); // and `.with_factory(..)` for AWS or your own provider
+/// let config = Config::default()
+///     .with_namespace(Some("team-a".to_string()))
+///     .with_instance(std::env::var("POD_NAME").ok());
+/// let handles = Handles::new(); // share `handles.ready` / `.metrics` with your endpoints
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let controllers = tokio::spawn(eso_reconciler::run(client, config, Arc::new(hub), handles, async {
+///     let _ = stopped.await;
+/// }));
+/// // ... later:
+/// let _ = stop.send(());
+/// let _ = controllers.await;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn run(
     client: Client,
     config: Config,
