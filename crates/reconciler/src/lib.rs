@@ -1,8 +1,9 @@
 //! # eso-reconciler
 //!
 //! kube-runtime controllers for `ExternalSecret`, `SecretStore` and `ClusterSecretStore` with
-//! External Secrets Operator semantics, embeddable in any Rust controller: build a [`Context`]
-//! with [`Config`] and a [`ProviderHub`], then drive [`run`]. The `ClusterExternalSecret`
+//! External Secrets Operator semantics, embeddable in any Rust controller: call [`run`] with a
+//! [`Config`] (built from `default()` with `with_*` setters), a [`ProviderHub`] (e.g.
+//! [`kube_access::RegistryHub`]) and [`Handles`]; that is the whole embedding API. The `ClusterExternalSecret`
 //! controller runs on its own ([`cluster_external_secret::run`]), as does the `ClusterPushSecret`
 //! controller ([`cluster_push_secret::run`]).
 //!

@@ -202,7 +202,7 @@ pub(crate) fn namespace_allowed(
     namespace_matches(conditions, ns, &labels)
 }
 
-/// The pure part of [`namespace_allowed`].
+/// The pure part of `namespace_allowed` (the ClusterSecretStore namespace conditions).
 pub fn namespace_matches(
     conditions: &[ClusterSecretStoreCondition],
     ns: &str,
