@@ -249,11 +249,9 @@ async fn run(args: RunArgs) -> Result<()> {
         client.clone()
     };
     let fault = fault_injection()?;
-    let handles = eso_reconciler::Handles {
-        ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        metrics: Arc::new(eso_reconciler::Metrics::default()),
-        watchdog: Arc::new(eso_reconciler::Watchdog::new(args.liveness_stall_threshold)),
-    };
+    let handles = eso_reconciler::Handles::new().with_watchdog(Arc::new(
+        eso_reconciler::Watchdog::new(args.liveness_stall_threshold),
+    ));
 
     // Probes and metrics first: a standby replica must answer probes while it waits.
     let leading = Arc::new(std::sync::atomic::AtomicBool::new(
@@ -318,25 +316,22 @@ async fn run(args: RunArgs) -> Result<()> {
         leading.store(true, Ordering::SeqCst);
     }
 
-    let config = eso_reconciler::Config {
-        controller_class: args.controller_class.clone(),
-        namespace: (!args.namespace.is_empty()).then(|| args.namespace.clone()),
-        concurrency: args.concurrent.max(1),
-        flood_gate: args.enable_flood_gate,
-        store_requeue_interval: args.store_requeue_interval,
-        enable_cluster_stores: args.enable_cluster_store_reconciler,
-        remote_change_poll: Some(args.remote_change_poll_interval).filter(|d| !d.is_zero()),
-        restart_spread: args.restart_spread,
-        rollout: args
-            .enable_workload_rollout
-            .then(|| eso_reconciler::rollout::RolloutConfig {
-                debounce: args.rollout_debounce,
-                namespace_qps: args.rollout_namespace_qps,
-                namespace_burst: args.rollout_namespace_burst,
-                ..eso_reconciler::rollout::RolloutConfig::default()
-            }),
-        ..eso_reconciler::Config::default()
-    };
+    let config = eso_reconciler::Config::default()
+        .with_controller_class(args.controller_class.clone())
+        .with_namespace((!args.namespace.is_empty()).then(|| args.namespace.clone()))
+        .with_concurrency(args.concurrent.max(1))
+        .with_flood_gate(args.enable_flood_gate)
+        .with_store_requeue_interval(args.store_requeue_interval)
+        .with_enable_cluster_stores(args.enable_cluster_store_reconciler)
+        .with_remote_change_poll(Some(args.remote_change_poll_interval).filter(|d| !d.is_zero()))
+        .with_restart_spread(args.restart_spread)
+        .with_rollout(args.enable_workload_rollout.then(|| {
+            eso_reconciler::rollout::RolloutConfig::default()
+                .with_debounce(args.rollout_debounce)
+                .with_namespace_qps(args.rollout_namespace_qps)
+                .with_namespace_burst(args.rollout_namespace_burst)
+        }))
+        .with_instance(std::env::var("POD_NAME").ok());
     let hub = wiring::hub(
         controller_client.clone(),
         &args_cache(&args),

@@ -150,7 +150,10 @@ pub(crate) fn hub(
     };
     // Every AWS call feeds ESO's externalsecret_provider_api_calls_count.
     let aws = AwsFactory::from_env().with_observer(metrics.clone());
-    let inner = RegistryHub::new(client, config).with_factory(Arc::new(aws));
+    let inner = RegistryHub::new(client, config)
+        // The operator has always served `fake` stores (ESO does too); the e2e suite uses them.
+        .with_fake()
+        .with_factory(Arc::new(aws));
     Arc::new(MeteredHub {
         inner,
         metrics,

@@ -63,12 +63,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
 
     // The embedding itself: a hub, a config, handles, and a shutdown future.
-    let hub = RegistryHub::new(client.clone(), CacheConfig::default());
-    let config = Config {
-        namespace: Some(ns.clone()),
-        remote_change_poll: None,
-        ..Config::default()
-    };
+    let hub = RegistryHub::new(client.clone(), CacheConfig::default()).with_fake();
+    let config = Config::default()
+        .with_namespace(Some(ns.clone()))
+        .with_remote_change_poll(None);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controllers = tokio::spawn(eso_reconciler::run(
         client.clone(),

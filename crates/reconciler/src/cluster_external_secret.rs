@@ -87,8 +87,10 @@ pub enum Error {
 #[error("failed to convert label selector: {0}")]
 pub struct SelectorError(String);
 
-/// Settings of the ClusterExternalSecret controller.
+/// Settings of the ClusterExternalSecret controller (non-exhaustive: start from `default()`
+/// and use the `with_*` setters).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct CesConfig {
     /// Re-evaluation interval when `refreshTime` is unset (ESO: one hour).
     pub default_refresh: Duration,

@@ -78,8 +78,10 @@ fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Kube { action, source }
 }
 
-/// Settings of the ClusterPushSecret controller.
+/// Settings of the ClusterPushSecret controller (non-exhaustive: start from `default()` and
+/// use the `with_*` setters).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct CpsConfig {
     /// Re-evaluation interval when `refreshTime` is unset (one hour).
     pub default_refresh: Duration,

@@ -142,10 +142,19 @@ pub struct RegistryHub {
 }
 
 impl RegistryHub {
-    /// A hub with the `fake` provider registered; add more with [`RegistryHub::with_factory`].
+    /// A hub with no provider registered; add them with [`RegistryHub::with_factory`] (and
+    /// [`RegistryHub::with_fake`] for the in-memory `fake` provider).
     pub fn new(client: Client, cache: CacheConfig) -> Self {
         Self {
-            registry: Registry::new(Arc::new(KubeClientAccess::new(client)), cache).with_fake(),
+            registry: Registry::new(Arc::new(KubeClientAccess::new(client)), cache),
+        }
+    }
+
+    /// Also serve the `fake` provider (in-memory values from the store spec; tests, demos).
+    /// Off unless asked for: a store with `provider.fake` otherwise fails validation.
+    pub fn with_fake(self) -> Self {
+        Self {
+            registry: self.registry.with_fake(),
         }
     }
 

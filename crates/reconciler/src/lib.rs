@@ -1,8 +1,9 @@
 //! # eso-reconciler
 //!
 //! kube-runtime controllers for `ExternalSecret`, `SecretStore` and `ClusterSecretStore` with
-//! External Secrets Operator semantics, embeddable in any Rust controller: build a [`Context`]
-//! with [`Config`] and a [`ProviderHub`], then drive [`run`]. The `ClusterExternalSecret`
+//! External Secrets Operator semantics, embeddable in any Rust controller: call [`run`] with a
+//! [`Config`] (built from `default()` with `with_*` setters), a [`ProviderHub`] (e.g.
+//! [`kube_access::RegistryHub`]) and [`Handles`]; that is the whole embedding API. The `ClusterExternalSecret`
 //! controller runs on its own ([`cluster_external_secret::run`]), as does the `ClusterPushSecret`
 //! controller ([`cluster_push_secret::run`]).
 //!
@@ -31,6 +32,7 @@ pub mod hub;
 pub mod index;
 pub mod kube_access;
 pub mod metrics;
+mod offload;
 pub mod ownership;
 pub mod push_secret;
 pub mod refresh;
@@ -65,7 +67,21 @@ pub use metrics::Metrics;
 use external_secret::EsState;
 
 /// Controller settings (the operator maps its flags onto these).
+///
+/// Non-exhaustive: start from [`Config::default`] and change what you need with the `with_*`
+/// setters, so a field added in a later release does not break your code:
+///
+/// ```
+/// use std::time::Duration;
+/// let config = eso_reconciler::Config::default()
+///     .with_namespace(Some("team-a".to_string()))
+///     .with_concurrency(4)
+///     .with_remote_change_poll(None)
+///     .with_instance(std::env::var("POD_NAME").ok());
+/// assert_eq!(config.concurrency, 4);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Only handle stores whose `spec.controller` is empty or equals this (`--controller-class`).
     pub controller_class: String,
@@ -97,6 +113,25 @@ pub struct Config {
     /// Roll Deployments, StatefulSets and DaemonSets that opted in when the managed Secrets
     /// they use change ([`rollout`]). `None` (the default): workloads are not watched.
     pub rollout: Option<rollout::RolloutConfig>,
+    /// Instance name in the Events' reporter (the operator passes `POD_NAME`); `None`: no
+    /// instance.
+    pub instance: Option<String>,
+}
+
+/// `with_<field>` setters for a non-exhaustive settings struct.
+macro_rules! setters {
+    ($ty:ty { $($(#[$doc:meta])* $setter:ident => $field:ident : $fty:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $setter(mut self, value: $fty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
 }
 
 impl Default for Config {
@@ -114,9 +149,64 @@ impl Default for Config {
             reporter: "external-secrets".to_string(),
             remote_change_poll: Some(Duration::from_secs(60)),
             rollout: None,
+            instance: None,
         }
     }
 }
+
+setters!(Config {
+    /// Sets [`Config::controller_class`].
+    with_controller_class => controller_class: String,
+    /// Sets [`Config::namespace`].
+    with_namespace => namespace: Option<String>,
+    /// Sets [`Config::concurrency`].
+    with_concurrency => concurrency: u16,
+    /// Sets [`Config::flood_gate`].
+    with_flood_gate => flood_gate: bool,
+    /// Sets [`Config::jitter_fraction`].
+    with_jitter_fraction => jitter_fraction: f64,
+    /// Sets [`Config::max_backoff`].
+    with_max_backoff => max_backoff: Duration,
+    /// Sets [`Config::restart_spread`].
+    with_restart_spread => restart_spread: Duration,
+    /// Sets [`Config::store_requeue_interval`].
+    with_store_requeue_interval => store_requeue_interval: Duration,
+    /// Sets [`Config::enable_cluster_stores`].
+    with_enable_cluster_stores => enable_cluster_stores: bool,
+    /// Sets [`Config::reporter`].
+    with_reporter => reporter: String,
+    /// Sets [`Config::remote_change_poll`].
+    with_remote_change_poll => remote_change_poll: Option<Duration>,
+    /// Sets [`Config::rollout`].
+    with_rollout => rollout: Option<rollout::RolloutConfig>,
+    /// Sets [`Config::instance`].
+    with_instance => instance: Option<String>,
+});
+
+setters!(rollout::RolloutConfig {
+    /// Sets [`rollout::RolloutConfig::debounce`].
+    with_debounce => debounce: Duration,
+    /// Sets [`rollout::RolloutConfig::namespace_qps`].
+    with_namespace_qps => namespace_qps: f64,
+    /// Sets [`rollout::RolloutConfig::namespace_burst`].
+    with_namespace_burst => namespace_burst: u32,
+    /// Sets [`rollout::RolloutConfig::concurrency`].
+    with_concurrency => concurrency: usize,
+});
+
+setters!(cluster_external_secret::CesConfig {
+    /// Sets [`cluster_external_secret::CesConfig::default_refresh`].
+    with_default_refresh => default_refresh: Duration,
+    /// Sets [`cluster_external_secret::CesConfig::write_concurrency`].
+    with_write_concurrency => write_concurrency: usize,
+});
+
+setters!(cluster_push_secret::CpsConfig {
+    /// Sets [`cluster_push_secret::CpsConfig::default_refresh`].
+    with_default_refresh => default_refresh: Duration,
+    /// Sets [`cluster_push_secret::CpsConfig::write_concurrency`].
+    with_write_concurrency => write_concurrency: usize,
+});
 
 /// Errors a reconcile can end with (all reach `error_policy`).
 #[derive(Debug, thiserror::Error)]
@@ -266,8 +356,8 @@ impl Watchdog {
     }
 }
 
-/// Everything a reconcile needs.
-pub struct Context {
+/// Everything a reconcile needs (internal: embedders use [`run`]).
+pub(crate) struct Context {
     /// Kubernetes client.
     pub client: Client,
     /// Settings.
@@ -433,7 +523,11 @@ where
 }
 
 /// Handles to observe a running set of controllers.
+///
+/// Non-exhaustive: build with [`Handles::new`] (or `default()`) and replace parts with the
+/// `with_*` setters.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Handles {
     /// True once every cache has synced (readiness).
     pub ready: Arc<AtomicBool>,
@@ -454,6 +548,15 @@ impl Handles {
     }
 }
 
+setters!(Handles {
+    /// Sets [`Handles::ready`] (shared with your readiness endpoint).
+    with_ready => ready: Arc<AtomicBool>,
+    /// Sets [`Handles::metrics`].
+    with_metrics => metrics: Arc<Metrics>,
+    /// Sets [`Handles::watchdog`] (e.g. one with your own stall threshold).
+    with_watchdog => watchdog: Arc<Watchdog>,
+});
+
 impl Default for Handles {
     fn default() -> Self {
         Self::new()
@@ -461,7 +564,31 @@ impl Default for Handles {
 }
 
 /// Run the ExternalSecret, SecretStore and ClusterSecretStore controllers until `shutdown`
-/// resolves.
+/// resolves. This (with the builders of [`Config`], [`Handles`] and
+/// [`kube_access::RegistryHub`]) is the embedding API:
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use eso_reconciler::{Config, Handles, kube_access::RegistryHub};
+///
+/// # async fn demo() -> Result<(), kube::Error> {
+/// let client = kube::Client::try_default().await?;
+/// let hub = RegistryHub::new(client.clone(), eso_provider::CacheConfig::default())
+///     .with_fake(); // and `.with_factory(..)` for AWS or your own provider
+/// let config = Config::default()
+///     .with_namespace(Some("team-a".to_string()))
+///     .with_instance(std::env::var("POD_NAME").ok());
+/// let handles = Handles::new(); // share `handles.ready` / `.metrics` with your endpoints
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let controllers = tokio::spawn(eso_reconciler::run(client, config, Arc::new(hub), handles, async {
+///     let _ = stopped.await;
+/// }));
+/// // ... later:
+/// let _ = stop.send(());
+/// let _ = controllers.await;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn run(
     client: Client,
     config: Config,
@@ -658,7 +785,7 @@ pub async fn run(
 
     let reporter = Reporter {
         controller: config.reporter.clone(),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: config.instance.clone(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context {
@@ -798,7 +925,7 @@ pub async fn run(
                         client.clone(),
                         Reporter {
                             controller: config.reporter.clone(),
-                            instance: std::env::var("POD_NAME").ok(),
+                            instance: config.instance.clone(),
                         },
                     ),
                     handles.metrics.clone(),

@@ -99,8 +99,10 @@ pub const METRIC_ROLLOUTS: &str = "eso_workload_rollouts_total";
 /// Gauge family: opted-in workloads tracked.
 pub const METRIC_TRACKED: &str = "eso_workload_rollout_tracked";
 
-/// Rollout controller settings.
+/// Rollout controller settings (non-exhaustive: start from `default()` and use the `with_*`
+/// setters).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RolloutConfig {
     /// A workload is looked at this long after the first Secret change that concerns it, so a
     /// burst of changes (several Secrets of one ExternalSecret refresh, several ExternalSecrets

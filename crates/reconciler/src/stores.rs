@@ -186,7 +186,7 @@ pub fn cluster_stores_disabled(store: &str, ns: &str, namespace_scoped: bool) ->
 
 /// ESO's ClusterSecretStore namespace conditions: no conditions admit every namespace; otherwise
 /// any condition must match, and within one, the selector, names and regexes are ORed.
-pub fn namespace_allowed(
+pub(crate) fn namespace_allowed(
     conditions: &[ClusterSecretStoreCondition],
     ns: &str,
     ctx: &Context,
@@ -202,7 +202,7 @@ pub fn namespace_allowed(
     namespace_matches(conditions, ns, &labels)
 }
 
-/// The pure part of [`namespace_allowed`].
+/// The pure part of `namespace_allowed` (the ClusterSecretStore namespace conditions).
 pub fn namespace_matches(
     conditions: &[ClusterSecretStoreCondition],
     ns: &str,
@@ -248,7 +248,7 @@ pub(crate) fn selector_matches(
 }
 
 /// Reconcile a SecretStore.
-pub async fn reconcile_store(
+pub(crate) async fn reconcile_store(
     guard: Arc<DeserializeGuard<SecretStore>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
@@ -289,7 +289,7 @@ pub async fn reconcile_store(
 }
 
 /// Reconcile a ClusterSecretStore.
-pub async fn reconcile_cluster_store(
+pub(crate) async fn reconcile_cluster_store(
     guard: Arc<DeserializeGuard<ClusterSecretStore>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
@@ -467,7 +467,7 @@ where
 }
 
 /// Error policy for store controllers.
-pub fn store_error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub(crate) fn store_error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(error = %error, "store reconcile failed");
     Action::requeue(Duration::from_secs(10))
 }

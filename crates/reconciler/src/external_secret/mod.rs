@@ -152,7 +152,7 @@ pub(crate) fn es_dog_key(namespace: &str, name: &str) -> u64 {
 }
 
 /// Reconcile one ExternalSecret.
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     guard: Arc<DeserializeGuard<ExternalSecret>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
@@ -363,7 +363,7 @@ async fn sync(
 ) -> Result<Synced, SyncFailure> {
     let requests = map::plan(es)?;
     let inputs = fetch::fetch(es, ns, &requests, forced, ctx).await?;
-    let mapped = map::map(es, ns, name, &inputs)?;
+    let mapped = map::map(es, ns, name, inputs).await?;
     for missing in &mapped.missing {
         report::event(
             ctx,
@@ -410,7 +410,7 @@ async fn sync(
 
 /// Backoff for transient failures: exponential from 1 s with ±20 % jitter, capped at the
 /// refresh interval (so recovery never waits longer than one refresh) and at `max_backoff`.
-pub fn error_policy(
+pub(crate) fn error_policy(
     guard: Arc<DeserializeGuard<ExternalSecret>>,
     error: &Error,
     ctx: Arc<Context>,

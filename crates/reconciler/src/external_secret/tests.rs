@@ -780,10 +780,13 @@ mod in_process {
     ) -> (Arc<Context>, TestWriters, Seen) {
         let (client, seen) = mock_client(respond);
         let hub = hub.unwrap_or_else(|| {
-            Arc::new(crate::kube_access::RegistryHub::new(
-                client.clone(),
-                eso_provider::CacheConfig::default(),
-            ))
+            Arc::new(
+                crate::kube_access::RegistryHub::new(
+                    client.clone(),
+                    eso_provider::CacheConfig::default(),
+                )
+                .with_fake(),
+            )
         });
         let config = Config {
             jitter_fraction: 0.0,
