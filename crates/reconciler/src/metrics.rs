@@ -286,4 +286,132 @@ mod tests {
             0.0
         );
     }
+
+    /// A fixed sequence of calls covering every label shape the controllers use (per
+    /// ExternalSecret, condition gauges with and without a namespace, unlabelled counters,
+    /// provider calls, escaping, removals), and its exposition output byte for byte.
+    fn fixed_calls() -> Metrics {
+        use eso_provider::{ApiCallObserver, CallStatus};
+        let m = Metrics::default();
+        for (ns, name) in [("b", "z"), ("a", "y"), ("a", "x\"a\\b\nc"), ("b", "a"), ("c", "q")] {
+            m.inc("externalsecret_sync_calls_total", es_labels(ns, name));
+            m.set(
+                "externalsecret_reconcile_duration",
+                es_labels(ns, name),
+                1234.5,
+            );
+            m.set_condition("externalsecret_status_condition", ns, name, "Ready", "True");
+        }
+        m.inc("externalsecret_sync_calls_total", es_labels("a", "y"));
+        m.inc("externalsecret_sync_calls_error", es_labels("b", "z"));
+        m.set_condition("externalsecret_status_condition", "b", "z", "Ready", "False");
+        m.set_condition("externalsecret_status_condition", "b", "z", "Deleted", "True");
+        m.set_condition("secretstore_status_condition", "a", "aws", "Ready", "True");
+        m.set_condition("clustersecretstore_status_condition", "", "global", "Ready", "False");
+        m.set_condition("clustersecretstore_status_condition", "", "other", "Ready", "True");
+        m.inc("eso_remote_change_polls_total", vec![]);
+        m.inc("eso_remote_change_polls_total", vec![]);
+        m.set("eso_provider_cache_bytes", vec![], 4096.0);
+        m.inc("eso_status_writes_total", vec![("kind", "SecretStore".to_string())]);
+        m.inc(
+            "eso_workload_rollouts_total",
+            vec![("namespace", "a".to_string()), ("kind", "Deployment".to_string())],
+        );
+        // Not the canonical order: a series of its own, rendered in the order given.
+        m.inc(
+            "externalsecret_sync_calls_total",
+            vec![("namespace", "a".to_string()), ("name", "y".to_string())],
+        );
+        m.api_call("AWS/SecretsManager", "GetSecretValue", CallStatus::Success);
+        m.api_call("AWS/SecretsManager", "GetSecretValue", CallStatus::Success);
+        m.api_call("AWS/SecretsManager", "BatchGetSecretValue", CallStatus::Error);
+        for family in PER_EXTERNAL_SECRET {
+            m.remove(family, &[("name", "q"), ("namespace", "c")]);
+        }
+        m.remove("clustersecretstore_status_condition", &[("name", "other")]);
+        m.set("some_unknown_gauge", vec![("x", "1".to_string())], -0.5);
+        m
+    }
+
+    #[test]
+    fn render_output_is_byte_identical_for_a_fixed_sequence() {
+        let text = fixed_calls().render();
+        assert_eq!(text, EXPECTED_RENDER, "{text}");
+    }
+
+    #[test]
+    fn get_and_remove_match_label_subsets() {
+        let m = fixed_calls();
+        assert_eq!(m.get("externalsecret_sync_calls_total", &[("name", "y")]), 3.0);
+        assert_eq!(m.get("externalsecret_sync_calls_total", &[("namespace", "b")]), 2.0);
+        assert_eq!(
+            m.get(
+                "externalsecret_status_condition",
+                &[("namespace", "b"), ("status", "True")]
+            ),
+            2.0
+        );
+        assert_eq!(m.get("externalsecret_reconcile_duration", &[]), 4.0 * 1234.5);
+        m.remove("externalsecret_status_condition", &[("name", "z")]);
+        assert_eq!(m.get("externalsecret_status_condition", &[("name", "z")]), 0.0);
+        assert_eq!(m.get("externalsecret_status_condition", &[("name", "a")]), 1.0);
+        m.remove("externalsecret_sync_calls_total", &[("namespace", "a")]);
+        assert_eq!(m.get("externalsecret_sync_calls_total", &[]), 2.0);
+    }
+
+    /// Recorded from the registry before series were stored compactly.
+    const EXPECTED_RENDER: &str = r#"# HELP clustersecretstore_status_condition The status condition of a ClusterSecretStore
+# TYPE clustersecretstore_status_condition gauge
+clustersecretstore_status_condition{condition="Ready",name="global",status="False"} 1
+clustersecretstore_status_condition{condition="Ready",name="global",status="True"} 0
+# TYPE eso_provider_cache_bytes gauge
+eso_provider_cache_bytes 4096
+# HELP eso_remote_change_polls_total Remote change poll rounds completed
+# TYPE eso_remote_change_polls_total counter
+eso_remote_change_polls_total 2
+# HELP eso_status_writes_total Status writes made by the operator
+# TYPE eso_status_writes_total counter
+eso_status_writes_total{kind="SecretStore"} 1
+# HELP eso_workload_rollouts_total Workload rollouts started because a managed Secret they use changed
+# TYPE eso_workload_rollouts_total counter
+eso_workload_rollouts_total{namespace="a",kind="Deployment"} 1
+# HELP externalsecret_provider_api_calls_count Number of API calls made to a provider
+# TYPE externalsecret_provider_api_calls_count counter
+externalsecret_provider_api_calls_count{call="BatchGetSecretValue",provider="AWS/SecretsManager",status="error"} 1
+externalsecret_provider_api_calls_count{call="GetSecretValue",provider="AWS/SecretsManager",status="success"} 2
+# HELP externalsecret_reconcile_duration Duration of the last ExternalSecret reconcile in nanoseconds
+# TYPE externalsecret_reconcile_duration gauge
+externalsecret_reconcile_duration{name="a",namespace="b"} 1234.5
+externalsecret_reconcile_duration{name="x\"a\\b\nc",namespace="a"} 1234.5
+externalsecret_reconcile_duration{name="y",namespace="a"} 1234.5
+externalsecret_reconcile_duration{name="z",namespace="b"} 1234.5
+# HELP externalsecret_status_condition The status condition of an ExternalSecret
+# TYPE externalsecret_status_condition gauge
+externalsecret_status_condition{condition="Deleted",name="z",namespace="b",status="False"} 0
+externalsecret_status_condition{condition="Deleted",name="z",namespace="b",status="True"} 1
+externalsecret_status_condition{condition="Ready",name="a",namespace="b",status="False"} 0
+externalsecret_status_condition{condition="Ready",name="a",namespace="b",status="True"} 1
+externalsecret_status_condition{condition="Ready",name="x\"a\\b\nc",namespace="a",status="False"} 0
+externalsecret_status_condition{condition="Ready",name="x\"a\\b\nc",namespace="a",status="True"} 1
+externalsecret_status_condition{condition="Ready",name="y",namespace="a",status="False"} 0
+externalsecret_status_condition{condition="Ready",name="y",namespace="a",status="True"} 1
+externalsecret_status_condition{condition="Ready",name="z",namespace="b",status="False"} 1
+externalsecret_status_condition{condition="Ready",name="z",namespace="b",status="True"} 0
+# HELP externalsecret_sync_calls_error Total number of failed ExternalSecret reconciles
+# TYPE externalsecret_sync_calls_error counter
+externalsecret_sync_calls_error{name="z",namespace="b"} 1
+# HELP externalsecret_sync_calls_total Total number of ExternalSecret reconciles
+# TYPE externalsecret_sync_calls_total counter
+externalsecret_sync_calls_total{name="a",namespace="b"} 1
+externalsecret_sync_calls_total{name="x\"a\\b\nc",namespace="a"} 1
+externalsecret_sync_calls_total{name="y",namespace="a"} 2
+externalsecret_sync_calls_total{name="z",namespace="b"} 1
+externalsecret_sync_calls_total{namespace="a",name="y"} 1
+# HELP secretstore_status_condition The status condition of a SecretStore
+# TYPE secretstore_status_condition gauge
+secretstore_status_condition{condition="Ready",name="aws",namespace="a",status="False"} 0
+secretstore_status_condition{condition="Ready",name="aws",namespace="a",status="True"} 1
+# TYPE some_unknown_gauge gauge
+some_unknown_gauge{x="1"} -0.5
+"#;
 }
