@@ -9,6 +9,7 @@
 //! - `cargo xtask ci`: everything CI runs.
 #![allow(clippy::duplicate_mod)] // testsupport/moto.rs is shared by the demo and bench modules
 
+mod apicount;
 mod apidocs;
 mod bench;
 mod ci;
