@@ -245,21 +245,33 @@ mod tests {
             "WATCH externalsecrets"
         );
         assert_eq!(
-            c("GET", "/apis/external-secrets.io/v1/namespaces/ns/externalsecrets"),
+            c(
+                "GET",
+                "/apis/external-secrets.io/v1/namespaces/ns/externalsecrets"
+            ),
             "LIST externalsecrets"
         );
         assert_eq!(
-            c("GET", "/apis/external-secrets.io/v1/namespaces/ns/externalsecrets/a"),
+            c(
+                "GET",
+                "/apis/external-secrets.io/v1/namespaces/ns/externalsecrets/a"
+            ),
             "GET externalsecrets"
         );
         assert_eq!(
-            c("PATCH", "/apis/external-secrets.io/v1/namespaces/ns/externalsecrets/a/status?fieldManager=x"),
+            c(
+                "PATCH",
+                "/apis/external-secrets.io/v1/namespaces/ns/externalsecrets/a/status?fieldManager=x"
+            ),
             "PATCH externalsecrets/status"
         );
         assert_eq!(c("GET", "/api/v1/namespaces/ns/secrets/s"), "GET secrets");
         assert_eq!(c("POST", "/api/v1/namespaces/ns/events"), "POST events");
         assert_eq!(
-            c("PUT", "/apis/coordination.k8s.io/v1/namespaces/default/leases/l"),
+            c(
+                "PUT",
+                "/apis/coordination.k8s.io/v1/namespaces/default/leases/l"
+            ),
             "PUT leases"
         );
         assert_eq!(c("GET", "/api/v1/namespaces"), "LIST namespaces");

@@ -23,6 +23,8 @@
 //! `scale`, `fairness` and `soak` pass arguments after `--` to the operator
 //! (`-- --provider-cache-ttl 60s`).
 //!
+//! `ESO_BENCH_NO_BUILD=1` skips the release build and measures the binary already built.
+//!
 //! Each writes its table to `target/bench-report.md` and `target/bench-report-<scenario>.md`.
 
 use std::io::Write;
@@ -211,7 +213,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let start = Instant::now();
     create_es_parallel(k, ns, 0, n, distinct, interval, &s.prefix, 4)?;
     let created = start.elapsed();
-    let all_ready = match wait_ready(k, ns, n, start, Duration::from_millis(500), Duration::from_secs(600)) {
+    let all_ready = match wait_ready(
+        k,
+        ns,
+        n,
+        start,
+        Duration::from_millis(500),
+        Duration::from_secs(600),
+    ) {
         Ok(d) => d,
         Err(e) => {
             let _ = child.kill();
@@ -232,7 +241,14 @@ pub fn run(args: &[String]) -> Result<()> {
         let (aws1, api1) = (proxy.counts(), api.counts());
         let t = Instant::now();
         create_es_parallel(k, ns, n, big, distinct, big_interval, &s.prefix, 4)?;
-        let ready = wait_ready(k, ns, big, t, Duration::from_secs(2), Duration::from_secs(1800));
+        let ready = wait_ready(
+            k,
+            ns,
+            big,
+            t,
+            Duration::from_secs(2),
+            Duration::from_secs(1800),
+        );
         let ready = match ready {
             Ok(d) => d,
             Err(e) => {
@@ -339,7 +355,9 @@ fn scale(args: &[String]) -> Result<()> {
         }
         let aws0 = s.proxy.counts();
         let t = Instant::now();
-        create_es_parallel(&s.k, &s.ns, have, count, distinct, interval, &s.prefix, parallel)?;
+        create_es_parallel(
+            &s.k, &s.ns, have, count, distinct, interval, &s.prefix, parallel,
+        )?;
         let applied = t.elapsed();
         // Listing 100k objects takes kubectl a while: poll less often as the count grows.
         let poll = Duration::from_secs((count / 5000).clamp(1, 20));
@@ -524,13 +542,16 @@ struct Setup {
 impl Setup {
     fn new(tag: &str, distinct: u64, start_testenv: bool) -> Result<Self> {
         let root = crate::project_root();
-        println!("==> building eso-operator (release)");
-        let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "eso-operator"])
-            .current_dir(&root)
-            .status()?;
-        if !st.success() {
-            bail!("release build failed");
+        // `ESO_BENCH_NO_BUILD=1`: measure the release binary already in target/release.
+        if std::env::var_os("ESO_BENCH_NO_BUILD").is_none() {
+            println!("==> building eso-operator (release)");
+            let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "-p", "eso-operator"])
+                .current_dir(&root)
+                .status()?;
+            if !st.success() {
+                bail!("release build failed");
+            }
         }
         if start_testenv {
             crate::testenv::up()?;
@@ -619,23 +640,22 @@ fn start_operator(
     std::fs::create_dir_all(&logs)?;
     let log = std::fs::File::create(logs.join(format!("{log_name}.log")))?;
     let mut cmd = Command::new(root.join("target/release/eso-operator"));
-    cmd
-        .args([
-            "--namespace",
-            ns,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--health-addr",
-            "127.0.0.1:0",
-            "--concurrent",
-            "20",
-        ])
-        .args(extra)
-        .envs(k.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("AWS_SECRETSMANAGER_ENDPOINT", &proxy.url)
-        .env("AWS_ENDPOINT_URL", &proxy.url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log));
+    cmd.args([
+        "--namespace",
+        ns,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--health-addr",
+        "127.0.0.1:0",
+        "--concurrent",
+        "20",
+    ])
+    .args(extra)
+    .envs(k.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    .env("AWS_SECRETSMANAGER_ENDPOINT", &proxy.url)
+    .env("AWS_ENDPOINT_URL", &proxy.url)
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(log));
     if let Some(api) = api {
         cmd.env("KUBECONFIG", &api.kubeconfig);
     }
