@@ -947,3 +947,35 @@ fn soak(args: &[String]) -> Result<()> {
     );
     s.write_report("soak", &report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_plot_has_one_marker_per_point_and_labelled_axes() {
+        let svg = rss_plot(&[(0, 9.5), (1000, 14.0), (10000, 38.2), (30000, 80.0)]);
+        assert!(
+            svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+            "{svg}"
+        );
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert!(svg.contains(">38.2</text>"), "{svg}");
+        assert!(svg.contains("RSS (MiB)") && svg.contains("ExternalSecrets"));
+        // x axis rounded up to 50,000, y to 100 MiB.
+        assert!(
+            svg.contains(">50000</text>") && svg.contains(">100</text>"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_is_read() {
+        // Busy until the kernel has accounted a clock tick (the machine may be loaded).
+        let spin = Instant::now();
+        while cpu_secs(std::process::id()) == 0.0 && spin.elapsed() < Duration::from_secs(30) {}
+        assert!(cpu_secs(std::process::id()) > 0.0);
+        assert_eq!(cpu_secs(u32::MAX), 0.0);
+    }
+}
