@@ -1,22 +1,31 @@
 //! `cargo xtask bench`: operator benchmarks on the local control plane.
 //!
-//! Measures, with the release binary against kube-apiserver + etcd + moto behind a counting proxy:
-//! - time for N new ExternalSecrets over D distinct AWS secrets to become Ready;
-//! - AWS calls during that initial sync and during one refresh cycle;
-//! - apiserver writes (from its own `apiserver_request_total`) during a no-op refresh cycle;
-//! - operator RSS (from /proc) at N and at a larger count.
+//! The release binary runs as a host process against kube-apiserver + etcd + moto. AWS calls are
+//! counted by a proxy in front of moto; the operator's apiserver requests (every verb: GET, LIST,
+//! WATCH, PATCH, APPLY, POST, PUT, ...) by a relay in front of `kubectl proxy` that only the
+//! operator uses (see `apicount.rs`), so the bench's own kubectl calls are never counted.
 //!
-//! `cargo xtask bench [--es 1000] [--distinct 100] [--big 10000] [--interval 60]`
+//! `cargo xtask bench [--es 1000] [--distinct 100] [--big 10000] [--interval 60] [--big-interval 60]`
+//! measures, at `--es` and at `--big`: time to all Ready, AWS reads (GetSecretValue +
+//! BatchGetSecretValue) during the sync against the distinct remote secrets, then over one steady
+//! window (a refresh interval + 10 % + 5 s): operator apiserver requests by verb and resource,
+//! AWS calls, operator CPU per minute (utime + stime from /proc) and RSS.
 //!
-//! Two more scenarios (on an already running testenv; see their functions):
+//! Three more scenarios (see their functions):
+//! - `cargo xtask bench scale [--counts 1000,10000,30000,100000] [--distinct 100]
+//!   [--steady-secs 120] [--write-plot]`: RSS, CPU, time to Ready and AWS reads as the
+//!   ExternalSecret count grows; `--write-plot` writes `docs/img/rss-vs-objects.svg`;
 //! - `cargo xtask bench fairness [--failing 5000] [--missing 500]`: a new ExternalSecret's time
-//!   to Ready while thousands of others fail and retry;
+//!   to Ready while thousands of others fail and retry (on an already running testenv);
 //! - `cargo xtask bench soak [--es 10000] [--distinct 100] [--minutes 10] [--interval 60]`: RSS,
-//!   errors and AWS calls per minute over a long run.
+//!   errors and AWS calls per minute over a long run (on an already running testenv).
 //!
-//! Both pass arguments after `--` to the operator (`-- --provider-cache-ttl 60s`).
+//! `scale`, `fairness` and `soak` pass arguments after `--` to the operator
+//! (`-- --provider-cache-ttl 60s`).
 //!
-//! Each writes its table to `target/bench-report.md` (and `target/bench-report-<scenario>.md`).
+//! `ESO_BENCH_NO_BUILD=1` skips the release build and measures the binary already built.
+//!
+//! Each writes its table to `target/bench-report.md` and `target/bench-report-<scenario>.md`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,39 +46,6 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-impl Kubectl {
-    /// Sum of apiserver_request_total for mutating verbs on the given resources.
-    fn writes(&self, resources: &[&str]) -> Result<u64> {
-        let metrics = self.run(&["get", "--raw", "/metrics"], None)?;
-        let mut total = 0.0;
-        for line in metrics.lines() {
-            if !line.starts_with("apiserver_request_total{") {
-                continue;
-            }
-            let mutating = [
-                "verb=\"POST\"",
-                "verb=\"PUT\"",
-                "verb=\"PATCH\"",
-                "verb=\"DELETE\"",
-                "verb=\"APPLY\"",
-            ]
-            .iter()
-            .any(|v| line.contains(v));
-            let res = resources
-                .iter()
-                .any(|r| line.contains(&format!("resource=\"{r}\"")));
-            if mutating && res {
-                total += line
-                    .rsplit(' ')
-                    .next()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0);
-            }
-        }
-        Ok(total as u64)
-    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -116,101 +92,438 @@ fn create_es(
     Ok(())
 }
 
-/// Run the benchmark selected by the first argument (`fairness`, `soak`, or none: the default
-/// sync/refresh/RSS benchmark) and print a table.
+/// Operator CPU time (user + system) in seconds, from `/proc/<pid>/stat` (clock ticks of 1/100 s).
+fn cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at field 3 (state);
+            // utime and stime are fields 14 and 15.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The 1-, 5- and 15-minute load averages (the machine is shared; CPU figures need them).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// AWS value reads (GetSecretValue + BatchGetSecretValue) in a proxy count.
+fn reads(c: &std::collections::BTreeMap<String, u64>) -> u64 {
+    c.iter()
+        .filter(|(op, _)| op.as_str() == "GetSecretValue" || op.as_str() == "BatchGetSecretValue")
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+/// Wait until `want` ExternalSecrets in `ns` are Ready, polling every `poll`; the elapsed time
+/// since `since`. Fails after `limit`.
+fn wait_ready(
+    k: &Kubectl,
+    ns: &str,
+    want: u64,
+    since: Instant,
+    poll: Duration,
+    limit: Duration,
+) -> Result<Duration> {
+    loop {
+        let r = ready_count(k, ns) as u64;
+        if r >= want {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > limit {
+            bail!("only {r}/{want} Ready after {:.0} s", limit.as_secs_f64());
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// What one steady window measured.
+struct Steady {
+    secs: f64,
+    api: crate::apicount::Counts,
+    aws: std::collections::BTreeMap<String, u64>,
+    cpu_per_min: f64,
+    rss_kib: u64,
+    load: String,
+}
+
+impl Steady {
+    fn api_total(&self) -> u64 {
+        self.api.values().sum()
+    }
+}
+
+/// Sleep `secs` while the bench makes no apiserver call, then report the operator's apiserver
+/// requests, AWS calls, CPU per minute and RSS over that window.
+fn steady(pid: u32, api: &crate::apicount::ApiCounter, proxy: &Proxy, secs: u64) -> Steady {
+    let (api0, aws0, cpu0, t0) = (api.counts(), proxy.counts(), cpu_secs(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(secs));
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(pid) - cpu0;
+    Steady {
+        secs: elapsed,
+        api: crate::apicount::diff(&api.counts(), &api0),
+        aws: diff(&proxy.counts(), &aws0),
+        cpu_per_min: cpu * 60.0 / elapsed,
+        rss_kib: rss_kib(pid),
+        load: loadavg(),
+    }
+}
+
+/// Run the benchmark selected by the first argument (`fairness`, `soak`, `scale`, or none: the
+/// default sync/refresh/RSS benchmark) and print a table.
+///
+/// The default benchmark: `--es` ExternalSecrets, all Ready, one steady window (a refresh
+/// interval and a bit) measured; then up to `--big`, all Ready, another steady window. The
+/// ExternalSecrets beyond `--es` refresh every `--big-interval` seconds (default: `--interval`).
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("fairness") => return fairness(&args[1..]),
         Some("soak") => return soak(&args[1..]),
+        Some("scale") => return scale(&args[1..]),
         _ => {}
     }
     let n = arg(args, "--es", 1000);
     let distinct = arg(args, "--distinct", 100);
     let big = arg(args, "--big", 10000);
     let interval = arg(args, "--interval", 60);
-    let Setup {
-        root,
-        k,
-        proxy,
-        prefix,
-        ns,
-    } = Setup::new("bench", distinct, true)?;
+    let big_interval = arg(args, "--big-interval", interval);
+    let window = interval + interval / 10 + 5;
+    let s = Setup::new("bench", distinct, true)?;
+    let (k, ns, proxy) = (&s.k, &s.ns, &s.proxy);
+    let api = crate::apicount::ApiCounter::start(k, &s.root.join("target/testenv"))?;
 
     // Operator first, then the objects: "1,000 new ExternalSecrets".
-    let mut child = start_operator(&root, &k, &ns, &proxy, "bench-operator", &[])?;
+    let mut child = start_operator(&s.root, k, ns, proxy, Some(&api), "bench-operator", &[])?;
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2));
     let rss_idle = rss_kib(pid);
-    let calls_before = proxy.total();
+    let aws0 = proxy.counts();
+    let api0 = api.counts();
 
     let start = Instant::now();
-    create_es(&k, &ns, 0, n, distinct, interval, &prefix)?;
+    create_es_parallel(k, ns, 0, n, distinct, interval, &s.prefix, 4)?;
     let created = start.elapsed();
-    loop {
-        let r = ready_count(&k, &ns);
-        if r as u64 >= n {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(600) {
+    let all_ready = match wait_ready(
+        k,
+        ns,
+        n,
+        start,
+        Duration::from_millis(500),
+        Duration::from_secs(600),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
             let _ = child.kill();
-            bail!("only {r}/{n} Ready after 600 s");
+            return Err(e);
         }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let all_ready = start.elapsed();
-    let initial_calls = proxy.total() - calls_before;
-    let initial_detail = proxy.counts();
-    let rss_n = rss_kib(pid);
+    };
+    let initial = diff(&proxy.counts(), &aws0);
+    let initial_api = crate::apicount::diff(&api.counts(), &api0);
+    let rss_n_ready = rss_kib(pid);
 
-    // One no-op refresh cycle.
+    // One no-op refresh cycle: no apiserver call from the bench in it.
     std::thread::sleep(Duration::from_secs(5));
-    let writes_before = k.writes(&["secrets", "externalsecrets"])?;
-    let calls_cycle_before = proxy.total();
-    std::thread::sleep(Duration::from_secs(interval + interval / 10 + 5));
-    let cycle_calls = proxy.total() - calls_cycle_before;
-    let cycle_writes = k.writes(&["secrets", "externalsecrets"])? - writes_before;
+    let w_n = steady(pid, &api, proxy, window);
 
     // Scale to `big`.
-    let mut rss_big = 0;
-    let mut big_ready = Duration::ZERO;
+    let mut big_row = None;
     if big > n {
+        let (aws1, api1) = (proxy.counts(), api.counts());
         let t = Instant::now();
-        create_es(&k, &ns, n, big, distinct, interval.max(3600), &prefix)?;
-        loop {
-            if ready_count(&k, &ns) as u64 >= big || t.elapsed() > Duration::from_secs(1200) {
-                break;
+        create_es_parallel(k, ns, n, big, distinct, big_interval, &s.prefix, 4)?;
+        let ready = wait_ready(
+            k,
+            ns,
+            big,
+            t,
+            Duration::from_secs(2),
+            Duration::from_secs(1800),
+        );
+        let ready = match ready {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = child.kill();
+                return Err(e);
             }
-            std::thread::sleep(Duration::from_secs(2));
-        }
-        big_ready = t.elapsed();
+        };
+        let sync = diff(&proxy.counts(), &aws1);
+        let sync_api = crate::apicount::diff(&api.counts(), &api1);
         std::thread::sleep(Duration::from_secs(5));
-        rss_big = rss_kib(pid);
+        let w = steady(pid, &api, proxy, window);
+        big_row = Some((ready, sync, sync_api, w));
     }
     let _ = child.kill();
     let _ = child.wait();
 
-    let report = format!(
+    let mut report = format!(
         "| measure | value | target |\n|---|---|---|\n\
          | {n} new ExternalSecrets over {distinct} AWS secrets → all Ready | {:.1} s (objects applied in {:.1} s) | < 30 s |\n\
-         | AWS calls during that initial sync | {initial_calls} ({initial_detail:?}) | ≤ {distinct} |\n\
-         | AWS calls in one refresh cycle ({interval}s) of {n} | {cycle_calls} | ≤ {distinct} |\n\
-         | apiserver writes (secrets, externalsecrets) in that no-op cycle | {cycle_writes} | 0 |\n\
-         | operator RSS idle | {:.1} MiB | |\n\
-         | operator RSS with {n} ExternalSecrets | {:.1} MiB | |\n\
-         | operator RSS with {big} ExternalSecrets | {:.1} MiB (all Ready after {:.0} s) | < 50 MiB |\n",
+         | AWS reads (GetSecretValue + BatchGetSecretValue) during that initial sync | {} ({initial:?}) | = {distinct} |\n\
+         | operator apiserver requests during that initial sync | {} | |\n\
+         | steady window of {:.0} s at {n} (refreshInterval {interval}s): AWS calls | {} ({:?}) | ≤ {distinct} per interval |\n\
+         | same window: operator apiserver requests, all verbs | **{}** ({}) | 0 |\n\
+         | same window: operator CPU per minute | {:.2} s (load average {}) | |\n\
+         | operator RSS idle / {n} all Ready / after the steady window | {:.1} / {:.1} / {:.1} MiB | |\n",
         all_ready.as_secs_f64(),
         created.as_secs_f64(),
-        rss_idle as f64 / 1024.0,
-        rss_n as f64 / 1024.0,
-        rss_big as f64 / 1024.0,
-        big_ready.as_secs_f64(),
+        reads(&initial),
+        crate::apicount::show(&initial_api),
+        w_n.secs,
+        w_n.aws.values().sum::<u64>(),
+        w_n.aws,
+        w_n.api_total(),
+        crate::apicount::show(&w_n.api),
+        w_n.cpu_per_min,
+        w_n.load,
+        mib(rss_idle),
+        mib(rss_n_ready),
+        mib(w_n.rss_kib),
     );
-    println!("\n{report}");
-    let out = root.join("target/bench-report.md");
-    std::fs::write(&out, &report)?;
-    println!("(also written to {})", out.display());
-    let _ = k.run(&["delete", "namespace", &ns, "--wait=false"], None);
-    Ok(())
+    if let Some((ready, sync, sync_api, w)) = big_row {
+        report.push_str(&format!(
+            "| {n} → {big} ExternalSecrets (the new ones refreshInterval {big_interval}s) → all Ready | {:.1} s | < 60 s |\n\
+             | AWS reads during that sync (includes the first {n} refreshing) | {} ({sync:?}) | = {distinct} per interval |\n\
+             | operator apiserver requests during that sync | {} | |\n\
+             | steady window of {:.0} s at {big}: AWS calls | {} ({:?}) | ≤ {distinct} per interval |\n\
+             | same window: operator apiserver requests, all verbs | **{}** ({}) | 0 |\n\
+             | same window: operator CPU per minute | {:.2} s (load average {}) | < 1.5 s |\n\
+             | operator RSS with {big} ExternalSecrets after the steady window | **{:.1} MiB** | < 40 MiB |\n",
+            ready.as_secs_f64(),
+            reads(&sync),
+            crate::apicount::show(&sync_api),
+            w.secs,
+            w.aws.values().sum::<u64>(),
+            w.aws,
+            w.api_total(),
+            crate::apicount::show(&w.api),
+            w.cpu_per_min,
+            w.load,
+            mib(w.rss_kib),
+        ));
+    }
+    s.write_report("default", &report)
+}
+
+/// `cargo xtask bench scale [--counts 1000,10000,30000,100000] [--distinct 100]
+/// [--steady-secs 120] [--interval 60] [--parallel 6] [--write-plot]`: grows one namespace to
+/// each count in turn (the objects of the earlier counts stay), created by `--parallel`
+/// concurrent server-side applies of 500 objects each; per count: time to all Ready, AWS reads
+/// during that sync, then a steady window: RSS, CPU per minute, AWS calls and operator apiserver
+/// requests. Writes `target/bench-report-scale.md`; with `--write-plot` also the SVG plot of RSS
+/// against the object count, `docs/img/rss-vs-objects.svg`.
+fn scale(args: &[String]) -> Result<()> {
+    let counts: Vec<u64> = args
+        .iter()
+        .position(|a| a == "--counts")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000, 10000, 30000, 100000]);
+    let distinct = arg(args, "--distinct", 100);
+    let steady_secs = arg(args, "--steady-secs", 120);
+    let interval = arg(args, "--interval", 60);
+    let parallel = arg(args, "--parallel", 6).max(1) as usize;
+    let write_plot = args.iter().any(|a| a == "--write-plot");
+    let s = Setup::new("scale", distinct, true)?;
+    let api = crate::apicount::ApiCounter::start(&s.k, &s.root.join("target/testenv"))?;
+    let mut child = start_operator(
+        &s.root,
+        &s.k,
+        &s.ns,
+        &s.proxy,
+        Some(&api),
+        "bench-scale-operator",
+        operator_args(args),
+    )?;
+    let pid = child.id();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut points = vec![(0u64, mib(rss_kib(pid)))];
+    let mut rows = String::new();
+    let mut have = 0u64;
+    for &count in &counts {
+        if count <= have {
+            continue;
+        }
+        let aws0 = s.proxy.counts();
+        let t = Instant::now();
+        create_es_parallel(
+            &s.k, &s.ns, have, count, distinct, interval, &s.prefix, parallel,
+        )?;
+        let applied = t.elapsed();
+        // Listing 100k objects takes kubectl a while: poll less often as the count grows.
+        let poll = Duration::from_secs((count / 5000).clamp(1, 20));
+        let ready = match wait_ready(&s.k, &s.ns, count, t, poll, Duration::from_secs(3600)) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = child.kill();
+                return Err(e);
+            }
+        };
+        let sync = diff(&s.proxy.counts(), &aws0);
+        have = count;
+        std::thread::sleep(Duration::from_secs(5));
+        let w = steady(pid, &api, &s.proxy, steady_secs);
+        let per_window = reads(&w.aws) as f64 * interval as f64 / w.secs;
+        let line = format!(
+            "| {count} | {:.0} s | {:.0} s | {} | {:.1} MiB | {:.2} s | {per_window:.0} | {} ({}) | {} |\n",
+            applied.as_secs_f64(),
+            ready.as_secs_f64(),
+            reads(&sync),
+            mib(w.rss_kib),
+            w.cpu_per_min,
+            w.api_total(),
+            crate::apicount::show(&w.api),
+            w.load,
+        );
+        print!("{line}");
+        let _ = std::io::stdout().flush();
+        rows.push_str(&line);
+        points.push((count, mib(w.rss_kib)));
+        if child.try_wait().ok().flatten().is_some() {
+            bail!("the operator exited at {count} ExternalSecrets");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = format!(
+        "ExternalSecrets over {distinct} AWS secrets, refreshInterval {interval}s, created by {parallel} \
+         parallel server-side applies; steady windows of {steady_secs} s. Operator arguments beyond the defaults: {:?}.\n\n\
+         | ExternalSecrets | applied in | all Ready after | AWS reads in that sync | RSS after the steady window | CPU per minute | AWS reads per {interval}s window | operator apiserver requests in the window | load average |\n\
+         |---|---|---|---|---|---|---|---|---|\n{rows}",
+        operator_args(args),
+    );
+    if write_plot {
+        let svg = rss_plot(&points);
+        let out = s.root.join("docs/img/rss-vs-objects.svg");
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&out, svg)?;
+        println!("(plot written to {})", out.display());
+    }
+    s.write_report("scale", &report)
+}
+
+/// An SVG line plot of operator RSS (MiB) against the ExternalSecret count, hand-written.
+fn rss_plot(points: &[(u64, f64)]) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 70.0, 20.0, 40.0, 50.0);
+    let max_x = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
+    let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max);
+    // Round the axes up to a "nice" step.
+    let nice = |v: f64| {
+        let mag = 10f64.powf(v.log10().floor());
+        let m = v / mag;
+        let step = if m <= 1.0 {
+            1.0
+        } else if m <= 2.0 {
+            2.0
+        } else if m <= 5.0 {
+            5.0
+        } else {
+            10.0
+        };
+        step * mag
+    };
+    let (ax, ay) = (nice(max_x), nice(max_y * 1.05));
+    let px = |x: f64| left + x / ax * (w - left - right);
+    let py = |y: f64| h - bottom - y / ay * (h - top - bottom);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">eso-operator RSS against ExternalSecrets</text>\n",
+        w / 2.0
+    );
+    for i in 0..=5 {
+        let (x, y) = (ax * i as f64 / 5.0, ay * i as f64 / 5.0);
+        svg.push_str(&format!(
+            "<line x1=\"{l}\" y1=\"{yy:.1}\" x2=\"{r}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/>\n\
+             <text x=\"{tl}\" y=\"{ty:.1}\" text-anchor=\"end\">{y:.0}</text>\n\
+             <line x1=\"{xx:.1}\" y1=\"{t}\" x2=\"{xx:.1}\" y2=\"{b}\" stroke=\"#ddd\"/>\n\
+             <text x=\"{xx:.1}\" y=\"{tb}\" text-anchor=\"middle\">{x:.0}</text>\n",
+            l = left,
+            r = w - right,
+            yy = py(y),
+            tl = left - 6.0,
+            ty = py(y) + 4.0,
+            xx = px(x),
+            t = top,
+            b = h - bottom,
+            tb = h - bottom + 18.0,
+        ));
+    }
+    svg.push_str(&format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">ExternalSecrets</text>\n\
+         <text x=\"18\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {})\">RSS (MiB)</text>\n",
+        (left + w - right) / 2.0,
+        h - 12.0,
+        (top + h - bottom) / 2.0,
+        (top + h - bottom) / 2.0,
+    ));
+    let path: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{:.1},{:.1}", px(*x as f64), py(*y)))
+        .collect();
+    svg.push_str(&format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n",
+        path.join(" ")
+    ));
+    for (x, y) in points {
+        svg.push_str(&format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"#1f77b4\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\">{y:.1}</text>\n",
+            px(*x as f64),
+            py(*y),
+            px(*x as f64),
+            py(*y) - 8.0,
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Create ExternalSecrets `es-<from>`..`es-<to>` with `parallel` concurrent server-side applies
+/// of 500 objects each; each batch is built just before it is sent (never all in memory).
+#[allow(clippy::too_many_arguments)]
+fn create_es_parallel(
+    k: &Kubectl,
+    ns: &str,
+    from: u64,
+    to: u64,
+    distinct: u64,
+    interval: u64,
+    prefix: &str,
+    parallel: usize,
+) -> Result<()> {
+    const BATCH: u64 = 500;
+    let next = std::sync::atomic::AtomicU64::new(from);
+    std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..parallel)
+            .map(|_| {
+                sc.spawn(|| -> Result<()> {
+                    loop {
+                        let lo = next.fetch_add(BATCH, std::sync::atomic::Ordering::SeqCst);
+                        if lo >= to {
+                            return Ok(());
+                        }
+                        create_es(k, ns, lo, (lo + BATCH).min(to), distinct, interval, prefix)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| bail!("apply thread panicked")))
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
 }
 
 /// What every scenario needs: the release binary, testenv, the CRDs, a counting proxy in front of
@@ -228,13 +541,16 @@ struct Setup {
 impl Setup {
     fn new(tag: &str, distinct: u64, start_testenv: bool) -> Result<Self> {
         let root = crate::project_root();
-        println!("==> building eso-operator (release)");
-        let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "eso-operator"])
-            .current_dir(&root)
-            .status()?;
-        if !st.success() {
-            bail!("release build failed");
+        // `ESO_BENCH_NO_BUILD=1`: measure the release binary already in target/release.
+        if std::env::var_os("ESO_BENCH_NO_BUILD").is_none() {
+            println!("==> building eso-operator (release)");
+            let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "-p", "eso-operator"])
+                .current_dir(&root)
+                .status()?;
+            if !st.success() {
+                bail!("release build failed");
+            }
         }
         if start_testenv {
             crate::testenv::up()?;
@@ -315,31 +631,34 @@ fn start_operator(
     k: &Kubectl,
     ns: &str,
     proxy: &Proxy,
+    api: Option<&crate::apicount::ApiCounter>,
     log_name: &str,
     extra: &[String],
 ) -> Result<std::process::Child> {
     let logs = root.join("target/testenv/logs");
     std::fs::create_dir_all(&logs)?;
     let log = std::fs::File::create(logs.join(format!("{log_name}.log")))?;
-    let child = Command::new(root.join("target/release/eso-operator"))
-        .args([
-            "--namespace",
-            ns,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--health-addr",
-            "127.0.0.1:0",
-            "--concurrent",
-            "20",
-        ])
-        .args(extra)
-        .envs(k.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("AWS_SECRETSMANAGER_ENDPOINT", &proxy.url)
-        .env("AWS_ENDPOINT_URL", &proxy.url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()?;
-    Ok(child)
+    let mut cmd = Command::new(root.join("target/release/eso-operator"));
+    cmd.args([
+        "--namespace",
+        ns,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--health-addr",
+        "127.0.0.1:0",
+        "--concurrent",
+        "20",
+    ])
+    .args(extra)
+    .envs(k.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    .env("AWS_SECRETSMANAGER_ENDPOINT", &proxy.url)
+    .env("AWS_ENDPOINT_URL", &proxy.url)
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(log));
+    if let Some(api) = api {
+        cmd.env("KUBECONFIG", &api.kubeconfig);
+    }
+    Ok(cmd.spawn()?)
 }
 
 /// Ready condition status of every ExternalSecret in `ns` whose name starts with `name_prefix`:
@@ -400,6 +719,7 @@ fn fairness(args: &[String]) -> Result<()> {
         &s.k,
         &s.ns,
         &s.proxy,
+        None,
         "bench-fairness-operator",
         operator_args(args),
     )?;
@@ -521,6 +841,7 @@ fn soak(args: &[String]) -> Result<()> {
         &s.k,
         &s.ns,
         &s.proxy,
+        None,
         "bench-soak-operator",
         operator_args(args),
     )?;
@@ -624,4 +945,36 @@ fn soak(args: &[String]) -> Result<()> {
         mib(max),
     );
     s.write_report("soak", &report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_plot_has_one_marker_per_point_and_labelled_axes() {
+        let svg = rss_plot(&[(0, 9.5), (1000, 14.0), (10000, 38.2), (30000, 80.0)]);
+        assert!(
+            svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+            "{svg}"
+        );
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert!(svg.contains(">38.2</text>"), "{svg}");
+        assert!(svg.contains("RSS (MiB)") && svg.contains("ExternalSecrets"));
+        // x axis rounded up to 50,000, y to 100 MiB.
+        assert!(
+            svg.contains(">50000</text>") && svg.contains(">100</text>"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_is_read() {
+        // Busy until the kernel has accounted a clock tick (the machine may be loaded).
+        let spin = Instant::now();
+        while cpu_secs(std::process::id()) == 0.0 && spin.elapsed() < Duration::from_secs(30) {}
+        assert!(cpu_secs(std::process::id()) > 0.0);
+        assert_eq!(cpu_secs(u32::MAX), 0.0);
+    }
 }

@@ -8,6 +8,7 @@
 //! - `cargo xtask template-diff [--seconds N] [--seed S]`: differential fuzzing against Go.
 //! - `cargo xtask ci`: everything CI runs.
 
+mod apicount;
 mod apidocs;
 mod bench;
 mod ci;

@@ -824,6 +824,9 @@ impl Instance {
                 format!("--initial-advertise-peer-urls={peer_url}"),
                 format!("--initial-cluster=testenv={peer_url}"),
                 arg("--unsafe-no-fsync=true"),
+                // `bench scale` keeps 100,000 ExternalSecrets and their Secrets (~1 GB with
+                // history); the 2 GiB default would fill up and turn etcd read-only.
+                arg("--quota-backend-bytes=8589934592"),
                 arg("--log-level=warn"),
             ],
             &dir,
