@@ -21,21 +21,8 @@ const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
 const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const DIGITS: &str = "0123456789";
 
-/// A generator's output: key → value.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Generated(pub BTreeMap<String, Vec<u8>>);
-
-impl std::fmt::Debug for Generated {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(
-                self.0
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), format!("<{} bytes>", v.len()))),
-            )
-            .finish()
-    }
-}
+/// A generator's output: key → value (the type the mapping engine takes, so nothing converts).
+pub use eso_remote::GeneratedData as Generated;
 
 /// A source of uniformly random bytes.
 pub trait RandomSource {

@@ -209,7 +209,7 @@ async fn run_generators(
                 format!("{field}: {where_}: {}", f.message),
             ))
         })?;
-        out.insert(i, eso_mapping::GeneratedData(generated.0));
+        out.insert(i, generated);
     }
     Ok(out)
 }
