@@ -73,7 +73,11 @@ fn is_plain_key(p: &str) -> bool {
         && p.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
-/// Select `property` from `payload`. `None` when it does not exist.
+/// Most `*`/`?` wildcards a gjson property may hold (see [`select`]).
+pub const MAX_WILDCARDS: usize = 8;
+
+/// Select `property` from `payload`. `None` when it does not exist; an error for a property
+/// with more than [`MAX_WILDCARDS`] wildcards.
 pub fn select(payload: &str, property: &str) -> Result<Option<String>, String> {
     select_checked(payload, property, &mut JsonMemo::default())
 }
@@ -88,6 +92,15 @@ fn select_checked(
     }
     if !memo.is_json(payload) {
         return Ok(None);
+    }
+    // QUIRK: gjson matches `*`/`?` patterns by backtracking, exponential in the number of
+    // wildcards on a long key (a fuzzed path with ~45 `*` ran for over 10 s). A path with more
+    // than MAX_WILDCARDS of them is refused instead (docs/migrating-from-eso.md).
+    let wildcards = property.chars().filter(|c| matches!(c, '*' | '?')).count();
+    if wildcards > MAX_WILDCARDS {
+        return Err(format!(
+            "property has {wildcards} wildcards (`*`, `?`); at most {MAX_WILDCARDS} are supported"
+        ));
     }
     if is_plain_key(property) {
         return Ok(memo.member(payload, property));
@@ -233,5 +246,27 @@ mod tests {
         assert_eq!(m["e"], b"2");
         assert!(flatten_object("[1]").is_none());
         assert!(flatten_object("nope").is_none());
+    }
+}
+
+#[cfg(test)]
+mod wildcard_tests {
+    use super::*;
+
+    #[test]
+    fn many_wildcards_are_refused_quickly_and_a_few_still_match() {
+        let key = "\u{fffd}".repeat(300);
+        let payload = format!("{{\"{key}\":1}}");
+        let property = "*a".repeat(40);
+        let started = std::time::Instant::now();
+        let err = select(&payload, &property).unwrap_err();
+        assert!(err.contains("40 wildcards"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            select(r#"{"password":"x","user":"u"}"#, "pass*")
+                .unwrap()
+                .as_deref(),
+            Some("x")
+        );
     }
 }
