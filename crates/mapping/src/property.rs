@@ -136,8 +136,19 @@ fn json_value_string(v: &serde_json::Value) -> String {
 
 /// Beyond ESO: a property starting with `$` is a JSONPath (RFC 9535). One match gives its value;
 /// several give a JSON array of them; none means the property does not exist.
+/// Most brackets and parentheses a JSONPath property may nest or hold (see [`select`]).
+pub const MAX_JSONPATH_GROUPS: usize = 16;
+
 fn select_jsonpath(payload: &str, path: &str) -> Result<Option<String>, String> {
     use jsonpath_rust::JsonPath as _;
+    // QUIRK: the JSONPath parser backtracks on deeply nested filter expressions (a fuzzed path
+    // of nested `in(in(` ran for over 10 s): more groups than this are refused.
+    let groups = path.chars().filter(|c| matches!(c, '(' | '[')).count();
+    if groups > MAX_JSONPATH_GROUPS {
+        return Err(format!(
+            "JSONPath property has {groups} brackets and parentheses; at most {MAX_JSONPATH_GROUPS} are supported"
+        ));
+    }
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(payload) else {
         return Ok(None);
     };
@@ -262,6 +273,12 @@ mod wildcard_tests {
         let err = select(&payload, &property).unwrap_err();
         assert!(err.contains("40 wildcards"), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let nested = format!("$.a[?{}@.b{}]", "in(".repeat(20), ")".repeat(20));
+        assert!(select("{}", &nested).unwrap_err().contains("brackets"));
+        assert_eq!(
+            select(r#"{"a":[1,2]}"#, "$.a[1]").unwrap().as_deref(),
+            Some("2")
+        );
         assert_eq!(
             select(r#"{"password":"x","user":"u"}"#, "pass*")
                 .unwrap()
