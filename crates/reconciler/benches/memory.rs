@@ -111,9 +111,10 @@ fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
     println!("objects: {n}");
     println!(
-        "inline sizes: ObjectMeta {} B, CachedSecret {} B, ObjectRef {} B, ExternalSecret {} B",
+        "inline sizes: ObjectMeta {} B, CachedSecret {} B, CachedExternalSecret {} B, ObjectRef {} B, ExternalSecret {} B",
         std::mem::size_of::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(),
         std::mem::size_of::<eso_reconciler::secrets::CachedSecret>(),
+        std::mem::size_of::<eso_reconciler::external_secret::CachedExternalSecret>(),
         std::mem::size_of::<reflector::ObjectRef<Secret>>(),
         std::mem::size_of::<ExternalSecret>(),
     );
@@ -131,8 +132,22 @@ fn main() {
         },
     );
     println!(
-        "ExternalSecret cache: {:>8.0} bytes/object",
+        "ExternalSecret cache (DeserializeGuard<ExternalSecret>, no managedFields): {:>8.0} bytes/object",
         es_bytes as f64 / n as f64
+    );
+
+    let (es_record_bytes, _er) = measure(
+        n,
+        |i| {
+            let g = serde_json::from_value::<DeserializeGuard<ExternalSecret>>(es_json(i))
+                .unwrap_or_else(|e| panic!("bench fixture: {e}"));
+            eso_reconciler::external_secret::CachedExternalSecret::of_guard(&g)
+        },
+        |_| {},
+    );
+    println!(
+        "ExternalSecret cache (CachedExternalSecret): {:>8.0} bytes/object",
+        es_record_bytes as f64 / n as f64
     );
 
     let (record_bytes, _r) = measure(

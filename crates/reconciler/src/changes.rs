@@ -27,11 +27,11 @@ use eso_mapping::{Request, StoreRef};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::ResourceExt;
-use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{debug, info};
 
 use crate::Context;
+use crate::external_secret::CachedExternalSecret;
 use crate::hub::{FailureClass, StoreContext};
 
 /// Skip a store this long after it answered AccessDenied/Unsupported for listing.
@@ -40,10 +40,12 @@ const BACKOFF: Duration = Duration::from_secs(600);
 /// What to look for: the remote keys of each ExternalSecret, per store and credential namespace.
 type Watch = BTreeMap<(StoreRef, String), Vec<User>>;
 
-fn collect(es_store: &Store<DeserializeGuard<ExternalSecret>>, poll: Duration) -> Watch {
+fn collect(es_store: &Store<CachedExternalSecret>, poll: Duration) -> Watch {
     let mut watch: Watch = BTreeMap::new();
-    for guard in es_store.state() {
-        let Ok(es) = &guard.0 else { continue };
+    for cached in es_store.state() {
+        let Ok(es) = cached.external_secret() else {
+            continue;
+        };
         // Only periodic ExternalSecrets whose own interval is longer than the poll benefit.
         if matches!(
             es.spec.refresh_policy,
@@ -68,7 +70,7 @@ fn collect(es_store: &Store<DeserializeGuard<ExternalSecret>>, poll: Duration) -
                 Request::Find { store, .. } => by_store.entry(store).or_default().1 = true,
             }
         }
-        let obj = ObjectRef::from_obj(guard.as_ref());
+        let obj = ObjectRef::from_obj(cached.as_ref());
         for (store, (keys, any)) in by_store {
             watch
                 .entry((store, ns.clone()))
@@ -140,11 +142,7 @@ struct ScopeKey {
 }
 
 /// An ExternalSecret watching a store: its remote keys, and whether it has a `find`.
-type User = (
-    ObjectRef<DeserializeGuard<ExternalSecret>>,
-    Vec<String>,
-    bool,
-);
+type User = (ObjectRef<CachedExternalSecret>, Vec<String>, bool);
 
 /// The ExternalSecrets served by one scope, and the store as resolved for one of them.
 struct Group {
@@ -198,9 +196,9 @@ struct PollState {
 /// ExternalSecrets that use them to the controller.
 pub(crate) async fn watch(
     ctx: Arc<Context>,
-    es_store: Store<DeserializeGuard<ExternalSecret>>,
+    es_store: Store<CachedExternalSecret>,
     poll: Duration,
-    trigger: mpsc::UnboundedSender<ObjectRef<DeserializeGuard<ExternalSecret>>>,
+    trigger: mpsc::UnboundedSender<ObjectRef<CachedExternalSecret>>,
 ) {
     let mut state = PollState::default();
     let mut ticker = tokio::time::interval(poll);
@@ -217,18 +215,18 @@ pub(crate) async fn watch(
 /// time), fanned out to every ExternalSecret of the scope. `false` when the controller is gone.
 async fn poll_once(
     ctx: &Arc<Context>,
-    es_store: &Store<DeserializeGuard<ExternalSecret>>,
+    es_store: &Store<CachedExternalSecret>,
     poll: Duration,
     state: &mut PollState,
-    trigger: &mpsc::UnboundedSender<ObjectRef<DeserializeGuard<ExternalSecret>>>,
+    trigger: &mpsc::UnboundedSender<ObjectRef<CachedExternalSecret>>,
 ) -> bool {
     let watch = collect(es_store, poll);
     let groups = group(
         watch,
         |store_ref, ns, users| {
             let first = users.first().and_then(|(o, _, _)| es_store.get(o))?;
-            let first_es = first.0.as_ref().ok()?;
-            crate::stores::resolve_for(first_es, ns, store_ref, ctx).ok()
+            let first_es = first.external_secret().ok()?;
+            crate::stores::resolve_for(&first_es, ns, store_ref, ctx).ok()
         },
         |store, ns| ctx.hub.client_scope(store, ns),
     );
@@ -278,11 +276,13 @@ async fn poll_once(
         remember(store_seen, &changes, SystemTime::now());
         let newest = changes.values().max().copied();
         for (obj, keys, any) in g.users {
-            let Some(guard) = es_store.get(&obj) else {
+            let Some(cached) = es_store.get(&obj) else {
                 continue;
             };
-            let Ok(es) = &guard.0 else { continue };
-            let Some(since) = anchor(es, ctx) else {
+            let Ok(es) = cached.external_secret() else {
+                continue;
+            };
+            let Some(since) = anchor(&es, ctx) else {
                 continue;
             };
             // LastChangedDate has one-second resolution: allow for it (at most one extra refresh).
@@ -319,6 +319,7 @@ async fn poll_once(
 mod tests {
     use super::*;
     use crate::hub::{FetchFailure, ProviderHub, Validation};
+    use kube::core::error_boundary::DeserializeGuard;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Answers every listing with the same changes; counts listings and their concurrency.
@@ -381,12 +382,7 @@ mod tests {
         DeserializeGuard(Ok(css))
     }
 
-    fn external_secret(
-        ns: &str,
-        name: &str,
-        store: &str,
-        key: &str,
-    ) -> DeserializeGuard<ExternalSecret> {
+    fn external_secret(ns: &str, name: &str, store: &str, key: &str) -> CachedExternalSecret {
         let es: ExternalSecret = serde_json::from_value(serde_json::json!({
             "apiVersion": "external-secrets.io/v1",
             "kind": "ExternalSecret",
@@ -399,7 +395,7 @@ mod tests {
             "status": {"refreshTime": "2020-01-01T00:00:00Z"},
         }))
         .unwrap();
-        DeserializeGuard(Ok(es))
+        CachedExternalSecret::of(&es)
     }
 
     /// The figure: one ClusterSecretStore with fixed credentials used from 500

@@ -374,7 +374,7 @@ pub(crate) struct Context {
     stores: Store<DeserializeGuard<SecretStore>>,
     cluster_stores: Store<DeserializeGuard<ClusterSecretStore>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
-    external_secrets: Store<DeserializeGuard<ExternalSecret>>,
+    external_secrets: Store<external_secret::CachedExternalSecret>,
     state: Mutex<HashMap<ObjectRef<ExternalSecret>, EsState>>,
     forced: Mutex<HashMap<ObjectRef<ExternalSecret>, std::time::SystemTime>>,
 }
@@ -469,7 +469,7 @@ impl Context {
 
     /// After a relist, forget every ExternalSecret that is no longer in the cache (deleted while
     /// the watch was down, so no delete event was seen).
-    fn sweep_es(&self, cache: &Store<DeserializeGuard<ExternalSecret>>) {
+    fn sweep_es(&self, cache: &Store<external_secret::CachedExternalSecret>) {
         let known: Vec<ObjectRef<ExternalSecret>> = self
             .state
             .lock()
@@ -602,12 +602,12 @@ pub async fn run(
     // Stores: controllers own the reflectors; the ExternalSecret controller reads them.
     // Deletions seen by the watches, handled once the Context exists.
     let (gone_tx, mut gone_rx) = futures::channel::mpsc::unbounded::<Gone>();
-    let (es_store, es_writer) = reflector::store::<DeserializeGuard<ExternalSecret>>();
+    let (es_store, es_writer) = reflector::store::<external_secret::CachedExternalSecret>();
     let targets = Arc::new(index::TargetIndex::default());
     // One watch per store kind: its events update the store cache first, then wake the
     // ExternalSecrets that use the store (so a woken ExternalSecret sees the new status).
     let (store_wake_tx, store_wake_rx) =
-        futures::channel::mpsc::unbounded::<ObjectRef<DeserializeGuard<ExternalSecret>>>();
+        futures::channel::mpsc::unbounded::<ObjectRef<external_secret::CachedExternalSecret>>();
     let ss_api: Api<DeserializeGuard<SecretStore>> = scoped(&client, &ns);
     let (ss_store, ss_writer) = reflector::store::<DeserializeGuard<SecretStore>>();
     let ss_tx = gone_tx.clone();
@@ -738,38 +738,37 @@ pub async fn run(
         .applied_objects()
     });
 
-    // ExternalSecrets are cached without managedFields (a third of each object, never read).
+    // ExternalSecrets are cached as records (`external_secret::CachedExternalSecret`): identity
+    // fields plus the compact JSON of the rest, without managedFields.
     let es_api: Api<DeserializeGuard<ExternalSecret>> = scoped(&client, &ns);
     let es_stream = watcher(es_api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|g: &mut DeserializeGuard<ExternalSecret>| {
-            if let Ok(es) = &mut g.0 {
-                es.metadata.managed_fields = None;
-            }
-        })
+        .map_ok(external_secret::cached::project_event)
         .reflect(es_writer)
         .inspect({
             let targets = targets.clone();
-            let target_of = |g: &DeserializeGuard<ExternalSecret>| {
-                g.0.as_ref().ok().map(external_secret::target_name)
+            let target_of = |c: &external_secret::CachedExternalSecret| {
+                c.external_secret()
+                    .ok()
+                    .map(|es| external_secret::target_name(&es))
             };
             move |ev| match ev {
-                Ok(watcher::Event::Apply(g)) => {
-                    if let Some(t) = target_of(g) {
-                        targets.apply(&g.namespace().unwrap_or_default(), &g.name_any(), &t);
+                Ok(watcher::Event::Apply(c)) => {
+                    if let Some(t) = target_of(c) {
+                        targets.apply(c.namespace(), c.name(), &t);
                     }
                 }
                 Ok(watcher::Event::Init) => targets.relist_start(),
-                Ok(watcher::Event::InitApply(g)) => {
-                    if let Some(t) = target_of(g) {
-                        targets.relist_item(&g.namespace().unwrap_or_default(), &g.name_any(), &t);
+                Ok(watcher::Event::InitApply(c)) => {
+                    if let Some(t) = target_of(c) {
+                        targets.relist_item(c.namespace(), c.name(), &t);
                     }
                 }
-                Ok(watcher::Event::Delete(g)) => {
-                    targets.delete(&g.namespace().unwrap_or_default(), &g.name_any());
+                Ok(watcher::Event::Delete(c)) => {
+                    targets.delete(c.namespace(), c.name());
                     let _ = gone_tx.unbounded_send(Gone::ExternalSecret(
-                        g.namespace().unwrap_or_default(),
-                        g.name_any(),
+                        c.namespace().to_string(),
+                        c.name().to_string(),
                     ));
                 }
                 Ok(watcher::Event::InitDone) => {
@@ -827,7 +826,7 @@ pub async fn run(
     // conditions: the ExternalSecrets in it that use one are looked at again at once, instead of
     // at their next refresh (a cheap check; no provider call unless they were refused).
     let (wake_tx, wake_rx) =
-        futures::channel::mpsc::unbounded::<ObjectRef<DeserializeGuard<ExternalSecret>>>();
+        futures::channel::mpsc::unbounded::<ObjectRef<external_secret::CachedExternalSecret>>();
     if let Some(poll) = config.remote_change_poll.filter(|p| !p.is_zero()) {
         tokio::spawn(changes::watch(
             ctx.clone(),
@@ -849,7 +848,7 @@ pub async fn run(
                 .targeting(&ns, s.name())
                 .into_iter()
                 .map(|name| ObjectRef::new(&name).within(&ns))
-                .collect::<Vec<ObjectRef<DeserializeGuard<ExternalSecret>>>>()
+                .collect::<Vec<ObjectRef<external_secret::CachedExternalSecret>>>()
         })
         .reconcile_on(futures::stream::select(
             futures::stream::select(trigger_rx, wake_rx),
@@ -1008,7 +1007,7 @@ pub(crate) struct TestWriters {
     pub stores: reflector::store::Writer<DeserializeGuard<SecretStore>>,
     pub cluster_stores: reflector::store::Writer<DeserializeGuard<ClusterSecretStore>>,
     pub namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
-    pub external_secrets: reflector::store::Writer<DeserializeGuard<ExternalSecret>>,
+    pub external_secrets: reflector::store::Writer<external_secret::CachedExternalSecret>,
 }
 
 #[cfg(test)]

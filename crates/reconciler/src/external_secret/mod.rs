@@ -20,7 +20,6 @@ use std::time::Instant;
 use eso_api::{CreationPolicy, ExternalSecret};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -31,6 +30,7 @@ use crate::hub::{FailureClass, FetchFailure};
 use crate::ownership::Decision as Ownership;
 use crate::{Context, Error, secrets, stores};
 
+pub mod cached;
 pub(crate) mod decide;
 pub(crate) mod fetch;
 pub(crate) mod map;
@@ -42,6 +42,7 @@ pub(crate) mod watch;
 #[cfg(test)]
 mod tests;
 
+pub use cached::{CachedExternalSecret, InvalidExternalSecret};
 use decide::{Decision, Deferral};
 pub use schedule::WAITING_BACKOFF_CAP;
 pub(crate) use watch::{cluster_store_users_in_namespace, stores_to_es};
@@ -153,14 +154,15 @@ pub(crate) fn es_dog_key(namespace: &str, name: &str) -> u64 {
 
 /// Reconcile one ExternalSecret.
 pub(crate) async fn reconcile(
-    guard: Arc<DeserializeGuard<ExternalSecret>>,
+    cached: Arc<CachedExternalSecret>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let es = match &guard.0 {
+    let es = match cached.external_secret() {
         Ok(es) => es,
         Err(invalid) => {
             // One malformed object never stops the watch: report it and wait for a change.
-            warn!(error = %invalid, "ignoring an ExternalSecret that does not deserialize");
+            warn!(ns = %cached.namespace(), name = %cached.name(), error = %invalid,
+                "ignoring an ExternalSecret that does not deserialize");
             return Ok(Action::await_change());
         }
     };
@@ -169,7 +171,7 @@ pub(crate) async fn reconcile(
     let started = Instant::now();
     let _busy = ctx.watchdog.start(es_dog_key(&ns, &name));
     report::reconcile_started(&ctx, &ns, &name);
-    let result = reconcile_inner(es, &ns, &name, &ctx).await;
+    let result = reconcile_inner(&es, cached.synced_version(), &ns, &name, &ctx).await;
     report::reconcile_finished(&ctx, &ns, &name, started.elapsed(), result.is_ok());
     // Deleted while this reconcile ran: the delete event's cleanup may have run before the
     // series above were set again.
@@ -205,6 +207,7 @@ fn requeue(ctx: &Context, ns: &str, name: &str, after: Option<std::time::Duratio
 /// decide → fetch → map → publish → report → schedule.
 async fn reconcile_inner(
     es: &ExternalSecret,
+    current_version: &str,
     ns: &str,
     name: &str,
     ctx: &Arc<Context>,
@@ -223,11 +226,6 @@ async fn reconcile_inner(
     let class_matches = deleting || stores::class_matches(es, ctx);
     let target = target_name(es);
     let existing = ctx.secret(ns, &target);
-    let current_version = eso_mapping::synced_resource_version(
-        es.metadata.generation.unwrap_or(0),
-        es.metadata.labels.as_ref(),
-        es.metadata.annotations.as_ref(),
-    );
     let state = ctx.es_state(&key);
     let now_ts = Timestamp::now();
     let window_blocked = decide::window_blocked(es, now_ts);
@@ -244,7 +242,7 @@ async fn reconcile_inner(
         deleting,
         class_matches,
         state: &state,
-        current_version: &current_version,
+        current_version,
         secret_valid: es.spec.target.creation_policy == CreationPolicy::Orphan
             || existing
                 .as_deref()
@@ -299,8 +297,7 @@ async fn reconcile_inner(
     let old_status = es.status.clone().unwrap_or_default();
     match outcome {
         Ok(done) => {
-            if let Some(status) =
-                report::synced_status(&old_status, &done, &current_version, now_ts)
+            if let Some(status) = report::synced_status(&old_status, &done, current_version, now_ts)
             {
                 report::write_status(es, ns, name, &status, ctx).await?;
             }
@@ -309,7 +306,7 @@ async fn reconcile_inner(
                 s.last_check = Some(now_ts);
                 s.failures = 0;
                 s.failed = false;
-                s.synced_version = Some(current_version.clone());
+                s.synced_version = Some(current_version.to_string());
             });
             let after = schedule::next_requeue(es, now_ts, Some(now_ts), false, timing(ctx), seed);
             Ok(requeue(ctx, ns, name, after))
@@ -411,11 +408,11 @@ async fn sync(
 /// Backoff for transient failures: exponential from 1 s with ±20 % jitter, capped at the
 /// refresh interval (so recovery never waits longer than one refresh) and at `max_backoff`.
 pub(crate) fn error_policy(
-    guard: Arc<DeserializeGuard<ExternalSecret>>,
+    cached: Arc<CachedExternalSecret>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let Ok(es) = &guard.0 else {
+    let Ok(es) = cached.external_secret() else {
         return Action::await_change();
     };
     let ns = es.namespace().unwrap_or_default();

@@ -796,12 +796,16 @@ mod in_process {
         listed(&mut w);
         w.stores.apply_watcher_event(&Event::Apply(store()));
         w.external_secrets
-            .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(es.clone()))));
+            .apply_watcher_event(&Event::Apply(super::super::CachedExternalSecret::of(&es)));
         (ctx, w, seen)
     }
 
     async fn reconcile(es: &ExternalSecret, ctx: &Arc<Context>) -> Result<Action, Error> {
-        super::super::reconcile(Arc::new(DeserializeGuard(Ok(es.clone()))), ctx.clone()).await
+        super::super::reconcile(
+            Arc::new(super::super::CachedExternalSecret::of(es)),
+            ctx.clone(),
+        )
+        .await
     }
 
     fn calls(seen: &Seen) -> Vec<Call> {

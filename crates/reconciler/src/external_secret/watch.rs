@@ -4,8 +4,9 @@
 use eso_api::{ExternalSecret, StoreKind};
 use eso_mapping::StoreRef;
 use kube::ResourceExt;
-use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
+
+use super::CachedExternalSecret;
 
 /// The target Secret's name.
 pub fn target_name(es: &ExternalSecret) -> String {
@@ -50,25 +51,25 @@ pub fn referenced_stores(es: &ExternalSecret) -> Vec<StoreRef> {
 
 /// Map a changed store to the ExternalSecrets that reference it.
 pub(crate) fn stores_to_es(
-    es_store: &kube::runtime::reflector::Store<DeserializeGuard<ExternalSecret>>,
+    es_store: &kube::runtime::reflector::Store<CachedExternalSecret>,
     kind: StoreKind,
     namespace: Option<String>,
     store_name: String,
-) -> Vec<ObjectRef<DeserializeGuard<ExternalSecret>>> {
+) -> Vec<ObjectRef<CachedExternalSecret>> {
     es_store
         .state()
         .into_iter()
-        .filter_map(|g| {
-            let es = g.0.as_ref().ok()?;
+        .filter_map(|c| {
             if let Some(ns) = &namespace
-                && es.namespace().as_deref() != Some(ns.as_str())
+                && c.namespace() != ns.as_str()
             {
                 return None;
             }
-            referenced_stores(es)
+            let es = c.external_secret().ok()?;
+            referenced_stores(&es)
                 .iter()
                 .any(|s| s.kind == kind && s.name == store_name)
-                .then(|| ObjectRef::from_obj(&*g))
+                .then(|| ObjectRef::from_obj(&*c))
         })
         .collect()
 }
@@ -76,24 +77,24 @@ pub(crate) fn stores_to_es(
 /// The ExternalSecrets of a namespace that use a ClusterSecretStore (a namespace label change
 /// may admit or refuse them).
 pub(crate) fn cluster_store_users_in_namespace(
-    es_store: &kube::runtime::reflector::Store<DeserializeGuard<ExternalSecret>>,
+    es_store: &kube::runtime::reflector::Store<CachedExternalSecret>,
     namespace: &str,
-) -> Vec<ObjectRef<DeserializeGuard<ExternalSecret>>> {
+) -> Vec<ObjectRef<CachedExternalSecret>> {
     es_store
         .state()
         .into_iter()
-        .filter_map(|g| {
-            let es = g.0.as_ref().ok()?;
-            if es.namespace().as_deref() != Some(namespace) {
+        .filter_map(|c| {
+            if c.namespace() != namespace {
                 return None;
             }
-            if !referenced_stores(es)
+            let es = c.external_secret().ok()?;
+            if !referenced_stores(&es)
                 .iter()
                 .any(|s| s.kind == StoreKind::ClusterSecretStore)
             {
                 return None;
             }
-            Some(ObjectRef::from_obj(&*g))
+            Some(ObjectRef::from_obj(&*c))
         })
         .collect()
 }

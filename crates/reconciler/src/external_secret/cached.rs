@@ -1,0 +1,334 @@
+//! The ExternalSecret cache record: what the reflector keeps of each watched ExternalSecret.
+//!
+//! A deserialized [`ExternalSecret`] is large even when most of it is empty: every optional
+//! field of its spec and of `ObjectMeta` takes its full size inline. The record keeps the
+//! identity fields (name, namespace, uid, resourceVersion, generation, deletionTimestamp) in a
+//! small `ObjectMeta`, the `syncedResourceVersion` it has now, and the rest — labels,
+//! annotations, finalizers, owner references, spec and status — as the compact JSON of the
+//! typed object. A reconcile rebuilds the [`ExternalSecret`] from it
+//! ([`CachedExternalSecret::external_secret`]), which costs a few microseconds and no request:
+//! a no-op refresh still makes no apiserver call.
+//!
+//! Dropped on arrival: `managedFields` (never read) and kubectl's
+//! `last-applied-configuration` annotation (a second copy of the object; the mapping engine
+//! never copies it to the Secret). The `syncedResourceVersion` is computed before that, from
+//! the labels and annotations as the apiserver sent them.
+
+use std::collections::BTreeMap;
+
+use eso_api::{ExternalSecret, ExternalSecretSpec, ExternalSecretStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::core::error_boundary::DeserializeGuard;
+use serde::{Deserialize, Serialize};
+
+/// An ExternalSecret as the cache keeps it (see the module documentation).
+///
+/// It is a [`kube::Resource`] (kind `ExternalSecret`), so it lives in an ordinary reflector
+/// store and drives the controller.
+#[derive(Clone, Debug)]
+pub struct CachedExternalSecret {
+    meta: ObjectMeta,
+    /// [`eso_mapping::synced_resource_version`] of the object as it arrived.
+    version: Box<str>,
+    /// The compact JSON of [`Body`], or why the object did not deserialize.
+    body: Result<Box<[u8]>, Box<str>>,
+}
+
+/// The part of an ExternalSecret kept as JSON.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Body {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    finalizers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner_references: Option<Vec<OwnerReference>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    creation_timestamp: Option<Time>,
+    spec: ExternalSecretSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<ExternalSecretStatus>,
+}
+
+/// Why an ExternalSecret could not be rebuilt from its record.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidExternalSecret {
+    /// The object as the apiserver sent it does not deserialize (a field of the wrong type).
+    #[error("the ExternalSecret does not deserialize: {0}")]
+    Invalid(String),
+    /// The record's JSON does not read back (a bug: it was written by this module).
+    #[error("the cached ExternalSecret does not read back: {0}")]
+    Corrupt(String),
+}
+
+impl CachedExternalSecret {
+    /// The record of a deserialized ExternalSecret.
+    pub fn of(es: &ExternalSecret) -> Self {
+        let m = &es.metadata;
+        let version = eso_mapping::synced_resource_version(
+            m.generation.unwrap_or(0),
+            m.labels.as_ref(),
+            m.annotations.as_ref(),
+        );
+        let annotations = m.annotations.as_ref().and_then(|a| {
+            let kept: BTreeMap<String, String> = a
+                .iter()
+                .filter(|(k, _)| k.as_str() != eso_mapping::LAST_APPLIED)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!kept.is_empty() || a.is_empty()).then_some(kept)
+        });
+        let body = Body {
+            labels: m.labels.clone(),
+            annotations,
+            finalizers: m.finalizers.clone(),
+            owner_references: m.owner_references.clone(),
+            creation_timestamp: m.creation_timestamp.clone(),
+            spec: es.spec.clone(),
+            status: es.status.clone(),
+        };
+        Self {
+            meta: identity(m),
+            version: version.into_boxed_str(),
+            body: serde_json::to_vec(&body)
+                .map(Vec::into_boxed_slice)
+                .map_err(|e| e.to_string().into_boxed_str()),
+        }
+    }
+
+    /// The record of what the watch delivered: an ExternalSecret, or one that did not
+    /// deserialize (kept with its error, so the controller can report it).
+    pub fn of_guard(guard: &DeserializeGuard<ExternalSecret>) -> Self {
+        match &guard.0 {
+            Ok(es) => Self::of(es),
+            Err(invalid) => Self {
+                meta: ObjectMeta {
+                    name: invalid.metadata.name.clone(),
+                    namespace: invalid.metadata.namespace.clone(),
+                    uid: invalid.metadata.uid.clone(),
+                    resource_version: invalid.metadata.resource_version.clone(),
+                    generation: invalid.metadata.generation,
+                    ..ObjectMeta::default()
+                },
+                version: Box::from(""),
+                body: Err(invalid.to_string().into_boxed_str()),
+            },
+        }
+    }
+
+    /// The ExternalSecret again, as the apiserver sent it (less `managedFields` and kubectl's
+    /// last-applied annotation).
+    pub fn external_secret(&self) -> Result<ExternalSecret, InvalidExternalSecret> {
+        let bytes = self
+            .body
+            .as_ref()
+            .map_err(|e| InvalidExternalSecret::Invalid(e.to_string()))?;
+        let body: Body = serde_json::from_slice(bytes)
+            .map_err(|e| InvalidExternalSecret::Corrupt(e.to_string()))?;
+        let mut metadata = self.meta.clone();
+        metadata.labels = body.labels;
+        metadata.annotations = body.annotations;
+        metadata.finalizers = body.finalizers;
+        metadata.owner_references = body.owner_references;
+        metadata.creation_timestamp = body.creation_timestamp;
+        Ok(ExternalSecret {
+            metadata,
+            spec: body.spec,
+            status: body.status,
+        })
+    }
+
+    /// Whether the object deserialized when it arrived.
+    pub fn is_valid(&self) -> bool {
+        self.body.is_ok()
+    }
+
+    /// `<generation>-<hash of labels and annotations>` of the object as it arrived: what
+    /// `status.syncedResourceVersion` is compared with.
+    pub fn synced_version(&self) -> &str {
+        &self.version
+    }
+
+    /// Name (empty if the apiserver sent none).
+    pub fn name(&self) -> &str {
+        self.meta.name.as_deref().unwrap_or("")
+    }
+
+    /// Namespace (empty if none).
+    pub fn namespace(&self) -> &str {
+        self.meta.namespace.as_deref().unwrap_or("")
+    }
+
+    /// Bytes of the kept JSON (for the memory benchmark).
+    pub fn body_len(&self) -> usize {
+        self.body.as_ref().map_or(0, |b| b.len())
+    }
+}
+
+/// The identity fields kept in the record's `ObjectMeta`.
+fn identity(m: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        uid: m.uid.clone(),
+        resource_version: m.resource_version.clone(),
+        generation: m.generation,
+        deletion_timestamp: m.deletion_timestamp.clone(),
+        ..ObjectMeta::default()
+    }
+}
+
+impl kube::Resource for CachedExternalSecret {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        <ExternalSecret as kube::Resource>::kind(&())
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        <ExternalSecret as kube::Resource>::group(&())
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        <ExternalSecret as kube::Resource>::version(&())
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        <ExternalSecret as kube::Resource>::plural(&())
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
+}
+
+/// Deserializes an ExternalSecret (or one that does not deserialize) and keeps its record
+/// (kube-runtime asks for deserializable objects).
+impl<'de> Deserialize<'de> for CachedExternalSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DeserializeGuard::<ExternalSecret>::deserialize(d).map(|g| Self::of_guard(&g))
+    }
+}
+
+/// Project a watch event on ExternalSecrets into one on records.
+pub fn project_event(
+    ev: kube::runtime::watcher::Event<DeserializeGuard<ExternalSecret>>,
+) -> kube::runtime::watcher::Event<CachedExternalSecret> {
+    use kube::runtime::watcher::Event;
+    match ev {
+        Event::Apply(g) => Event::Apply(CachedExternalSecret::of_guard(&g)),
+        Event::Delete(g) => Event::Delete(CachedExternalSecret::of_guard(&g)),
+        Event::InitApply(g) => Event::InitApply(CachedExternalSecret::of_guard(&g)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::Resource;
+
+    fn es() -> ExternalSecret {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {
+                "name": "db", "namespace": "team", "uid": "u-1", "resourceVersion": "42",
+                "generation": 3, "creationTimestamp": "2026-12-02T10:00:00Z",
+                "labels": {"app": "web"},
+                "annotations": {
+                    "note": "x",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\":\"copy\"}"
+                },
+                "finalizers": ["externalsecrets.external-secrets.io/externalsecret-cleanup"],
+                "ownerReferences": [{"apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
+                                     "name": "all", "uid": "u-c", "controller": true}],
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {
+                "refreshInterval": "1m",
+                "secretStoreRef": {"name": "aws", "kind": "SecretStore"},
+                "target": {"name": "db-secret", "template": {"data": {"url": "{{ .password }}"}}},
+                "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]
+            },
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced",
+                                "message": "secret synced", "lastTransitionTime": "2026-12-02T10:00:05Z"}],
+                "refreshTime": "2026-12-02T10:00:05Z",
+                "syncedResourceVersion": "3-abc",
+                "binding": {"name": "db-secret"}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("fixture: {e}"))
+    }
+
+    #[test]
+    fn rebuilds_the_object_less_managed_fields_and_last_applied() {
+        let original = es();
+        let rec = CachedExternalSecret::of(&original);
+        let back = rec.external_secret().unwrap_or_else(|e| panic!("{e}"));
+        let mut want = original.clone();
+        want.metadata.managed_fields = None;
+        if let Some(a) = want.metadata.annotations.as_mut() {
+            a.remove(eso_mapping::LAST_APPLIED);
+        }
+        assert_eq!(back, want);
+        assert_eq!(rec.name(), "db");
+        assert_eq!(rec.namespace(), "team");
+        assert_eq!(rec.meta().uid.as_deref(), Some("u-1"));
+    }
+
+    #[test]
+    fn the_synced_version_counts_every_annotation_as_sent() {
+        let original = es();
+        let rec = CachedExternalSecret::of(&original);
+        let m = &original.metadata;
+        assert_eq!(
+            rec.synced_version(),
+            eso_mapping::synced_resource_version(3, m.labels.as_ref(), m.annotations.as_ref())
+        );
+        // An edit of the last-applied annotation alone (kubectl apply) still changes it, as in ESO.
+        let mut edited = original.clone();
+        if let Some(a) = edited.metadata.annotations.as_mut() {
+            a.insert(eso_mapping::LAST_APPLIED.into(), "{}".into());
+        }
+        assert_ne!(
+            CachedExternalSecret::of(&edited).synced_version(),
+            rec.synced_version()
+        );
+    }
+
+    #[test]
+    fn an_object_that_does_not_deserialize_is_kept_with_its_error() {
+        let g: DeserializeGuard<ExternalSecret> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": {"name": "bad", "namespace": "team", "uid": "u-2"},
+            "spec": {"data": "not a list"}
+        }))
+        .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let rec = CachedExternalSecret::of_guard(&g);
+        assert!(!rec.is_valid());
+        assert_eq!(rec.name(), "bad");
+        assert!(matches!(
+            rec.external_secret(),
+            Err(InvalidExternalSecret::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn only_annotation_last_applied_leaves_an_empty_map_out() {
+        let mut e = es();
+        e.metadata.annotations = Some(BTreeMap::from([(
+            eso_mapping::LAST_APPLIED.to_string(),
+            "{}".to_string(),
+        )]));
+        let back = CachedExternalSecret::of(&e)
+            .external_secret()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.metadata.annotations, None);
+    }
+}
