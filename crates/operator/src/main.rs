@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Command line (ESO's flag names where they exist).
 #[derive(Parser, Debug)]
@@ -196,6 +196,21 @@ fn init_logging(level: &str, format: &str) {
     }
 }
 
+/// jemalloc (feature `jemalloc`, on by default): with its background thread purging unused
+/// pages after jemalloc's decay time (10 s), the RSS goes back down after the initial sync's
+/// burst of allocations; glibc's malloc kept most of that peak (see docs/STATUS.md, #13).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Turn on jemalloc's background purge thread (a no-op without the `jemalloc` feature).
+fn allocator_background_purge() {
+    #[cfg(feature = "jemalloc")]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        warn!(error = %e, "jemalloc background thread not enabled; unused memory is returned only on allocation");
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Render { file, remotes }) = &cli.command {
@@ -207,6 +222,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     init_logging(&cli.run.loglevel, &cli.run.log_format);
+    allocator_background_purge();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
