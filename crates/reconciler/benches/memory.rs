@@ -146,9 +146,17 @@ fn main() {
         |_| {},
     );
     println!(
-        "ExternalSecret cache (CachedExternalSecret): {:>8.0} bytes/object",
-        es_record_bytes as f64 / n as f64
+        "ExternalSecret cache (CachedExternalSecret): {:>8.0} bytes/object (of which {} B of JSON)",
+        es_record_bytes as f64 / n as f64,
+        _er.state().first().map_or(0, |r| r.body_len())
     );
+    if std::env::var_os("ESO_MEMORY_SHOW_BODY").is_some()
+        && let Some(r) = _er.state().first()
+        && let Ok(es) = r.external_secret()
+    {
+        println!("{}", serde_json::to_string(&es.spec).unwrap_or_default());
+        println!("{}", serde_json::to_string(&es.status).unwrap_or_default());
+    }
 
     let (record_bytes, _r) = measure(
         n,

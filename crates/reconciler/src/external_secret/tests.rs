@@ -796,7 +796,7 @@ mod in_process {
         listed(&mut w);
         w.stores.apply_watcher_event(&Event::Apply(store()));
         w.external_secrets
-            .apply_watcher_event(&Event::Apply(super::super::CachedExternalSecret::of(&es)));
+            .apply_watcher_event(&Event::Apply(super::super::CachedExternalSecret::of(es)));
         (ctx, w, seen)
     }
 
