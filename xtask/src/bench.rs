@@ -319,6 +319,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let rss_n_ready = rss_kib(pid);
 
     // One no-op refresh cycle: no apiserver call from the bench in it.
+    println!(
+        "==> {n} Ready after {:.1} s; steady window of {window} s starts in 5 s (operator pid {pid})",
+        all_ready.as_secs_f64()
+    );
     std::thread::sleep(Duration::from_secs(5));
     let w_n = steady(pid, &api, proxy, window);
 
@@ -344,6 +348,10 @@ pub fn run(args: &[String]) -> Result<()> {
         };
         let sync = diff(&proxy.counts(), &aws1);
         let sync_api = crate::apicount::diff(&api.counts(), &api1);
+        println!(
+            "==> {big} Ready after {:.1} s; steady window of {window} s starts in 5 s (operator pid {pid})",
+            ready.as_secs_f64()
+        );
         std::thread::sleep(Duration::from_secs(5));
         let w = steady(pid, &api, proxy, window);
         big_row = Some((ready, sync, sync_api, w));
