@@ -23,7 +23,8 @@
 //! `scale`, `fairness` and `soak` pass arguments after `--` to the operator
 //! (`-- --provider-cache-ttl 60s`).
 //!
-//! `ESO_BENCH_NO_BUILD=1` skips the release build and measures the binary already built.
+//! `ESO_BENCH_NO_BUILD=1` skips the release build and measures the binary already built;
+//! `ESO_BENCH_BIN=/path/to/eso-operator` measures that binary instead (set both for an A/B).
 //!
 //! Each writes its table to `target/bench-report.md` and `target/bench-report-<scenario>.md`.
 
@@ -123,18 +124,105 @@ fn reads(c: &std::collections::BTreeMap<String, u64>) -> u64 {
         .sum()
 }
 
-/// Wait until `want` ExternalSecrets in `ns` are Ready, polling every `poll`; the elapsed time
-/// since `since`. Fails after `limit`.
+/// Ready states of the ExternalSecrets of a namespace, kept current by a `kubectl get --watch`
+/// running in a thread (restarted when the watch ends). Counting Ready by listing every object
+/// each poll loads the apiserver with the bench's own work (a list of 10,000 ExternalSecrets
+/// every 2 s is most of its CPU during a sync), and would slow the operator it measures; a
+/// watch costs one event per status change.
+struct ReadyWatch {
+    ready: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, bool>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    child: std::sync::Arc<std::sync::Mutex<Option<std::process::Child>>>,
+}
+
+impl ReadyWatch {
+    fn start(k: &Kubectl, ns: &str) -> Result<Self> {
+        use std::io::BufRead;
+        let ready = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let child = std::sync::Arc::new(std::sync::Mutex::new(None::<std::process::Child>));
+        let (bin, envs, ns) = (k.bin.clone(), k.envs.clone(), ns.to_string());
+        let (r, st, ch) = (ready.clone(), stop.clone(), child.clone());
+        std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let spawned = Command::new(&bin)
+                    .args([
+                        "get",
+                        "es",
+                        "-n",
+                        &ns,
+                        "--watch",
+                        "-o",
+                        "jsonpath={.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}",
+                    ])
+                    .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn();
+                let Ok(mut c) = spawned else {
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                };
+                let out = c.stdout.take();
+                if let Ok(mut g) = ch.lock() {
+                    *g = Some(c);
+                }
+                if let Some(out) = out {
+                    for line in std::io::BufReader::new(out).lines() {
+                        let Ok(line) = line else { break };
+                        let mut parts = line.split_whitespace();
+                        if let Some(name) = parts.next() {
+                            let is_ready = parts.next() == Some("True");
+                            if let Ok(mut m) = r.lock() {
+                                m.insert(name.to_string(), is_ready);
+                            }
+                        }
+                    }
+                }
+                if let Ok(mut g) = ch.lock() {
+                    if let Some(mut c) = g.take() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Ok(Self { ready, stop, child })
+    }
+
+    fn count(&self) -> usize {
+        self.ready
+            .lock()
+            .map(|m| m.values().filter(|v| **v).count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ReadyWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut g) = self.child.lock() {
+            if let Some(mut c) = g.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Wait until `want` ExternalSecrets are Ready (as `watch` sees them), checking every `poll`;
+/// the elapsed time since `since`. Fails after `limit`.
 fn wait_ready(
-    k: &Kubectl,
-    ns: &str,
+    watch: &ReadyWatch,
     want: u64,
     since: Instant,
     poll: Duration,
     limit: Duration,
 ) -> Result<Duration> {
     loop {
-        let r = ready_count(k, ns) as u64;
+        let r = watch.count() as u64;
         if r >= want {
             return Ok(since.elapsed());
         }
@@ -202,6 +290,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let api = crate::apicount::ApiCounter::start(k, &s.root.join("target/testenv"))?;
 
     // Operator first, then the objects: "1,000 new ExternalSecrets".
+    let watch = ReadyWatch::start(k, ns)?;
     let mut child = start_operator(&s.root, k, ns, proxy, Some(&api), "bench-operator", &[])?;
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2));
@@ -213,8 +302,7 @@ pub fn run(args: &[String]) -> Result<()> {
     create_es_parallel(k, ns, 0, n, distinct, interval, &s.prefix, 4)?;
     let created = start.elapsed();
     let all_ready = match wait_ready(
-        k,
-        ns,
+        &watch,
         n,
         start,
         Duration::from_millis(500),
@@ -231,6 +319,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let rss_n_ready = rss_kib(pid);
 
     // One no-op refresh cycle: no apiserver call from the bench in it.
+    println!(
+        "==> {n} Ready after {:.1} s; steady window of {window} s starts in 5 s (operator pid {pid})",
+        all_ready.as_secs_f64()
+    );
     std::thread::sleep(Duration::from_secs(5));
     let w_n = steady(pid, &api, proxy, window);
 
@@ -241,8 +333,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let t = Instant::now();
         create_es_parallel(k, ns, n, big, distinct, big_interval, &s.prefix, 4)?;
         let ready = wait_ready(
-            k,
-            ns,
+            &watch,
             big,
             t,
             Duration::from_secs(2),
@@ -257,6 +348,10 @@ pub fn run(args: &[String]) -> Result<()> {
         };
         let sync = diff(&proxy.counts(), &aws1);
         let sync_api = crate::apicount::diff(&api.counts(), &api1);
+        println!(
+            "==> {big} Ready after {:.1} s; steady window of {window} s starts in 5 s (operator pid {pid})",
+            ready.as_secs_f64()
+        );
         std::thread::sleep(Duration::from_secs(5));
         let w = steady(pid, &api, proxy, window);
         big_row = Some((ready, sync, sync_api, w));
@@ -334,6 +429,7 @@ fn scale(args: &[String]) -> Result<()> {
     let write_plot = args.iter().any(|a| a == "--write-plot");
     let s = Setup::new("scale", distinct, true)?;
     let api = crate::apicount::ApiCounter::start(&s.k, &s.root.join("target/testenv"))?;
+    let watch = ReadyWatch::start(&s.k, &s.ns)?;
     let mut child = start_operator(
         &s.root,
         &s.k,
@@ -358,9 +454,8 @@ fn scale(args: &[String]) -> Result<()> {
             &s.k, &s.ns, have, count, distinct, interval, &s.prefix, parallel,
         )?;
         let applied = t.elapsed();
-        // Listing 100k objects takes kubectl a while: poll less often as the count grows.
-        let poll = Duration::from_secs((count / 5000).clamp(1, 20));
-        let ready = match wait_ready(&s.k, &s.ns, count, t, poll, Duration::from_secs(3600)) {
+        let poll = Duration::from_millis(500);
+        let ready = match wait_ready(&watch, count, t, poll, Duration::from_secs(3600)) {
             Ok(d) => d,
             Err(e) => {
                 let _ = child.kill();
@@ -638,7 +733,11 @@ fn start_operator(
     let logs = root.join("target/testenv/logs");
     std::fs::create_dir_all(&logs)?;
     let log = std::fs::File::create(logs.join(format!("{log_name}.log")))?;
-    let mut cmd = Command::new(root.join("target/release/eso-operator"));
+    // `ESO_BENCH_BIN`: measure another build of the operator (an A/B of two trees).
+    let bin = std::env::var_os("ESO_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/eso-operator"));
+    let mut cmd = Command::new(bin);
     cmd.args([
         "--namespace",
         ns,

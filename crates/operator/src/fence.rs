@@ -42,6 +42,14 @@ impl LeaseClock {
         }
     }
 
+    /// Forget every confirmation: writes are refused from now on (the Lease was lost or
+    /// released). A later [`LeaseClock::renewed_at`] confirms again.
+    pub fn revoke(&self) {
+        if let Ok(mut r) = self.renewed.lock() {
+            *r = None;
+        }
+    }
+
     /// `Ok` while the last confirmation is younger than the validity; otherwise how old it is
     /// (`None`: never confirmed).
     pub fn check(&self) -> Result<(), Option<Duration>> {
@@ -208,5 +216,13 @@ mod tests {
         clock.renewed_at(Instant::now());
         send(&mut svc, Method::PATCH).await.unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 7);
+
+        // Revoked (the Lease was lost or released): writes are refused at once, however fresh
+        // the last renewal was.
+        clock.revoke();
+        assert!(matches!(clock.check(), Err(None)));
+        assert!(send(&mut svc, Method::PATCH).await.is_err());
+        send(&mut svc, Method::GET).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 8);
     }
 }

@@ -251,18 +251,17 @@ async fn run(args: RunArgs) -> Result<()> {
     let kube_config = kube::Config::infer()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
-    let client =
-        kube::Client::try_from(kube_config.clone()).context("building the Kubernetes client")?;
     // With leader election the controllers write through a fenced client: no write unless the
-    // Lease was renewed within the renew deadline (see fence.rs). The Lease itself uses `client`.
+    // Lease was renewed within the renew deadline (see fence.rs). The Lease itself has a client
+    // of its own, on the election thread (see leader.rs).
     let lease_clock = Arc::new(fence::LeaseClock::new(args.leader_election_renew_deadline));
     let controller_client = if args.enable_leader_election {
-        kube::client::ClientBuilder::try_from(kube_config)
+        kube::client::ClientBuilder::try_from(kube_config.clone())
             .context("building the Kubernetes client")?
             .with_layer(&fence::WriteFenceLayer::new(lease_clock.clone()))
             .build()
     } else {
-        client.clone()
+        kube::Client::try_from(kube_config.clone()).context("building the Kubernetes client")?
     };
     let fault = fault_injection()?;
     let handles = eso_reconciler::Handles::new().with_watchdog(Arc::new(
@@ -309,8 +308,6 @@ async fn run(args: RunArgs) -> Result<()> {
         });
     }
 
-    let lease_api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
-        kube::Api::namespaced(client.clone(), &args.leader_election_namespace);
     let leader_cfg = leader::LeaderConfig {
         name: args.leader_election_id.clone(),
         namespace: args.leader_election_namespace.clone(),
@@ -323,12 +320,32 @@ async fn run(args: RunArgs) -> Result<()> {
         renew_deadline: args.leader_election_renew_deadline,
         retry_period: args.leader_election_retry_period,
         clock: lease_clock,
+        wall: leader::WallClock::system(),
     };
+    // The election runs on its own thread, runtime and client, so busy controllers cannot
+    // starve the renewal (see leader.rs).
+    let mut elector = None;
     if args.enable_leader_election {
+        let lease_namespace = args.leader_election_namespace.clone();
+        let el = leader::Elector::spawn(leader_cfg, move || {
+            let client = kube::Client::try_from(kube_config)
+                .map_err(|e| format!("building the Kubernetes client for the Lease: {e}"))?;
+            Ok(leader::KubeLeases::new(kube::Api::namespaced(
+                client,
+                &lease_namespace,
+            )))
+        })
+        .context("starting the leader election thread")?;
+        let acquired = el.acquired();
         tokio::select! {
-            _ = leader::acquire(&lease_api, &leader_cfg) => {}
-            _ = shutdown_signal() => { info!("shutting down before becoming leader"); return Ok(()); }
+            r = acquired => r?,
+            _ = shutdown_signal() => {
+                info!("shutting down before becoming leader");
+                el.shutdown(LEASE_RELEASE_TIMEOUT).await;
+                return Ok(());
+            }
         }
+        elector = Some(el);
         leading.store(true, Ordering::SeqCst);
     }
 
@@ -413,12 +430,11 @@ async fn run(args: RunArgs) -> Result<()> {
         },
     ));
 
-    let lost = async {
-        if args.enable_leader_election {
-            let e = leader::hold(&lease_api, &leader_cfg).await;
-            Some(e)
-        } else {
-            futures::future::pending::<Option<leader::LeaderError>>().await
+    let lost = elector.as_ref().map(leader::Elector::lost);
+    let lost = async move {
+        match lost {
+            Some(lost) => lost.await,
+            None => futures::future::pending().await,
         }
     };
     tokio::select! {
@@ -438,18 +454,21 @@ async fn run(args: RunArgs) -> Result<()> {
             if let Some(c) = cps_controller {
                 let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
             }
-            if args.enable_leader_election {
-                leader::release(&lease_api, &leader_cfg).await;
+            if let Some(el) = elector {
+                el.shutdown(LEASE_RELEASE_TIMEOUT).await;
             }
             Ok(())
         }
         e = lost => {
             // Stop at once: never write after losing the Lease.
-            error!(error = ?e, "leadership lost; exiting");
+            error!(error = %e, "leadership lost; exiting");
             std::process::exit(1);
         }
     }
 }
+
+/// How long a shutdown waits for the election thread to release the Lease.
+const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Test-only fault injection, read once at startup from `ESO_FAULT_INJECT` (not a flag, not in
 /// any CRD, off by default). Used by the end-to-end tests to prove the liveness probe fails.

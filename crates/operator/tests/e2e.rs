@@ -1366,6 +1366,85 @@ fn leader_election_fails_over_within_the_lease_duration() {
     let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
+/// SIGTERM on the leader: the election thread releases the Lease before the process exits 0, so
+/// the standby takes over at once instead of after the lease duration (15 s here).
+#[test]
+fn leader_releases_the_lease_on_sigterm() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "e2e-release");
+    let flags = [
+        "--enable-leader-election",
+        "--leader-election-namespace",
+        ns.as_str(),
+        "--leader-election-id",
+        "eso-release",
+        "--leader-election-lease-duration",
+        "15s",
+        "--leader-election-renew-deadline",
+        "10s",
+        "--leader-election-retry-period",
+        "1s",
+    ];
+    let holder = |env: &testenv::TestEnv| {
+        get(
+            env,
+            &[
+                "get",
+                "lease",
+                "eso-release",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        )
+    };
+    let mut a = Operator::start(env, &ns, None, &flags);
+    eventually(
+        Duration::from_secs(60),
+        &format!("A leads\n{}", a.log()),
+        || {
+            holder(env)
+                .ends_with(&format!("_{}", a.child.id()))
+                .then_some(())
+        },
+    );
+    let mut b = Operator::start_named(env, &ns, &format!("{ns}-b"), None, &flags);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(holder(env).ends_with(&format!("_{}", a.child.id())));
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &a.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let sent = std::time::Instant::now();
+    let status = eventually(
+        Duration::from_secs(30),
+        &format!("A exits on SIGTERM\n{}", a.log()),
+        || a.child.try_wait().expect("try_wait"),
+    );
+    assert!(status.success(), "A exited with {status}\n{}", a.log());
+    assert!(a.log().contains("released leadership"), "{}", a.log());
+    eventually(
+        Duration::from_secs(30),
+        &format!("B takes the released Lease\n{}", b.log()),
+        || {
+            holder(env)
+                .ends_with(&format!("_{}", b.child.id()))
+                .then_some(())
+        },
+    );
+    let took = sent.elapsed();
+    println!("lease released on SIGTERM: the standby held it {took:?} after the signal");
+    assert!(
+        took < Duration::from_secs(10),
+        "the standby waited {took:?}: the Lease was not released"
+    );
+    let _ = b.child.kill();
+    let _ = env.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
 /// A values file written for ESO's chart installs unchanged: shared names keep their meaning
 /// (replicas, leader election, concurrency, `extraArgs` as a map, PDB, security contexts with
 /// ESO's `enabled` switch), the objects pass server-side strict validation, and the ESO-only
