@@ -50,11 +50,16 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `RssAnon:`, `RssFile:`).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
@@ -240,6 +245,8 @@ struct Steady {
     aws: std::collections::BTreeMap<String, u64>,
     cpu_per_min: f64,
     rss_kib: u64,
+    /// The anonymous part of the RSS (heap, stacks); the rest is the binary's mapped pages.
+    anon_kib: u64,
     load: String,
 }
 
@@ -262,6 +269,7 @@ fn steady(pid: u32, api: &crate::apicount::ApiCounter, proxy: &Proxy, secs: u64)
         aws: diff(&proxy.counts(), &aws0),
         cpu_per_min: cpu * 60.0 / elapsed,
         rss_kib: rss_kib(pid),
+        anon_kib: status_kib(pid, "RssAnon:"),
         load: loadavg(),
     }
 }
@@ -391,7 +399,7 @@ pub fn run(args: &[String]) -> Result<()> {
              | steady window of {:.0} s at {big}: AWS calls | {} ({:?}) | ≤ {distinct} per interval |\n\
              | same window: operator apiserver requests, all verbs | **{}** ({}) | 0 |\n\
              | same window: operator CPU per minute | {:.2} s (load average {}) | < 1.5 s |\n\
-             | operator RSS with {big} ExternalSecrets after the steady window | **{:.1} MiB** | < 40 MiB |\n",
+             | operator RSS with {big} ExternalSecrets after the steady window | **{:.1} MiB** (anonymous {:.1} MiB) | < 40 MiB |\n",
             ready.as_secs_f64(),
             reads(&sync),
             crate::apicount::show(&sync_api),
@@ -403,6 +411,7 @@ pub fn run(args: &[String]) -> Result<()> {
             w.cpu_per_min,
             w.load,
             mib(w.rss_kib),
+            mib(w.anon_kib),
         ));
     }
     s.write_report("default", &report)
