@@ -185,11 +185,11 @@ impl ReadyWatch {
                         }
                     }
                 }
-                if let Ok(mut g) = ch.lock() {
-                    if let Some(mut c) = g.take() {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                    }
+                if let Ok(mut g) = ch.lock()
+                    && let Some(mut c) = g.take()
+                {
+                    let _ = c.kill();
+                    let _ = c.wait();
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -208,11 +208,11 @@ impl ReadyWatch {
 impl Drop for ReadyWatch {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut g) = self.child.lock() {
-            if let Some(mut c) = g.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+        if let Ok(mut g) = self.child.lock()
+            && let Some(mut c) = g.take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
