@@ -125,7 +125,9 @@ struct RunArgs {
     /// How long provider answers are shared between ExternalSecrets (single-flight cache TTL).
     /// An ExternalSecret never takes an answer older than its own refreshInterval, and the remote
     /// change poll makes an edited secret be read again, so a TTL equal to the poll interval costs
-    /// no freshness while each remote secret is read once per minute, not once per refresh.
+    /// no freshness while each remote secret is read at most about once per TTL, not once per
+    /// refresh: entries still in use are refreshed ahead, in the spare room of batched reads that
+    /// go out anyway (BatchGetSecretValue / GetParameters), once they are half a TTL old.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     provider_cache_ttl: Duration,
     /// How often each store in use is asked which remote secrets changed (AWS: one ListSecrets

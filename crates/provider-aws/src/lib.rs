@@ -776,6 +776,12 @@ impl SecretsManagerProvider {
     }
 }
 
+/// Whether a read can go in a batch call (BatchGetSecretValue, GetParameters): the current
+/// value by name. Versions, labels, ARNs and tags are read alone.
+pub(crate) fn batchable(r: &RemoteRef) -> bool {
+    !r.metadata && r.version == VersionSelector::Current && !r.key.starts_with("arn:")
+}
+
 #[async_trait]
 impl SecretsProvider for SecretsManagerProvider {
     async fn get_secret(&self, remote: &RemoteRef) -> Result<RemoteSecret, ProviderError> {
@@ -786,14 +792,22 @@ impl SecretsProvider for SecretsManagerProvider {
             .await
     }
 
+    /// Current versions by name: [`BATCH_LIMIT`] per BatchGetSecretValue (until AWS denies the
+    /// call); others alone.
+    fn batch_limit(&self, remote: &RemoteRef) -> usize {
+        if batchable(remote) && !self.no_batch.load(std::sync::atomic::Ordering::Relaxed) {
+            BATCH_LIMIT
+        } else {
+            1
+        }
+    }
+
     /// Current versions by name are read with BatchGetSecretValue, 20 per call; other requests one by one.
     async fn get_secrets(&self, remotes: &[RemoteRef]) -> Vec<Result<RemoteSecret, ProviderError>> {
         let batchable: Vec<usize> = remotes
             .iter()
             .enumerate()
-            .filter(|(_, r)| {
-                !r.metadata && r.version == VersionSelector::Current && !r.key.starts_with("arn:")
-            })
+            .filter(|(_, r)| batchable(r))
             .map(|(i, _)| i)
             .collect();
         let mut out: Vec<Option<Result<RemoteSecret, ProviderError>>> = vec![None; remotes.len()];

@@ -247,6 +247,16 @@ impl SecretsProvider for ParameterStoreProvider {
         self.get_one(&self.selector(remote), &remote.key).await
     }
 
+    /// Current values by name: [`GET_PARAMETERS_LIMIT`] per GetParameters (until AWS denies the
+    /// call); others alone.
+    fn batch_limit(&self, remote: &RemoteRef) -> usize {
+        if crate::batchable(remote) && !self.no_batch.load(Ordering::Relaxed) {
+            GET_PARAMETERS_LIMIT
+        } else {
+            1
+        }
+    }
+
     /// Current values by name are read with GetParameters, 10 per call; versions, labels, ARNs,
     /// tags, and names AWS did not return in a batch are read one by one (so a missing
     /// parameter is only reported NotFound on GetParameter's authoritative ParameterNotFound).
@@ -254,9 +264,7 @@ impl SecretsProvider for ParameterStoreProvider {
         let batchable: Vec<usize> = remotes
             .iter()
             .enumerate()
-            .filter(|(_, r)| {
-                !r.metadata && r.version == VersionSelector::Current && !r.key.starts_with("arn:")
-            })
+            .filter(|(_, r)| crate::batchable(r))
             .map(|(i, _)| i)
             .collect();
         let mut out: Vec<Option<Result<RemoteSecret, ProviderError>>> = vec![None; remotes.len()];

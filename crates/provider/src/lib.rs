@@ -91,6 +91,16 @@ pub trait SecretsProvider: Send + Sync {
         out
     }
 
+    /// How many reads like `remote` one backend request of [`SecretsProvider::get_secrets`]
+    /// carries (AWS: 20 per BatchGetSecretValue, 10 per GetParameters); 1, the default, when
+    /// such a read is sent alone. When a batch goes out with room left, the registry fills it
+    /// with cached values of the same kind that are past half their TTL and still in use, so
+    /// in a steady state values are refreshed 20 to a call instead of one call each.
+    fn batch_limit(&self, remote: &RemoteRef) -> usize {
+        let _ = remote;
+        1
+    }
+
     /// Find secrets by name regexp, tags and path. Keys are full remote names.
     async fn find(
         &self,

@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
+// tokio's clock (std's outside a paused test runtime), so the TTL logic is tested with paused time.
+use tokio::time::Instant;
 
 use crate::{
     Capabilities, DeleteOutcome, Fetched, FindQuery, KubeAccess, ProviderError, ProviderFactory,
@@ -48,6 +50,9 @@ pub struct CacheStats {
     pub coalesced: u64,
     /// Entries evicted to stay under `max_bytes`.
     pub evictions: u64,
+    /// Values refreshed ahead of expiry in the room left in a provider's batch call (counted in
+    /// `remote_reads` too; they cost no extra call).
+    pub refreshed_ahead: u64,
     /// Provider clients built.
     pub clients_built: u64,
     /// Bytes of values currently cached.
@@ -100,8 +105,11 @@ type Slot = Option<Result<Answer, ProviderError>>;
 
 struct Entry {
     tx: watch::Sender<Slot>,
+    /// When the read that produced the value started.
     created: Instant,
     size: usize,
+    /// Read (a hit or its own read) since `created`: only values in use are refreshed ahead.
+    used: bool,
 }
 
 struct Client {
@@ -153,6 +161,7 @@ struct Counters {
     hits: AtomicU64,
     coalesced: AtomicU64,
     evictions: AtomicU64,
+    refreshed_ahead: AtomicU64,
     clients_built: AtomicU64,
 }
 
@@ -211,6 +220,7 @@ impl Registry {
             hits: self.counters.hits.load(Ordering::Relaxed),
             coalesced: self.counters.coalesced.load(Ordering::Relaxed),
             evictions: self.counters.evictions.load(Ordering::Relaxed),
+            refreshed_ahead: self.counters.refreshed_ahead.load(Ordering::Relaxed),
             clients_built: self.counters.clients_built.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
         }
@@ -288,7 +298,7 @@ impl Registry {
     /// Look up or claim a cache slot.
     fn claim(&self, key: &(Scope, Item), max_age: Option<Duration>) -> Role {
         let mut values = lock(&self.values);
-        if let Some(e) = values.get(key) {
+        if let Some(e) = values.get_mut(key) {
             let ttl = max_age.map_or(self.config.ttl, |m| m.min(self.config.ttl));
             let fresh = e.created.elapsed() < ttl;
             let current = e.tx.borrow().clone();
@@ -299,6 +309,7 @@ impl Registry {
                 }
                 Some(Ok(v)) if fresh => {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    e.used = true;
                     return Role::Hit(Ok(v));
                 }
                 _ => {}
@@ -314,6 +325,7 @@ impl Registry {
                 tx,
                 created: Instant::now(),
                 size: 0,
+                used: true,
             },
         );
         Role::Owner(rx)
@@ -403,10 +415,16 @@ impl Registry {
             return;
         }
         pending.taken = batch.iter().map(|(_, k)| k.clone()).collect();
-        let refs: Vec<RemoteRef> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let started = Instant::now();
+        let ahead = self.refresh_ahead(scope, provider.as_ref(), &batch);
+        let mut refs: Vec<RemoteRef> = batch.iter().map(|(r, _)| r.clone()).collect();
+        refs.extend(ahead.iter().cloned());
         self.counters
             .remote_reads
             .fetch_add(refs.len() as u64, Ordering::Relaxed);
+        self.counters
+            .refreshed_ahead
+            .fetch_add(ahead.len() as u64, Ordering::Relaxed);
         let mut results = provider.get_secrets(&refs).await.into_iter();
         for (remote, key) in &batch {
             let res = match results.next() {
@@ -421,6 +439,88 @@ impl Registry {
             self.settle(key, res);
         }
         pending.taken.clear();
+        for remote in ahead {
+            let answer = match results.next() {
+                Some(Ok(v)) => Answer::Get(Some(v)),
+                Some(Err(ProviderError::NotFound { .. })) => Answer::Get(None),
+                // A failed refresh leaves the cached value to expire: the next read that needs
+                // it reads it itself and reports its own error.
+                _ => continue,
+            };
+            self.refreshed((scope.clone(), Item::Get(remote)), answer, started);
+        }
+    }
+
+    /// Cached values of `scope` to read along with `batch`, in the room it leaves in the
+    /// provider's batch calls ([`SecretsProvider::batch_limit`]): values of the same batchable
+    /// kind, settled, in use since their last read and past half the TTL, oldest first. They
+    /// ride in a call that goes out anyway, so they cost no call, and a steady state converges
+    /// to one call per `batch_limit` remote secrets per TTL instead of one per remote secret.
+    fn refresh_ahead(
+        &self,
+        scope: &Scope,
+        provider: &dyn SecretsProvider,
+        batch: &[Queued],
+    ) -> Vec<RemoteRef> {
+        if self.config.ttl.is_zero() {
+            return Vec::new();
+        }
+        let mut limit = 1;
+        let mut batched = 0;
+        for (r, _) in batch {
+            let l = provider.batch_limit(r);
+            if l > 1 {
+                limit = limit.max(l);
+                batched += 1;
+            }
+        }
+        let room = if batched == 0 {
+            0
+        } else {
+            (limit - batched % limit) % limit
+        };
+        if room == 0 {
+            return Vec::new();
+        }
+        let half = self.config.ttl / 2;
+        let values = lock(&self.values);
+        let mut due: Vec<(Instant, &RemoteRef)> = values
+            .iter()
+            .filter_map(|((s, item), e)| {
+                let Item::Get(r) = item else { return None };
+                let settled = matches!(&*e.tx.borrow(), Some(Ok(_)));
+                (s == scope
+                    && e.used
+                    && settled
+                    && e.created.elapsed() >= half
+                    && provider.batch_limit(r) == limit)
+                    .then_some((e.created, r))
+            })
+            .collect();
+        due.sort_by_key(|(created, _)| *created);
+        due.into_iter().take(room).map(|(_, r)| r.clone()).collect()
+    }
+
+    /// Replace a settled value with one refreshed ahead (read from `read_at`). Left alone when
+    /// it is gone, being read by an owner right now, or newer.
+    fn refreshed(&self, key: (Scope, Item), answer: Answer, read_at: Instant) {
+        let mut values = lock(&self.values);
+        let Some(e) = values.get_mut(&key) else {
+            return;
+        };
+        if e.tx.borrow().is_none() || e.created >= read_at {
+            return;
+        }
+        let size = answer.size();
+        self.bytes.fetch_sub(e.size as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(size as u64, Ordering::Relaxed);
+        e.size = size;
+        e.created = read_at;
+        e.used = false;
+        e.tx.send_replace(Some(Ok(answer)));
+        if self.bytes.load(Ordering::Relaxed) as usize > self.config.max_bytes {
+            self.evict(&mut values);
+        }
     }
 
     async fn wait(mut rx: watch::Receiver<Slot>) -> Result<Answer, ProviderError> {
