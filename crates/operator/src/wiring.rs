@@ -42,6 +42,11 @@ impl MeteredHub {
             s.evictions as f64,
         );
         self.metrics.set(
+            "eso_provider_cache_refreshed_ahead_total",
+            vec![],
+            s.refreshed_ahead as f64,
+        );
+        self.metrics.set(
             "eso_provider_clients_built_total",
             vec![],
             s.clients_built as f64,
