@@ -25,6 +25,8 @@ const TTL: Duration = Duration::from_secs(60);
 struct Seen {
     calls: Vec<Vec<String>>,
     deleted: HashSet<String>,
+    /// Keys the backend fails to read (a transient error).
+    failing: HashSet<String>,
 }
 
 /// A backend with a batch call of [`LIMIT`] current values; versioned reads go alone. Each
@@ -38,6 +40,9 @@ impl Batching {
     fn answer(&self, seen: &Seen, key: &str) -> Result<RemoteSecret, ProviderError> {
         if seen.deleted.contains(key) {
             return Err(ProviderError::not_found(key.to_string()));
+        }
+        if seen.failing.contains(key) {
+            return Err(ProviderError::unavailable(format!("{key}: backend down")));
         }
         Ok(RemoteSecret::string(
             self.epoch.elapsed().as_secs().to_string(),
@@ -267,4 +272,29 @@ async fn a_secret_deleted_in_the_backend_is_seen_by_the_refresh_ahead() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(read_age(&reg, epoch, "gone").await, None);
     assert_eq!(calls(&seen), 3, "answered from the refreshed entry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_ride_along_keeps_the_cached_value_until_it_expires() {
+    let (reg, seen, epoch) = setup();
+    read_age(&reg, epoch, "a").await;
+    read_age(&reg, epoch, "flaky").await;
+    seen.lock().unwrap().failing.insert("flaky".into());
+    // 31 s later a read of "b" carries "a" and "flaky" (both past half the TTL, both in use).
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    read_age(&reg, epoch, "b").await;
+    // "a" and "flaky" are equally old, so their order in the call is not fixed.
+    let mut carried = seen.lock().unwrap().calls.last().unwrap().clone();
+    carried.sort();
+    assert_eq!(carried, ["a", "b", "flaky"]);
+    assert_eq!(calls(&seen), 3);
+    // The failure is not cached: "flaky" is still the value read at 0 s, from the cache.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(read_age(&reg, epoch, "flaky").await, Some(40));
+    assert_eq!(calls(&seen), 3, "answered from the old entry");
+    // Once it expires, "flaky" is read on its own again.
+    seen.lock().unwrap().failing.clear();
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    assert_eq!(read_age(&reg, epoch, "flaky").await, Some(0));
+    assert_eq!(calls(&seen), 4);
 }
