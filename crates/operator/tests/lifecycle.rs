@@ -333,6 +333,88 @@ fn deleted_objects_leave_no_metrics_behind() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 }
 
+/// The reconciles counted for `ns/name` (`externalsecret_sync_calls_total`), once two reads a
+/// second apart agree (the reconcile woken by the Secret just written has run).
+fn settled_reconciles(op: &Operator, ns: &str, name: &str) -> f64 {
+    let series = format!("externalsecret_sync_calls_total{{name=\"{name}\",namespace=\"{ns}\"}} ");
+    let read = || {
+        metrics(op)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&series)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    let mut last = read();
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("reconciles of {ns}/{name} never settled\n{}", op.log());
+}
+
+/// ESO's event filter: a status-only update (anyone's; this operator's own status writes are
+/// the common case) does not wake the controller, an annotation (the force-sync idiom) does.
+#[test]
+fn a_status_only_update_does_not_wake_the_controller() {
+    let Some(env) = cluster::env() else { return };
+    let ns = namespace(env, "lc-status");
+    apply(env, &fake_store(&ns, "fake", &[("user", "alice")]));
+    apply(
+        env,
+        &format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: app, namespace: {ns}}}\n\
+             spec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: fake, kind: SecretStore}}\n  target: {{name: app}}\n  data:\n  - secretKey: user\n    remoteRef: {{key: user}}\n"
+        ),
+    );
+    let op = Operator::start(env, &ns, None, &[]);
+    wait_ready(env, &ns, "app", &op);
+    let before = settled_reconciles(&op, &ns, "app");
+    let now = k8s_time(std::time::SystemTime::now());
+    kubectl_ok(
+        env,
+        &[
+            "patch",
+            "externalsecrets.external-secrets.io",
+            "app",
+            "-n",
+            &ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!("{{\"status\":{{\"refreshTime\":\"{now}\"}}}}"),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        settled_reconciles(&op, &ns, "app"),
+        before,
+        "a status-only update woke the controller\n{}",
+        op.log()
+    );
+    kubectl_ok(
+        env,
+        &[
+            "annotate",
+            "externalsecrets.external-secrets.io",
+            "app",
+            "-n",
+            &ns,
+            "force-sync=1",
+        ],
+    );
+    eventually(
+        Duration::from_secs(30),
+        &format!("an annotation wakes the controller\n{}", op.log()),
+        || (settled_reconciles(&op, &ns, "app") > before).then_some(()),
+    );
+}
+
 /// A templateFrom ConfigMap that does not exist yet: Ready=False, then the ConfigMap appears and
 /// the ExternalSecret (refreshInterval 1h) syncs within the short dependency backoff instead of
 /// waiting an hour.

@@ -43,20 +43,24 @@ type Watch = BTreeMap<(StoreRef, String), Vec<User>>;
 fn collect(es_store: &Store<CachedExternalSecret>, poll: Duration) -> Watch {
     let mut watch: Watch = BTreeMap::new();
     for cached in es_store.state() {
-        let Ok(es) = cached.external_secret() else {
+        // Only periodic ExternalSecrets whose own interval is longer than the poll benefit;
+        // the others are not rebuilt at all (this runs over every object each round).
+        let Some((policy, interval)) = cached.refresh_settings() else {
             continue;
         };
-        // Only periodic ExternalSecrets whose own interval is longer than the poll benefit.
         if matches!(
-            es.spec.refresh_policy,
+            policy,
             Some(RefreshPolicy::CreatedOnce) | Some(RefreshPolicy::OnChange)
         ) {
             continue;
         }
-        match es.spec.refresh_interval_duration() {
+        match interval {
             Some(i) if !i.is_zero() && i > poll => {}
             _ => continue,
         }
+        let Ok(es) = cached.external_secret() else {
+            continue;
+        };
         let ns = es.namespace().unwrap_or_default();
         let Ok(requests) = eso_mapping::plan(&es.spec) else {
             continue;

@@ -12,12 +12,24 @@
 //! creates a new Event. The note is part of the key, so a changed message is a new Event instead
 //! of the first message counted again (which is what kube's recorder shows).
 //!
+//! [`Recorder::record`] hands the Event to a background publisher and returns at once, so a
+//! reconcile never waits for an Event before it writes the status (during a large initial sync
+//! that wait was one apiserver round trip per object on the way to Ready). The queue holds at
+//! most [`QUEUE_CAPACITY`] Events; when it is full a Normal Event is dropped and counted
+//! ([`Recorder::dropped`]), as client-go's broadcaster drops Events past its 1,000-event queue,
+//! and a Warning waits for room (up to [`WARNING_WAIT`]), so bad input is announced. At most
+//! [`PUBLISH_CONCURRENCY`] Events are sent at a time. [`Recorder::publish`] sends one directly.
+//!
 //! Events never carry secret values: callers put key names and paths in notes, never data.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tracing::debug;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
@@ -31,6 +43,13 @@ use kube::runtime::events::{Event, EventType, Reporter};
 pub const SERIES_TTL: Duration = Duration::from_secs(6 * 60);
 /// At most this many series are remembered; past it, expired ones are dropped, then the oldest.
 pub const SERIES_CAPACITY: usize = 4096;
+/// At most this many Events wait for the background publisher (client-go's broadcaster: 1,000).
+pub const QUEUE_CAPACITY: usize = 1000;
+/// At most this many Events are being sent to the apiserver at once.
+pub const PUBLISH_CONCURRENCY: usize = 4;
+/// How long a Warning waits for room in a full queue before it is dropped (and counted): the
+/// apiserver would have to be stalled for that long.
+pub const WARNING_WAIT: Duration = Duration::from_secs(30);
 
 /// What folding a repeat into the published Event needs.
 #[derive(Debug, Clone)]
@@ -43,17 +62,44 @@ struct Series {
 
 /// Publishes Events for objects, folding repeats into series, with bounded memory.
 pub struct Recorder {
+    inner: Arc<Inner>,
+    /// The background publisher's queue, started on the first [`Recorder::record`]; `None`
+    /// when [`Recorder::unqueued`] (record publishes inline).
+    queue: Option<OnceLock<mpsc::Sender<Queued>>>,
+    dropped: AtomicU64,
+}
+
+/// The publishing half, shared with the background publisher.
+struct Inner {
     client: Client,
     reporter: Reporter,
     capacity: usize,
     series: Mutex<HashMap<u64, Series>>,
 }
 
+/// An Event waiting for the background publisher.
+struct Queued {
+    event: Event,
+    regarding: ObjectReference,
+}
+
+/// What [`Recorder::record`] did with an Event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recorded {
+    /// Queued for the background publisher (or, unqueued, published).
+    Queued,
+    /// Dropped: the queue was full (Normal Events only), or the apiserver refused it
+    /// (unqueued only).
+    Dropped,
+}
+
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
-            .field("reporter", &self.reporter)
+            .field("reporter", &self.inner.reporter)
             .field("series", &self.len())
+            .field("dropped", &self.dropped())
             .finish()
     }
 }
@@ -97,16 +143,29 @@ impl Recorder {
     /// As [`Recorder::new`], remembering at most `capacity` series.
     pub fn with_capacity(client: Client, reporter: Reporter, capacity: usize) -> Self {
         Self {
-            client,
-            reporter,
-            capacity: capacity.max(1),
-            series: Mutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                client,
+                reporter,
+                capacity: capacity.max(1),
+                series: Mutex::new(HashMap::new()),
+            }),
+            queue: Some(OnceLock::new()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// A recorder whose [`Recorder::record`] publishes before it returns (no background
+    /// publisher): for tests that assert the order of requests.
+    pub fn unqueued(client: Client, reporter: Reporter) -> Self {
+        Self {
+            queue: None,
+            ..Self::new(client, reporter)
         }
     }
 
     /// How many series are remembered now.
     pub fn len(&self) -> usize {
-        self.series.lock().map(|m| m.len()).unwrap_or(0)
+        self.inner.len()
     }
 
     /// Whether no series is remembered.
@@ -114,7 +173,50 @@ impl Recorder {
         self.len() == 0
     }
 
-    /// Publish `ev` about `regarding` (cluster-scoped objects: in the `default` namespace).
+    /// How many Events were dropped since this recorder was made (see the module
+    /// documentation).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Record `event` about `regarding`: queue it for the background publisher, which starts
+    /// on the first call (so the first call must be made within a Tokio runtime). A Normal
+    /// Event is dropped when the queue is full; a Warning waits for room (up to
+    /// [`WARNING_WAIT`]). Failures to
+    /// publish are logged at debug level: Events are best effort.
+    pub async fn record(&self, event: Event, regarding: ObjectReference) -> Recorded {
+        let Some(queue) = &self.queue else {
+            return match self.inner.publish(&event, &regarding).await {
+                Ok(()) => Recorded::Queued,
+                Err(e) => {
+                    debug!(error = %e, reason = %event.reason, "could not publish event");
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    Recorded::Dropped
+                }
+            };
+        };
+        let tx = queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            tokio::spawn(publisher(self.inner.clone(), rx));
+            tx
+        });
+        let item = Queued { event, regarding };
+        let sent = match item.event.type_ {
+            EventType::Warning => tokio::time::timeout(WARNING_WAIT, tx.send(item))
+                .await
+                .is_ok_and(|sent| sent.is_ok()),
+            EventType::Normal => tx.try_send(item).is_ok(),
+        };
+        if sent {
+            Recorded::Queued
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            Recorded::Dropped
+        }
+    }
+
+    /// Publish `ev` about `regarding` now (cluster-scoped objects: in the `default`
+    /// namespace), without the queue.
     ///
     /// # Errors
     /// The apiserver's refusal to create or patch the Event.
@@ -123,6 +225,49 @@ impl Recorder {
         ev: &Event,
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
+        self.inner.publish(ev, regarding).await
+    }
+
+    #[cfg(test)]
+    fn bump(&self, k: u64, now: Instant) -> Option<Series> {
+        self.inner.bump(k, now)
+    }
+
+    #[cfg(test)]
+    fn insert(&self, k: u64, s: Series) {
+        self.inner.insert(k, s)
+    }
+
+    #[cfg(test)]
+    fn generate(&self, ev: &Event, regarding: &ObjectReference) -> K8sEvent {
+        self.inner.generate(ev, regarding)
+    }
+}
+
+/// The background publisher: sends queued Events, [`PUBLISH_CONCURRENCY`] at a time, until
+/// the recorder is dropped.
+async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(PUBLISH_CONCURRENCY));
+    while let Some(item) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = inner.publish(&item.event, &item.regarding).await {
+                debug!(error = %e, reason = %item.event.reason, "could not publish event");
+            }
+            drop(permit);
+        });
+    }
+}
+
+impl Inner {
+    fn len(&self) -> usize {
+        self.series.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    async fn publish(&self, ev: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let k = key(ev, regarding);
         let now = Instant::now();
         let repeat = self.bump(k, now);
@@ -296,7 +441,7 @@ mod tests {
         }
         assert_eq!(r.len(), 3);
         // The newest survive.
-        let m = r.series.lock().unwrap_or_else(|e| e.into_inner());
+        let m = r.inner.series.lock().unwrap_or_else(|e| e.into_inner());
         assert!(m.contains_key(&9) && m.contains_key(&8) && m.contains_key(&7));
     }
 
@@ -310,7 +455,7 @@ mod tests {
             3,
             series("new", start + SERIES_TTL + Duration::from_secs(1)),
         );
-        let m = r.series.lock().unwrap_or_else(|e| e.into_inner());
+        let m = r.inner.series.lock().unwrap_or_else(|e| e.into_inner());
         assert!(!m.contains_key(&1), "the expired series goes first");
         assert!(m.contains_key(&2) && m.contains_key(&3));
     }
@@ -355,5 +500,89 @@ mod tests {
         };
         let e = r.generate(&ev("Valid", "n"), &cluster);
         assert_eq!(e.metadata.namespace.as_deref(), Some("default"));
+    }
+
+    fn warning(note: &str) -> Event {
+        Event {
+            type_: EventType::Warning,
+            ..ev("UpdateFailed", note)
+        }
+    }
+
+    /// Unqueued, an Event the apiserver refuses (nothing listens on the address) is counted
+    /// as dropped and the caller goes on.
+    #[tokio::test]
+    async fn unqueued_a_refused_event_is_counted_as_dropped() {
+        #[allow(clippy::unwrap_used)]
+        let client =
+            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let r = Recorder::unqueued(
+            client,
+            Reporter {
+                controller: "t".into(),
+                instance: None,
+            },
+        );
+        assert_eq!(
+            r.record(ev("Created", "n"), obj("a")).await,
+            Recorded::Dropped
+        );
+        assert_eq!(r.dropped(), 1);
+    }
+
+    /// Against an apiserver that never answers: the reconcile side never waits for a Normal
+    /// Event (past the queue's capacity it is dropped and counted), while a Warning waits for
+    /// room instead of being lost.
+    #[tokio::test]
+    async fn a_full_queue_drops_normal_events_and_holds_warnings() {
+        let (svc, handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let r = Recorder::new(
+            Client::new(svc, "default"),
+            Reporter {
+                controller: "t".into(),
+                instance: None,
+            },
+        );
+        // Fill: the publisher takes PUBLISH_CONCURRENCY (+1 waiting for a slot) off the queue
+        // and hangs on the silent apiserver; the rest stays queued.
+        let mut queued = 0usize;
+        for i in 0..(QUEUE_CAPACITY + PUBLISH_CONCURRENCY + 10) {
+            match r.record(ev("Created", &format!("{i}")), obj("a")).await {
+                Recorded::Queued => queued += 1,
+                Recorded::Dropped => {}
+            }
+            if i == 0 {
+                // Let the publisher start and take its share.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert!(queued >= QUEUE_CAPACITY, "{queued}");
+        assert!(
+            queued <= QUEUE_CAPACITY + PUBLISH_CONCURRENCY + 1,
+            "{queued}"
+        );
+        assert!(r.dropped() >= 9, "{}", r.dropped());
+        // Let the publisher take what it can, then fill the room it made.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut refill = 0;
+        while r.record(ev("Created", "more"), obj("a")).await == Recorded::Queued {
+            refill += 1;
+            assert!(
+                refill <= PUBLISH_CONCURRENCY + 1,
+                "the publisher hangs, so room is bounded"
+            );
+        }
+        let dropped = r.dropped();
+        let held = tokio::time::timeout(
+            Duration::from_millis(200),
+            r.record(warning("bad"), obj("a")),
+        )
+        .await;
+        assert!(held.is_err(), "a Warning waits for room in the queue");
+        assert_eq!(r.dropped(), dropped, "and is not counted as dropped");
+        drop(handle);
     }
 }

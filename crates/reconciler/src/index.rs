@@ -1,8 +1,12 @@
-//! Which ExternalSecrets target which Secret: an index kept up to date from the ExternalSecret
-//! watch, so a Secret event is mapped to its ExternalSecrets with one lookup instead of a scan of
-//! every cached ExternalSecret (a scan per event is O(N²) over the initial list of N Secrets).
+//! Indexes kept up to date from the watches, so that a lookup costs one probe instead of a scan
+//! of every cached object (a scan per event or per sync is O(N²) over an initial list of N):
+//! - [`TargetIndex`]: which ExternalSecrets target which Secret (maps a Secret event to its
+//!   ExternalSecrets);
+//! - [`CreatedByCounts`]: how many cached Secrets carry each `created-by` label value (lets the
+//!   orphan search of a sync, which looks for Secrets this ExternalSecret wrote under another
+//!   name, skip the scan when there can be none: the case of every new ExternalSecret).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// `(namespace, target Secret name)` → names of the ExternalSecrets targeting it.
@@ -13,7 +17,9 @@ pub struct TargetIndex {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_target: HashMap<(String, String), BTreeSet<String>>,
+    /// Sorted, without duplicates; almost always one name (a `BTreeSet` of one name costs a
+    /// whole B-tree node, about 300 bytes).
+    by_target: HashMap<(String, String), Vec<Box<str>>>,
     /// `(namespace, ExternalSecret name)` → its target, to move an entry when the target changes.
     target_of: HashMap<(String, String), String>,
     /// A relist in progress: the objects seen so far (replaces the index at its end).
@@ -26,7 +32,9 @@ impl Inner {
         if let Some(old) = self.target_of.remove(&key) {
             let t = (ns.to_string(), old);
             if let Some(set) = self.by_target.get_mut(&t) {
-                set.remove(name);
+                if let Ok(i) = set.binary_search_by(|n| (**n).cmp(name)) {
+                    set.remove(i);
+                }
                 if set.is_empty() {
                     self.by_target.remove(&t);
                 }
@@ -38,10 +46,13 @@ impl Inner {
         self.remove(ns, name);
         self.target_of
             .insert((ns.to_string(), name.to_string()), target.to_string());
-        self.by_target
+        let set = self
+            .by_target
             .entry((ns.to_string(), target.to_string()))
-            .or_default()
-            .insert(name.to_string());
+            .or_default();
+        if let Err(i) = set.binary_search_by(|n| (**n).cmp(name)) {
+            set.insert(i, name.into());
+        }
     }
 }
 
@@ -98,9 +109,101 @@ impl TargetIndex {
             .and_then(|i| {
                 i.by_target
                     .get(&(ns.to_string(), secret.to_string()))
-                    .map(|s| s.iter().cloned().collect())
+                    .map(|s| s.iter().map(|n| n.to_string()).collect())
             })
             .unwrap_or_default()
+    }
+}
+
+/// How many cached managed Secrets carry each `created-by` label value, by a hash of the value
+/// ([`crate::secrets::created_by_key`]): a count, not the Secrets, so it costs a few bytes per
+/// Secret. Hash collisions only make a caller look when it need not.
+#[derive(Debug, Default)]
+pub struct CreatedByCounts {
+    inner: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    counts: HashMap<u64, u32>,
+    /// A relist in progress: the counts of the objects seen so far (replace `counts` at its end).
+    relisting: Option<HashMap<u64, u32>>,
+}
+
+fn bump(counts: &mut HashMap<u64, u32>, key: u64) {
+    *counts.entry(key).or_insert(0) += 1;
+}
+
+impl CreatedByCounts {
+    /// A cached Secret changed from `old` (absent: new) to `new` (the label keys of both).
+    pub fn replace(&self, old: Option<Option<u64>>, new: Option<u64>) {
+        let Ok(mut i) = self.inner.lock() else {
+            return;
+        };
+        if let Some(old) = old {
+            if old == new {
+                return;
+            }
+            if let Some(k) = old {
+                Self::drop_one(&mut i.counts, k);
+            }
+        }
+        if let Some(k) = new {
+            bump(&mut i.counts, k);
+        }
+    }
+
+    /// A cached Secret carrying the label key `key` was deleted.
+    pub fn delete(&self, key: Option<u64>) {
+        if let (Ok(mut i), Some(k)) = (self.inner.lock(), key) {
+            Self::drop_one(&mut i.counts, k);
+        }
+    }
+
+    fn drop_one(counts: &mut HashMap<u64, u32>, k: u64) {
+        if let Some(c) = counts.get_mut(&k) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                counts.remove(&k);
+            }
+        }
+    }
+
+    /// A relist starts: the Secrets reported until [`CreatedByCounts::relist_done`] replace the
+    /// counts.
+    pub fn relist_start(&self) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.relisting = Some(HashMap::new());
+        }
+    }
+
+    /// One Secret of a relist.
+    pub fn relist_item(&self, key: Option<u64>) {
+        let (Ok(mut i), Some(k)) = (self.inner.lock(), key) else {
+            return;
+        };
+        match i.relisting.as_mut() {
+            Some(buf) => bump(buf, k),
+            None => bump(&mut i.counts, k),
+        }
+    }
+
+    /// The relist is complete: the counts are now those of what it listed.
+    pub fn relist_done(&self) {
+        if let Ok(mut i) = self.inner.lock()
+            && let Some(buf) = i.relisting.take()
+        {
+            i.counts = buf;
+        }
+    }
+
+    /// How many cached Secrets carry the label key `key`.
+    pub fn count(&self, key: u64) -> u32 {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|i| i.counts.get(&key).copied())
+            .unwrap_or(0)
     }
 }
 
@@ -133,5 +236,37 @@ mod tests {
         idx.relist_done();
         assert!(idx.targeting("a", "t").is_empty());
         assert_eq!(idx.targeting("b", "s"), ["es1"]);
+    }
+
+    #[test]
+    fn counts_follow_creates_relabels_deletes_and_relists() {
+        let c = CreatedByCounts::default();
+        c.replace(None, Some(1));
+        c.replace(None, Some(1));
+        c.replace(None, None);
+        assert_eq!((c.count(1), c.count(2)), (2, 0));
+        // Same label again (a data change): nothing moves.
+        c.replace(Some(Some(1)), Some(1));
+        assert_eq!(c.count(1), 2);
+        // Relabelled, then the label removed.
+        c.replace(Some(Some(1)), Some(2));
+        assert_eq!((c.count(1), c.count(2)), (1, 1));
+        c.replace(Some(Some(2)), None);
+        assert_eq!(c.count(2), 0);
+        c.delete(Some(1));
+        c.delete(Some(1));
+        assert_eq!(c.count(1), 0, "never below zero");
+        // A relist replaces the counts at its end.
+        c.replace(None, Some(5));
+        c.relist_start();
+        c.relist_item(Some(7));
+        c.relist_item(None);
+        assert_eq!(
+            (c.count(5), c.count(7)),
+            (1, 0),
+            "old counts until the relist completes"
+        );
+        c.relist_done();
+        assert_eq!((c.count(5), c.count(7)), (0, 1));
     }
 }

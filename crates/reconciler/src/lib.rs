@@ -375,6 +375,9 @@ pub(crate) struct Context {
     cluster_stores: Store<DeserializeGuard<ClusterSecretStore>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     external_secrets: Store<external_secret::CachedExternalSecret>,
+    /// `created-by` label counts of the cached Secrets (`index::CreatedByCounts`); `None` where
+    /// the cache is filled without the watch (in-process tests): the orphan search then scans.
+    created_by: Option<Arc<index::CreatedByCounts>>,
     state: Mutex<HashMap<ObjectRef<ExternalSecret>, EsState>>,
     forced: Mutex<HashMap<ObjectRef<ExternalSecret>, std::time::SystemTime>>,
 }
@@ -699,12 +702,38 @@ pub async fn run(
     // Managed Secrets, label-selected, each kept as a small record (`secrets::CachedSecret`).
     let (secret_reader, secret_writer) = reflector::store::<secrets::CachedSecret>();
     let secret_api: Api<Secret> = scoped(&client, &ns);
+    // The `created-by` counts are updated before the reflector replaces the cached record (the
+    // record it replaces is the one whose label is counted).
+    let created_by = Arc::new(index::CreatedByCounts::default());
     let secret_stream = watcher(
         secret_api,
         watcher::Config::default().labels(&format!("{}=true", eso_api::well_known::LABEL_MANAGED)),
     )
     .default_backoff()
-    .map_ok(secrets::project_event)
+    .map_ok({
+        let cache = secret_reader.clone();
+        let counts = created_by.clone();
+        move |ev| {
+            let ev = secrets::project_event(ev);
+            match &ev {
+                watcher::Event::Apply(s) => counts.replace(
+                    cache
+                        .get(&ObjectRef::from_obj(s))
+                        .map(|old| old.created_by_key()),
+                    s.created_by_key(),
+                ),
+                watcher::Event::Delete(s) => counts.delete(
+                    cache
+                        .get(&ObjectRef::from_obj(s))
+                        .map_or_else(|| s.created_by_key(), |old| old.created_by_key()),
+                ),
+                watcher::Event::Init => counts.relist_start(),
+                watcher::Event::InitApply(s) => counts.relist_item(s.created_by_key()),
+                watcher::Event::InitDone => counts.relist_done(),
+            }
+            ev
+        }
+    })
     .reflect(secret_writer)
     .inspect({
         let tx = rollout_tx.clone();
@@ -740,10 +769,30 @@ pub async fn run(
 
     // ExternalSecrets are cached as records (`external_secret::CachedExternalSecret`): identity
     // fields plus the compact JSON of the rest, without managedFields.
+    //
+    // ESO's event filter (`cached::wakes`): an arrival wakes the controller only when it can
+    // change a sync, not for a status-only update. It is decided before the record replaces
+    // the cached one, and read after the reflector, by the next stages of this one stream,
+    // which handle one event at a time: `woken` always belongs to the object passing through.
+    let woken = Arc::new(AtomicBool::new(true));
     let es_api: Api<DeserializeGuard<ExternalSecret>> = scoped(&client, &ns);
     let es_stream = watcher(es_api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .map_ok(external_secret::cached::project_event)
+        .map_ok({
+            let cache = es_store.clone();
+            let woken = woken.clone();
+            move |ev| {
+                let ev = external_secret::cached::project_event(ev);
+                if let watcher::Event::Apply(c) | watcher::Event::InitApply(c) = &ev {
+                    let old = cache.get(&ObjectRef::from_obj(c));
+                    woken.store(
+                        external_secret::cached::wakes(old.as_deref(), c),
+                        Ordering::Relaxed,
+                    );
+                }
+                ev
+            }
+        })
         .reflect(es_writer)
         .inspect({
             let targets = targets.clone();
@@ -752,12 +801,15 @@ pub async fn run(
                     .ok()
                     .map(|es| external_secret::target_name(&es))
             };
+            let woken = woken.clone();
             move |ev| match ev {
-                Ok(watcher::Event::Apply(c)) => {
+                // The target name is in the spec: it can only change in an arrival that wakes.
+                Ok(watcher::Event::Apply(c)) if woken.load(Ordering::Relaxed) => {
                     if let Some(t) = target_of(c) {
                         targets.apply(c.namespace(), c.name(), &t);
                     }
                 }
+                Ok(watcher::Event::Apply(_)) => {}
                 Ok(watcher::Event::Init) => targets.relist_start(),
                 Ok(watcher::Event::InitApply(c)) => {
                     if let Some(t) = target_of(c) {
@@ -778,7 +830,8 @@ pub async fn run(
                 Err(_) => {}
             }
         })
-        .applied_objects();
+        .applied_objects()
+        .try_filter(move |_| std::future::ready(woken.load(Ordering::Relaxed)));
     let es_controller = Controller::for_stream(es_stream, es_store.clone())
         .with_config(ControllerConfig::default().concurrency(config.concurrency));
 
@@ -799,6 +852,7 @@ pub async fn run(
         cluster_stores: css_store.clone(),
         namespaces: ns_reader.clone(),
         external_secrets: es_store.clone(),
+        created_by: Some(created_by),
         state: Mutex::new(HashMap::new()),
         forced: Mutex::new(HashMap::new()),
     });
@@ -967,7 +1021,7 @@ impl Context {
         let (cluster_stores, cluster_stores_w) = reflector::store();
         let (namespaces, namespaces_w) = reflector::store();
         let (external_secrets, external_secrets_w) = reflector::store();
-        let recorder = Recorder::new(
+        let recorder = Recorder::unqueued(
             client.clone(),
             Reporter {
                 controller: "test".into(),
@@ -986,6 +1040,7 @@ impl Context {
             cluster_stores,
             namespaces,
             external_secrets,
+            created_by: None,
             state: Mutex::new(HashMap::new()),
             forced: Mutex::new(HashMap::new()),
         });

@@ -101,6 +101,10 @@ fn help(name: &str) -> (&'static str, &'static str) {
             "Workload rollouts started because a managed Secret they use changed",
             "counter",
         ),
+        "eso_events_dropped_total" => (
+            "Normal Events dropped because the Event queue was full (Warnings wait for room)",
+            "counter",
+        ),
         "eso_workload_rollout_tracked" => (
             "Workloads opted in to rollouts on Secret changes, watched",
             "gauge",

@@ -134,9 +134,15 @@ pub struct CachedSecret {
     owned: Box<[(u64, u64)]>,
 }
 
+/// The key [`crate::index::CreatedByCounts`] counts a `created-by` label value under (the
+/// same for the label as an ExternalSecret computes it and as a cached Secret carries it).
+pub fn created_by_key(value: &str) -> u64 {
+    Digest::of(value).key()
+}
+
 /// A SHA3-224 hex digest (as this operator and ESO write hashes) kept as its 28 bytes; any
 /// other text is kept as it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Digest {
     Sha3([u8; 28]),
     Text(Box<str>),
@@ -149,6 +155,13 @@ impl Default for Digest {
 }
 
 impl Digest {
+    /// A hash of the digest, for [`crate::index::CreatedByCounts`].
+    fn key(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(self, &mut h);
+        std::hash::Hasher::finish(&h)
+    }
+
     fn of(s: &str) -> Self {
         let mut b = [0u8; 28];
         // Only lowercase hex round-trips to the same text.
@@ -398,6 +411,11 @@ impl CachedSecret {
     /// Whether the data as observed has hash `hash` ([`eso_mapping::data_hash`]).
     pub fn observed_hash_is(&self, hash: &str) -> bool {
         self.observed_hash == Digest::of(hash)
+    }
+
+    /// The [`created_by_key`] of this Secret's `created-by` label, if it has one.
+    pub fn created_by_key(&self) -> Option<u64> {
+        self.created_by.as_ref().map(Digest::key)
     }
 
     /// Whether the `reconcile.external-secrets.io/created-by` label is `value`.

@@ -449,8 +449,8 @@ where
             action: "Validate".to_string(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&ev, &obj_ref).await {
-            debug!(error = %e, "could not publish event");
+        if ctx.recorder.record(ev, obj_ref).await == crate::events::Recorded::Dropped {
+            ctx.metrics.inc("eso_events_dropped_total", vec![]);
         }
     }
     let every = sc

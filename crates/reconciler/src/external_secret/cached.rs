@@ -2,10 +2,10 @@
 //!
 //! A deserialized [`ExternalSecret`] is large even when most of it is empty: every optional
 //! field of its spec and of `ObjectMeta` takes its full size inline. The record keeps the
-//! identity fields (name, namespace, uid, resourceVersion, generation, deletionTimestamp) in a
-//! small `ObjectMeta`, the `syncedResourceVersion` it has now, and the rest — labels,
-//! annotations, finalizers, owner references, spec and status — as the compact JSON of the
-//! typed object. A reconcile rebuilds the [`ExternalSecret`] from it
+//! identity fields (name, namespace, uid, resourceVersion, generation, deletionTimestamp,
+//! finalizers) in a small `ObjectMeta`, the `syncedResourceVersion` it has now, and the rest —
+//! labels, annotations, owner references, spec and status — as the compact JSON of the typed
+//! object. A reconcile rebuilds the [`ExternalSecret`] from it
 //! ([`CachedExternalSecret::external_secret`]), which costs a few microseconds and no request:
 //! a no-op refresh still makes no apiserver call.
 //!
@@ -13,10 +13,17 @@
 //! `last-applied-configuration` annotation (a second copy of the object; the mapping engine
 //! never copies it to the Secret). The `syncedResourceVersion` is computed before that, from
 //! the labels and annotations as the apiserver sent them.
+//!
+//! [`wakes`] is the controller's event filter, ESO's: an arrival wakes the controller only when
+//! the generation, labels, annotations, finalizers, deletionTimestamp or uid changed (or the
+//! object is new, or its validity changed). Status-only updates, above all this operator's own
+//! status writes, do not: they cost a reconcile each during a large sync and decided nothing.
 
 use std::collections::BTreeMap;
 
-use eso_api::{ExternalSecret, ExternalSecretSpec, ExternalSecretStatus};
+use std::time::Duration;
+
+use eso_api::{ExternalSecret, ExternalSecretSpec, ExternalSecretStatus, RefreshPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::core::error_boundary::DeserializeGuard;
 use serde::{Deserialize, Serialize};
@@ -42,8 +49,6 @@ struct Body {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     annotations: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    finalizers: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     owner_references: Option<Vec<OwnerReference>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,7 +89,6 @@ impl CachedExternalSecret {
         let body = Body {
             labels: m.labels.clone(),
             annotations,
-            finalizers: m.finalizers.clone(),
             owner_references: m.owner_references.clone(),
             creation_timestamp: m.creation_timestamp.clone(),
             spec: es.spec.clone(),
@@ -131,7 +135,6 @@ impl CachedExternalSecret {
         let mut metadata = self.meta.clone();
         metadata.labels = body.labels;
         metadata.annotations = body.annotations;
-        metadata.finalizers = body.finalizers;
         metadata.owner_references = body.owner_references;
         metadata.creation_timestamp = body.creation_timestamp;
         Ok(ExternalSecret {
@@ -139,6 +142,33 @@ impl CachedExternalSecret {
             spec: body.spec,
             status: body.status,
         })
+    }
+
+    /// The refresh policy and interval of the spec (as [`ExternalSecretSpec`] reads them: an
+    /// unset interval is an hour), read from the record's JSON without rebuilding the object:
+    /// the remote change poller asks this of every ExternalSecret each round and rebuilds only
+    /// those it watches. `None` when the object did not deserialize.
+    pub fn refresh_settings(&self) -> Option<(Option<RefreshPolicy>, Option<Duration>)> {
+        #[derive(Deserialize)]
+        struct Peek {
+            spec: PeekSpec,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct PeekSpec {
+            #[serde(default)]
+            refresh_policy: Option<RefreshPolicy>,
+            // Missing means unset: the record writes the spec's default out explicitly.
+            #[serde(default)]
+            refresh_interval: Option<String>,
+        }
+        let peek: Peek = serde_json::from_slice(self.body.as_ref().ok()?).ok()?;
+        let spec = ExternalSecretSpec {
+            refresh_policy: peek.spec.refresh_policy,
+            refresh_interval: peek.spec.refresh_interval,
+            ..ExternalSecretSpec::default()
+        };
+        Some((spec.refresh_policy, spec.refresh_interval_duration()))
     }
 
     /// Whether the object deserialized when it arrived.
@@ -168,6 +198,26 @@ impl CachedExternalSecret {
     }
 }
 
+/// Whether `new` should wake the controller, `old` being the cached record it replaces (see
+/// the module documentation): a new object, another uid, a changed `syncedResourceVersion`
+/// (generation, labels, annotations), finalizers or deletionTimestamp, or a change of validity
+/// (or of the reason an invalid object does not deserialize). Reads no JSON.
+pub fn wakes(old: Option<&CachedExternalSecret>, new: &CachedExternalSecret) -> bool {
+    let Some(old) = old else {
+        return true;
+    };
+    let (o, n) = (&old.meta, &new.meta);
+    o.uid != n.uid
+        || old.version != new.version
+        || o.finalizers != n.finalizers
+        || o.deletion_timestamp != n.deletion_timestamp
+        || match (&old.body, &new.body) {
+            (Ok(_), Ok(_)) => false,
+            (Err(a), Err(b)) => a != b,
+            _ => true,
+        }
+}
+
 /// The identity fields kept in the record's `ObjectMeta`.
 fn identity(m: &ObjectMeta) -> ObjectMeta {
     ObjectMeta {
@@ -177,6 +227,7 @@ fn identity(m: &ObjectMeta) -> ObjectMeta {
         resource_version: m.resource_version.clone(),
         generation: m.generation,
         deletion_timestamp: m.deletion_timestamp.clone(),
+        finalizers: m.finalizers.clone(),
         ..ObjectMeta::default()
     }
 }
@@ -330,5 +381,110 @@ mod tests {
             .external_secret()
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back.metadata.annotations, None);
+    }
+
+    /// ESO's event filter: the controller wakes for what can change a sync, not for status.
+    #[test]
+    fn only_changes_that_can_change_a_sync_wake_the_controller() {
+        let base = es();
+        let rec = CachedExternalSecret::of(&base);
+        let wakes_after = |edit: &dyn Fn(&mut ExternalSecret)| {
+            let mut e = base.clone();
+            edit(&mut e);
+            wakes(Some(&rec), &CachedExternalSecret::of(&e))
+        };
+        assert!(wakes(None, &rec), "a new object wakes it");
+        assert!(!wakes_after(&|_| {}), "the same object again does not");
+        assert!(
+            !wakes_after(&|e| {
+                e.metadata.resource_version = Some("43".into());
+                if let Some(s) = e.status.as_mut() {
+                    s.refresh_time = None;
+                    s.conditions.clear();
+                    s.synced_resource_version = Some("stale".into());
+                }
+            }),
+            "a status-only update (our own write, or anyone's) does not"
+        );
+        assert!(
+            wakes_after(&|e| e.metadata.generation = Some(4)),
+            "a spec edit wakes it"
+        );
+        assert!(wakes_after(&|e| {
+            e.metadata
+                .labels
+                .get_or_insert_default()
+                .insert("x".into(), "y".into());
+        }));
+        assert!(
+            wakes_after(&|e| {
+                e.metadata
+                    .annotations
+                    .get_or_insert_default()
+                    .insert("force-sync".into(), "1".into());
+            }),
+            "an annotation (the force-sync idiom) wakes it"
+        );
+        assert!(
+            wakes_after(&|e| e.metadata.finalizers = None),
+            "a finalizer removed"
+        );
+        assert!(wakes_after(&|e| {
+            e.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        }));
+        assert!(
+            wakes_after(&|e| e.metadata.uid = Some("u-9".into())),
+            "recreated"
+        );
+
+        let invalid = |spec: serde_json::Value| {
+            let g: DeserializeGuard<ExternalSecret> = serde_json::from_value(serde_json::json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                "metadata": {"name": "db", "namespace": "team", "uid": "u-1"},
+                "spec": spec
+            }))
+            .unwrap_or_else(|e| panic!("fixture: {e}"));
+            CachedExternalSecret::of_guard(&g)
+        };
+        let bad = invalid(serde_json::json!({"data": "not a list"}));
+        assert!(
+            wakes(Some(&rec), &bad),
+            "becoming invalid wakes it (to report it)"
+        );
+        assert!(!wakes(
+            Some(&bad),
+            &invalid(serde_json::json!({"data": "not a list"}))
+        ));
+        assert!(wakes(Some(&bad), &invalid(serde_json::json!({"data": 7}))));
+        assert!(wakes(Some(&bad), &rec), "fixed");
+    }
+
+    /// The poller's peek agrees with the rebuilt spec: set, defaulted, zero, policies.
+    #[test]
+    fn refresh_settings_match_the_spec() {
+        let check = |spec: serde_json::Value| {
+            let mut v = serde_json::to_value(es()).unwrap_or_else(|e| panic!("{e}"));
+            v["spec"] = spec;
+            let e: ExternalSecret = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
+            let rec = CachedExternalSecret::of(&e);
+            let got = rec.refresh_settings();
+            assert_eq!(
+                got,
+                Some((e.spec.refresh_policy, e.spec.refresh_interval_duration())),
+                "{:?}",
+                e.spec
+            );
+            got
+        };
+        let data = serde_json::json!([{"secretKey": "k", "remoteRef": {"key": "r"}}]);
+        let got = check(serde_json::json!({"refreshInterval": "90s", "data": data}));
+        assert_eq!(got, Some((None, Some(Duration::from_secs(90)))));
+        check(serde_json::json!({"data": data}));
+        check(serde_json::json!({"refreshInterval": "0", "data": data}));
+        check(serde_json::json!({"refreshInterval": null, "data": data}));
+        check(serde_json::json!({"refreshPolicy": "OnChange", "data": data}));
+        check(
+            serde_json::json!({"refreshPolicy": "CreatedOnce", "refreshInterval": "1h30m", "data": data}),
+        );
     }
 }

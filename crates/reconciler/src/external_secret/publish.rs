@@ -272,6 +272,18 @@ pub(crate) async fn delete_orphans(
         return (notes, Ok(()));
     }
     let created_by = eso_mapping::created_by_label(ns, name);
+    // No cached Secret but (at most) the target carries this ExternalSecret's label: nothing
+    // to look for (every new ExternalSecret; scanning every cached Secret for each of them was
+    // O(N²) over a large initial sync).
+    if let Some(counts) = &ctx.created_by {
+        let carriers = counts.count(secrets::created_by_key(&created_by));
+        let target_carries = ctx
+            .secret(ns, target)
+            .is_some_and(|s| s.created_by_is(&created_by));
+        if carriers <= u32::from(target_carries) {
+            return (notes, Ok(()));
+        }
+    }
     let uid = es.uid().unwrap_or_default();
     let orphans: Vec<(String, Option<String>)> = ctx
         .secrets

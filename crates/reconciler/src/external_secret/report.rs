@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::events::Recorded;
 use eso_api::well_known::CONDITION_READY;
 use eso_api::{Binding, ConditionStatus, ExternalSecret, ExternalSecretStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -11,7 +12,6 @@ use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use serde_json::json;
-use tracing::debug;
 
 use super::{STATUS_MANAGER, SyncFailure, Synced};
 use crate::conditions::*;
@@ -183,8 +183,8 @@ pub(crate) async fn event_action(
         action: action.to_string(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &es.object_ref(&())).await {
-        debug!(error = %e, "could not publish event");
+    if ctx.recorder.record(ev, es.object_ref(&())).await == Recorded::Dropped {
+        ctx.metrics.inc("eso_events_dropped_total", vec![]);
     }
 }
 
