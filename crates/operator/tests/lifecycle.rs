@@ -21,6 +21,22 @@ fn kubectl_ok(env: &testenv::TestEnv, args: &[&str]) {
     assert!(o.status.success(), "kubectl {args:?}: {}", cluster::out(&o));
 }
 
+/// `kubectl annotate … force-sync=1 --overwrite`: ESO's idiom for an immediate refresh.
+fn force_sync(env: &testenv::TestEnv, ns: &str, name: &str) {
+    kubectl_ok(
+        env,
+        &[
+            "annotate",
+            "externalsecrets.external-secrets.io",
+            name,
+            "-n",
+            ns,
+            "force-sync=1",
+            "--overwrite",
+        ],
+    );
+}
+
 fn secret_json(env: &testenv::TestEnv, ns: &str, name: &str) -> serde_json::Value {
     let s = get(env, &["get", "secret", name, "-n", ns, "-o", "json"]);
     serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
@@ -137,18 +153,7 @@ fn merge_removes_only_the_keys_this_external_secret_wrote() {
 
     // Every remote key gone (deletionPolicy Merge): our keys leave, the Secret stays.
     apply(env, &fake_store(&ns, "fake", &[("other", "x")]));
-    kubectl_ok(
-        env,
-        &[
-            "annotate",
-            "externalsecrets.external-secrets.io",
-            "app",
-            "-n",
-            &ns,
-            "force-sync=1",
-            "--overwrite",
-        ],
-    );
+    force_sync(env, &ns, "app");
     eventually(
         Duration::from_secs(30),
         &format!("our keys removed\n{}", op.log()),
@@ -365,13 +370,8 @@ fn a_status_only_update_does_not_wake_the_controller() {
     let Some(env) = cluster::env() else { return };
     let ns = namespace(env, "lc-status");
     apply(env, &fake_store(&ns, "fake", &[("user", "alice")]));
-    apply(
-        env,
-        &format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: app, namespace: {ns}}}\n\
-             spec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: fake, kind: SecretStore}}\n  target: {{name: app}}\n  data:\n  - secretKey: user\n    remoteRef: {{key: user}}\n"
-        ),
-    );
+    let data = "  data:\n  - secretKey: user\n    remoteRef: {key: user}\n";
+    apply(env, &es(&ns, "app", "fake", "Owner", data));
     let op = Operator::start(env, &ns, None, &[]);
     wait_ready(env, &ns, "app", &op);
     let before = settled_reconciles(&op, &ns, "app");
@@ -397,17 +397,7 @@ fn a_status_only_update_does_not_wake_the_controller() {
         "a status-only update woke the controller\n{}",
         op.log()
     );
-    kubectl_ok(
-        env,
-        &[
-            "annotate",
-            "externalsecrets.external-secrets.io",
-            "app",
-            "-n",
-            &ns,
-            "force-sync=1",
-        ],
-    );
+    force_sync(env, &ns, "app");
     eventually(
         Duration::from_secs(30),
         &format!("an annotation wakes the controller\n{}", op.log()),
