@@ -182,8 +182,8 @@ impl Recorder {
     /// Record `event` about `regarding`: queue it for the background publisher, which starts
     /// on the first call (so the first call must be made within a Tokio runtime). A Normal
     /// Event is dropped when the queue is full; a Warning waits for room (up to
-    /// [`WARNING_WAIT`]). Failures to
-    /// publish are logged at debug level: Events are best effort.
+    /// [`WARNING_WAIT`]). Failures to publish are logged at debug level: Events are best
+    /// effort.
     pub async fn record(&self, event: Event, regarding: ObjectReference) -> Recorded {
         let Some(queue) = &self.queue else {
             return match self.inner.publish(&event, &regarding).await {

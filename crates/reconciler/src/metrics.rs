@@ -102,7 +102,7 @@ fn help(name: &str) -> (&'static str, &'static str) {
             "counter",
         ),
         "eso_events_dropped_total" => (
-            "Normal Events dropped because the Event queue was full (Warnings wait for room)",
+            "Events dropped because the Event queue was full (Normal at once, Warnings after 30 s)",
             "counter",
         ),
         "eso_workload_rollout_tracked" => (
