@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// Command line (ESO's flag names where they exist).
 #[derive(Parser, Debug)]
@@ -209,7 +209,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn allocator_background_purge() {
     #[cfg(feature = "jemalloc")]
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
-        warn!(error = %e, "jemalloc background thread not enabled; unused memory is returned only on allocation");
+        tracing::warn!(error = %e, "jemalloc background thread not enabled; unused memory is returned only on allocation");
     }
 }
 

@@ -6,10 +6,14 @@
 //!   orphan search of a sync, which looks for Secrets this ExternalSecret wrote under another
 //!   name, skip the scan when there can be none: the case of every new ExternalSecret).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// `(namespace, target Secret name)` → names of the ExternalSecrets targeting it.
+///
+/// Most ExternalSecrets target the Secret of their own name (`spec.target.name` unset): those
+/// are kept as one 8-byte hash each, not as two map entries with their names (about 360 bytes
+/// per ExternalSecret, measured with heaptrack at 10,000). Only the others get map entries.
 #[derive(Debug, Default)]
 pub struct TargetIndex {
     inner: Mutex<Inner>,
@@ -17,17 +21,28 @@ pub struct TargetIndex {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Sorted, without duplicates; almost always one name (a `BTreeSet` of one name costs a
-    /// whole B-tree node, about 300 bytes).
+    /// Targets other than the ExternalSecret's own name. Sorted, without duplicates; almost
+    /// always one name (a `BTreeSet` of one name costs a whole B-tree node, about 300 bytes).
     by_target: HashMap<(String, String), Vec<Box<str>>>,
-    /// `(namespace, ExternalSecret name)` → its target, to move an entry when the target changes.
+    /// `(namespace, ExternalSecret name)` → its target, for the same ExternalSecrets, to move an
+    /// entry when the target changes.
     target_of: HashMap<(String, String), String>,
+    /// [`own_key`]s of the ExternalSecrets that target the Secret of their own name. A hash
+    /// collision can only wake an ExternalSecret for a Secret it does not target: a no-op
+    /// reconcile, never a missed one.
+    own_name: HashSet<u64>,
     /// A relist in progress: the objects seen so far (replaces the index at its end).
     relisting: Option<Vec<(String, String, String)>>,
 }
 
+/// The key of an ExternalSecret (or of a Secret of the same name) in [`Inner::own_name`].
+fn own_key(ns: &str, name: &str) -> u64 {
+    crate::compact::hash(&[ns, name])
+}
+
 impl Inner {
     fn remove(&mut self, ns: &str, name: &str) {
+        self.own_name.remove(&own_key(ns, name));
         let key = (ns.to_string(), name.to_string());
         if let Some(old) = self.target_of.remove(&key) {
             let t = (ns.to_string(), old);
@@ -44,6 +59,10 @@ impl Inner {
 
     fn insert(&mut self, ns: &str, name: &str, target: &str) {
         self.remove(ns, name);
+        if target == name {
+            self.own_name.insert(own_key(ns, name));
+            return;
+        }
         self.target_of
             .insert((ns.to_string(), name.to_string()), target.to_string());
         let set = self
@@ -95,23 +114,29 @@ impl TargetIndex {
         {
             i.by_target.clear();
             i.target_of.clear();
+            i.own_name.clear();
             for (ns, name, target) in buf {
                 i.insert(&ns, &name, &target);
             }
         }
     }
 
-    /// The ExternalSecrets in `ns` that target the Secret `secret`.
+    /// The ExternalSecrets in `ns` that target the Secret `secret`, sorted.
     pub fn targeting(&self, ns: &str, secret: &str) -> Vec<String> {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|i| {
-                i.by_target
-                    .get(&(ns.to_string(), secret.to_string()))
-                    .map(|s| s.iter().map(|n| n.to_string()).collect())
-            })
-            .unwrap_or_default()
+        let Ok(i) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = i
+            .by_target
+            .get(&(ns.to_string(), secret.to_string()))
+            .map(|s| s.iter().map(|n| n.to_string()).collect())
+            .unwrap_or_default();
+        if i.own_name.contains(&own_key(ns, secret))
+            && let Err(at) = names.binary_search_by(|n| n.as_str().cmp(secret))
+        {
+            names.insert(at, secret.to_string());
+        }
+        names
     }
 }
 
@@ -236,6 +261,34 @@ mod tests {
         idx.relist_done();
         assert!(idx.targeting("a", "t").is_empty());
         assert_eq!(idx.targeting("b", "s"), ["es1"]);
+    }
+
+    #[test]
+    fn an_external_secret_targeting_its_own_name_is_found_without_map_entries() {
+        let idx = TargetIndex::default();
+        idx.apply("a", "db", "db");
+        idx.apply("a", "other", "db");
+        assert_eq!(idx.targeting("a", "db"), ["db", "other"]);
+        assert!(idx.targeting("b", "db").is_empty(), "per namespace");
+        assert!(idx.targeting("a", "other").is_empty(), "other targets db");
+        if let Ok(i) = idx.inner.lock() {
+            assert_eq!((i.own_name.len(), i.target_of.len()), (1, 1));
+        }
+        // The target is set to another name, then back to the default.
+        idx.apply("a", "db", "db-secret");
+        assert_eq!(idx.targeting("a", "db"), ["other"]);
+        assert_eq!(idx.targeting("a", "db-secret"), ["db"]);
+        idx.apply("a", "db", "db");
+        assert_eq!(idx.targeting("a", "db"), ["db", "other"]);
+        assert!(idx.targeting("a", "db-secret").is_empty());
+        // Deleted, and gone after a relist that no longer lists it.
+        idx.delete("a", "db");
+        assert_eq!(idx.targeting("a", "db"), ["other"]);
+        idx.apply("a", "db", "db");
+        idx.relist_start();
+        idx.relist_item("a", "other", "db");
+        idx.relist_done();
+        assert_eq!(idx.targeting("a", "db"), ["other"]);
     }
 
     #[test]

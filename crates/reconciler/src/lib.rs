@@ -25,6 +25,7 @@
 pub mod changes;
 pub mod cluster_external_secret;
 pub mod cluster_push_secret;
+mod compact;
 pub mod conditions;
 pub mod events;
 pub mod external_secret;
@@ -278,22 +279,11 @@ impl Watchdog {
         }
     }
 
-    /// A stable key for an object (`kind`, namespace, name), for [`Watchdog::start`],
-    /// [`Watchdog::expect_by`] and [`Watchdog::forget`].
+    /// A key for an object (`kind`, namespace, name), for [`Watchdog::start`],
+    /// [`Watchdog::expect_by`] and [`Watchdog::forget`]. Stable within the process; keyed
+    /// with a random per-process key, so no name can be made to collide with another's.
     pub fn key(kind: &str, namespace: &str, name: &str) -> u64 {
-        // FNV-1a: stable, no randomness needed.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in kind
-            .bytes()
-            .chain([0])
-            .chain(namespace.bytes())
-            .chain([0])
-            .chain(name.bytes())
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        compact::hash(&[kind, namespace, name])
     }
 
     /// Record the start of a reconcile of the object `key` (its due time is met).
@@ -314,6 +304,18 @@ impl Watchdog {
         if let Ok(mut s) = self.inner.lock() {
             s.due.insert(key, Instant::now() + after);
         }
+    }
+
+    /// Record that the object `key` is scheduled for a reconcile at `at`.
+    pub(crate) fn expect_at(&self, key: u64, at: Instant) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.due.insert(key, at);
+        }
+    }
+
+    /// Read the due times, by key (`None` if the lock is poisoned).
+    pub(crate) fn with_due<T>(&self, f: impl FnOnce(&HashMap<u64, Instant>) -> T) -> Option<T> {
+        self.inner.lock().ok().map(|s| f(&s.due))
     }
 
     /// Forget the object `key` (it was deleted): its due time no longer counts.
@@ -370,7 +372,7 @@ pub(crate) struct Context {
     pub metrics: Arc<Metrics>,
     /// Liveness.
     pub watchdog: Arc<Watchdog>,
-    secrets: Store<secrets::CachedSecret>,
+    secrets: secrets::SecretCache,
     stores: Store<DeserializeGuard<SecretStore>>,
     cluster_stores: Store<DeserializeGuard<ClusterSecretStore>>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
@@ -378,7 +380,11 @@ pub(crate) struct Context {
     /// `created-by` label counts of the cached Secrets (`index::CreatedByCounts`); `None` where
     /// the cache is filled without the watch (in-process tests): the orphan search then scans.
     created_by: Option<Arc<index::CreatedByCounts>>,
-    state: Mutex<HashMap<ObjectRef<ExternalSecret>, EsState>>,
+    /// The refresh timer (`external_secret::timer`); `None` where reconciles are driven
+    /// without the controller (in-process tests): requeues are then kube's `Action::requeue`.
+    timer: Option<Arc<external_secret::timer::Timer>>,
+    /// Per-ExternalSecret state, keyed `namespace/name` (one allocation per object).
+    state: Mutex<HashMap<Box<str>, EsState>>,
     forced: Mutex<HashMap<ObjectRef<ExternalSecret>, std::time::SystemTime>>,
 }
 
@@ -392,7 +398,7 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     fn secret(&self, ns: &str, name: &str) -> Option<Arc<secrets::CachedSecret>> {
-        self.secrets.get(&ObjectRef::new(name).within(ns))
+        self.secrets.get(ns, name)
     }
 
     /// Whether every cache this configuration runs has completed its initial list. The one
@@ -413,7 +419,7 @@ impl Context {
                 .now_or_never()
                 .is_some_and(|r| r.is_ok())
         }
-        listed(&self.secrets)
+        self.secrets.is_listed()
             && listed(&self.stores)
             && listed(&self.external_secrets)
             && (!self.config.enable_cluster_stores
@@ -424,7 +430,7 @@ impl Context {
         self.state
             .lock()
             .ok()
-            .and_then(|s| s.get(key).cloned())
+            .and_then(|s| s.get(state_key(key).as_ref()).cloned())
             .unwrap_or_default()
     }
 
@@ -434,7 +440,7 @@ impl Context {
         f: impl FnOnce(&mut EsState) -> T,
     ) -> T {
         match self.state.lock() {
-            Ok(mut s) => f(s.entry(key.clone()).or_default()),
+            Ok(mut s) => f(s.entry(state_key(key)).or_default()),
             Err(_) => f(&mut EsState::default()),
         }
     }
@@ -458,7 +464,7 @@ impl Context {
     pub(crate) fn forget_es(&self, ns: &str, name: &str) {
         let key = ObjectRef::new(name).within(ns);
         if let Ok(mut s) = self.state.lock() {
-            s.remove(&key);
+            s.remove(state_key(&key).as_ref());
         }
         if let Ok(mut f) = self.forced.lock() {
             f.remove(&key);
@@ -473,15 +479,15 @@ impl Context {
     /// After a relist, forget every ExternalSecret that is no longer in the cache (deleted while
     /// the watch was down, so no delete event was seen).
     fn sweep_es(&self, cache: &Store<external_secret::CachedExternalSecret>) {
-        let known: Vec<ObjectRef<ExternalSecret>> = self
+        let known: Vec<Box<str>> = self
             .state
             .lock()
             .map(|s| s.keys().cloned().collect())
             .unwrap_or_default();
         for k in known {
-            let ns = k.namespace.clone().unwrap_or_default();
-            if cache.get(&ObjectRef::new(&k.name).within(&ns)).is_none() {
-                self.forget_es(&ns, &k.name);
+            let (ns, name) = compact::split_object_key(&k);
+            if cache.get(&ObjectRef::new(name).within(ns)).is_none() {
+                self.forget_es(ns, name);
             }
         }
     }
@@ -504,6 +510,11 @@ impl Context {
                 .remove(family, &[("namespace", ns), ("name", name)]);
         }
     }
+}
+
+/// The [`Context`] state key of an ExternalSecret: `namespace/name` (neither contains a `/`).
+fn state_key(key: &ObjectRef<ExternalSecret>) -> Box<str> {
+    compact::object_key(key.namespace.as_deref().unwrap_or(""), &key.name)
 }
 
 /// An object that left a watched cache.
@@ -699,11 +710,12 @@ pub async fn run(
         }
         None => (None, None),
     };
-    // Managed Secrets, label-selected, each kept as a small record (`secrets::CachedSecret`).
-    let (secret_reader, secret_writer) = reflector::store::<secrets::CachedSecret>();
+    // Managed Secrets, label-selected, each kept as a small record (`secrets::CachedSecret`) in
+    // the operator's own cache (`secrets::SecretCache`: no ObjectMeta, the name once).
+    let secret_cache = secrets::SecretCache::default();
     let secret_api: Api<Secret> = scoped(&client, &ns);
-    // The `created-by` counts are updated before the reflector replaces the cached record (the
-    // record it replaces is the one whose label is counted).
+    // The `created-by` counts are updated before the cache replaces the record (the record it
+    // replaces is the one whose label is counted).
     let created_by = Arc::new(index::CreatedByCounts::default());
     let secret_stream = watcher(
         secret_api,
@@ -711,30 +723,30 @@ pub async fn run(
     )
     .default_backoff()
     .map_ok({
-        let cache = secret_reader.clone();
+        let cache = secret_cache.clone();
         let counts = created_by.clone();
         move |ev| {
             let ev = secrets::project_event(ev);
             match &ev {
                 watcher::Event::Apply(s) => counts.replace(
                     cache
-                        .get(&ObjectRef::from_obj(s))
+                        .get(s.namespace(), s.name())
                         .map(|old| old.created_by_key()),
-                    s.created_by_key(),
+                    s.record().created_by_key(),
                 ),
                 watcher::Event::Delete(s) => counts.delete(
                     cache
-                        .get(&ObjectRef::from_obj(s))
-                        .map_or_else(|| s.created_by_key(), |old| old.created_by_key()),
+                        .get(s.namespace(), s.name())
+                        .map_or_else(|| s.record().created_by_key(), |old| old.created_by_key()),
                 ),
                 watcher::Event::Init => counts.relist_start(),
-                watcher::Event::InitApply(s) => counts.relist_item(s.created_by_key()),
+                watcher::Event::InitApply(s) => counts.relist_item(s.record().created_by_key()),
                 watcher::Event::InitDone => counts.relist_done(),
             }
+            cache.apply_watcher_event(&ev);
             ev
         }
     })
-    .reflect(secret_writer)
     .inspect({
         let tx = rollout_tx.clone();
         move |ev| {
@@ -840,6 +852,10 @@ pub async fn run(
         instance: config.instance.clone(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    // Refreshes wait in the compact timer, not in kube's scheduler (`external_secret::timer`).
+    let timer = Arc::new(external_secret::timer::Timer::new(handles.watchdog.clone()));
+    let (due_tx, due_rx) =
+        futures::channel::mpsc::unbounded::<ObjectRef<external_secret::CachedExternalSecret>>();
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
@@ -847,12 +863,13 @@ pub async fn run(
         recorder,
         metrics: handles.metrics.clone(),
         watchdog: handles.watchdog.clone(),
-        secrets: secret_reader.clone(),
+        secrets: secret_cache.clone(),
         stores: ss_store.clone(),
         cluster_stores: css_store.clone(),
         namespaces: ns_reader.clone(),
         external_secrets: es_store.clone(),
         created_by: Some(created_by),
+        timer: Some(timer.clone()),
         state: Mutex::new(HashMap::new()),
         forced: Mutex::new(HashMap::new()),
     });
@@ -896,7 +913,7 @@ pub async fn run(
     tokio::spawn(report_ready(ctx.clone(), handles.ready.clone()));
 
     let es_controller = es_controller
-        .watches_stream(secret_stream, move |s: secrets::CachedSecret| {
+        .watches_stream(secret_stream, move |s: secrets::WatchedSecret| {
             let ns = s.namespace().to_string();
             targets
                 .targeting(&ns, s.name())
@@ -906,7 +923,7 @@ pub async fn run(
         })
         .reconcile_on(futures::stream::select(
             futures::stream::select(trigger_rx, wake_rx),
-            store_wake_rx,
+            futures::stream::select(store_wake_rx, due_rx),
         ))
         .graceful_shutdown_on(shutdown.clone())
         .run(
@@ -972,7 +989,7 @@ pub async fn run(
                     client.clone(),
                     ns.clone(),
                     rc,
-                    secret_reader.clone(),
+                    secret_cache.clone(),
                     rx,
                     Recorder::new(
                         client.clone(),
@@ -990,8 +1007,13 @@ pub async fn run(
             _ => futures::future::pending::<()>().await,
         }
     };
+    let timer_task = async {
+        timer.run(due_tx).await;
+        futures::future::pending::<()>().await
+    };
     tokio::select! {
         _ = es_controller => {},
+        _ = timer_task => {},
         _ = ss => {},
         _ = css => {},
         _ = ns_task => {},
@@ -1016,7 +1038,8 @@ impl Context {
         hub: Arc<dyn ProviderHub>,
         client: Client,
     ) -> (Arc<Self>, TestWriters) {
-        let (secrets, secrets_w) = reflector::store();
+        let secrets = secrets::SecretCache::default();
+        let secrets_w = secrets.clone();
         let (stores, stores_w) = reflector::store();
         let (cluster_stores, cluster_stores_w) = reflector::store();
         let (namespaces, namespaces_w) = reflector::store();
@@ -1041,6 +1064,7 @@ impl Context {
             namespaces,
             external_secrets,
             created_by: None,
+            timer: None,
             state: Mutex::new(HashMap::new()),
             forced: Mutex::new(HashMap::new()),
         });
@@ -1058,7 +1082,7 @@ impl Context {
 /// The writers behind a [`Context::for_tests`] context's caches.
 #[cfg(test)]
 pub(crate) struct TestWriters {
-    pub secrets: reflector::store::Writer<secrets::CachedSecret>,
+    pub secrets: secrets::SecretCache,
     pub stores: reflector::store::Writer<DeserializeGuard<SecretStore>>,
     pub cluster_stores: reflector::store::Writer<DeserializeGuard<ClusterSecretStore>>,
     pub namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
@@ -1108,7 +1132,8 @@ mod readiness_tests {
             let ready = Arc::new(AtomicBool::new(false));
             tokio::spawn(report_ready(ctx.clone(), ready.clone()));
             assert!(!ctx.caches_ready());
-            listed(&mut w.secrets);
+            w.secrets.apply_watcher_event(&watcher::Event::Init);
+            w.secrets.apply_watcher_event(&watcher::Event::InitDone);
             listed(&mut w.stores);
             assert!(!ctx.caches_ready(), "ExternalSecrets not listed yet");
             listed(&mut w.external_secrets);

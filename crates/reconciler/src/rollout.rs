@@ -57,7 +57,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicResourceScope};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Deserialize;
@@ -65,7 +64,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::Metrics;
-use crate::secrets::CachedSecret;
+use crate::secrets::{CachedSecret, SecretCache};
 
 /// Workload annotation: `"true"` rolls the workload when any managed Secret its pod template
 /// references changes.
@@ -661,17 +660,16 @@ pub trait SecretLookup {
     fn names(&self, ns: &str) -> Vec<String>;
 }
 
-impl SecretLookup for Store<CachedSecret> {
+impl SecretLookup for SecretCache {
     fn managed(&self, ns: &str, name: &str) -> Option<(String, BTreeMap<String, String>)> {
-        let s = self.get(&ObjectRef::new(name).within(ns))?;
+        let s = self.get(ns, name)?;
         cached_token(&s)
     }
 
     fn names(&self, ns: &str) -> Vec<String> {
-        self.state()
-            .iter()
-            .filter(|s| s.namespace() == ns)
-            .map(|s| s.name().to_string())
+        self.in_namespace(ns)
+            .into_iter()
+            .map(|(name, _)| name)
             .collect()
     }
 }
@@ -688,8 +686,12 @@ fn cached_token(s: &CachedSecret) -> Option<(String, BTreeMap<String, String>)> 
     if s.reloader_ignore() {
         annotations.insert(RELOADER_IGNORE.to_string(), "true".to_string());
     }
-    s.managed()
-        .then(|| (token(s.uid().unwrap_or_default(), &hash), annotations))
+    s.managed().then(|| {
+        (
+            token(s.uid().as_deref().unwrap_or_default(), &hash),
+            annotations,
+        )
+    })
 }
 
 /// Decide for one workload in `ns`, from the managed Secrets.
@@ -932,7 +934,7 @@ pub enum RolloutError {
 struct Controller {
     client: Client,
     config: RolloutConfig,
-    secrets: Store<CachedSecret>,
+    secrets: SecretCache,
     index: Mutex<Index>,
     queue: Queue,
     limiter: Limiter,
@@ -1121,7 +1123,7 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     config: RolloutConfig,
-    secrets: Store<CachedSecret>,
+    secrets: SecretCache,
     mut secret_events: SecretEvents,
     recorder: Recorder,
     metrics: Arc<Metrics>,
@@ -1194,7 +1196,7 @@ pub async fn run(
         let ctl = ctl.clone();
         async move {
             // Decide nothing before the managed Secrets are listed.
-            let _ = secrets.wait_until_ready().await;
+            secrets.wait_until_listed().await;
             loop {
                 let (ready, next) = ctl.queue.take_due();
                 if ready.is_empty() {

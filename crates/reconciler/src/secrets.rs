@@ -3,9 +3,14 @@
 //! the decisions read (identity, ownership, flags, the hash of the data as observed, the number
 //! of keys, hashes of the label and annotation pairs, a digest of what each field manager owns).
 //! No value is kept, so drift is detected without holding any secret value in memory.
+//!
+//! The records live in a [`SecretCache`] under `namespace/name`, filled from the watch's
+//! [`WatchedSecret`]s (the transient form that carries the name and namespace).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
+use crate::compact::Token;
 use eso_api::well_known::{ANNOTATION_DATA_HASH, FIELD_MANAGER_PREFIX};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -110,10 +115,10 @@ fn collect_keys(fields: Option<&serde_json::Value>, into: &mut BTreeSet<String>)
 /// annotations are kept as hashes of their `(key, value)` pairs, enough to tell whether the
 /// labels an ExternalSecret wants are all present.
 ///
-/// It is a [`kube::Resource`] (kind `Secret`), so it lives in an ordinary reflector store.
+/// It has no name or namespace: the [`SecretCache`] keeps it under `namespace/name`.
 #[derive(Clone, Debug, Default)]
 pub struct CachedSecret {
-    meta: ObjectMeta,
+    uid: Option<Token>,
     /// `type`, unless `Opaque` (the common case costs nothing).
     type_: Option<Box<str>>,
     flags: u8,
@@ -315,16 +320,9 @@ impl CachedSecret {
             secret.metadata.owner_references.as_deref().unwrap_or(&[]),
         )
         .map(|c| Box::new(ControllerRef::new(&c.kind, &c.api_version, &c.name, &c.uid)));
-        let meta = ObjectMeta {
-            name: secret.metadata.name.clone(),
-            namespace: secret.metadata.namespace.clone(),
-            uid: secret.metadata.uid.clone(),
-            // No resourceVersion: nothing reads it from the cache, and the reflector would
-            // keep a second copy in every key.
-            ..ObjectMeta::default()
-        };
         Self {
-            meta,
+            // No resourceVersion: nothing reads it from the cache.
+            uid: Token::of(secret.metadata.uid.as_deref()),
             type_: secret
                 .type_
                 .as_deref()
@@ -342,19 +340,9 @@ impl CachedSecret {
         }
     }
 
-    /// Its name.
-    pub fn name(&self) -> &str {
-        self.meta.name.as_deref().unwrap_or_default()
-    }
-
-    /// Its namespace.
-    pub fn namespace(&self) -> &str {
-        self.meta.namespace.as_deref().unwrap_or_default()
-    }
-
     /// Its uid.
-    pub fn uid(&self) -> Option<&str> {
-        self.meta.uid.as_deref()
+    pub fn uid(&self) -> Option<String> {
+        self.uid.as_ref().map(Token::to_string)
     }
 
     /// `type` (`Opaque` when unset, as the apiserver defaults it).
@@ -454,7 +442,47 @@ impl CachedSecret {
     }
 }
 
-impl kube::Resource for CachedSecret {
+/// A Secret as the watch delivers it: its name and namespace, and its record. Transient: the
+/// cache ([`SecretCache`]) keeps only the record, under `namespace/name`.
+///
+/// It is a [`kube::Resource`] (kind `Secret`, an `ObjectMeta` with the name and namespace
+/// only), so a stream of them can wake the ExternalSecret controller.
+#[derive(Clone, Debug)]
+pub struct WatchedSecret {
+    meta: ObjectMeta,
+    record: Arc<CachedSecret>,
+}
+
+impl WatchedSecret {
+    /// The watched form of `secret`.
+    pub fn of(secret: &Secret) -> Self {
+        Self {
+            meta: ObjectMeta {
+                name: secret.metadata.name.clone(),
+                namespace: secret.metadata.namespace.clone(),
+                ..ObjectMeta::default()
+            },
+            record: Arc::new(CachedSecret::of(secret)),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        self.meta.name.as_deref().unwrap_or_default()
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        self.meta.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// Its record.
+    pub fn record(&self) -> &Arc<CachedSecret> {
+        &self.record
+    }
+}
+
+impl kube::Resource for WatchedSecret {
     type DynamicType = ();
     type Scope = k8s_openapi::NamespaceResourceScope;
 
@@ -480,23 +508,137 @@ impl kube::Resource for CachedSecret {
 
 /// Deserializes a Secret and keeps its record (kube-runtime's `watches_stream` asks for
 /// deserializable objects).
-impl<'de> serde::Deserialize<'de> for CachedSecret {
+impl<'de> serde::Deserialize<'de> for WatchedSecret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Secret::deserialize(d).map(|s| CachedSecret::of(&s))
+        Secret::deserialize(d).map(|s| WatchedSecret::of(&s))
     }
 }
 
-/// Project a watch event on Secrets into one on [`CachedSecret`]s.
+/// Project a watch event on Secrets into one on [`WatchedSecret`]s.
 pub fn project_event(
     ev: kube::runtime::watcher::Event<Secret>,
-) -> kube::runtime::watcher::Event<CachedSecret> {
+) -> kube::runtime::watcher::Event<WatchedSecret> {
     use kube::runtime::watcher::Event;
     match ev {
-        Event::Apply(s) => Event::Apply(CachedSecret::of(&s)),
-        Event::Delete(s) => Event::Delete(CachedSecret::of(&s)),
-        Event::InitApply(s) => Event::InitApply(CachedSecret::of(&s)),
+        Event::Apply(s) => Event::Apply(WatchedSecret::of(&s)),
+        Event::Delete(s) => Event::Delete(WatchedSecret::of(&s)),
+        Event::InitApply(s) => Event::InitApply(WatchedSecret::of(&s)),
         Event::Init => Event::Init,
         Event::InitDone => Event::InitDone,
+    }
+}
+
+/// The managed Secrets, one record each under `namespace/name`: the operator's Secret cache,
+/// filled from the Secret watch ([`SecretCache::apply_watcher_event`]).
+///
+/// kube's reflector store would keep each record inside a full `ObjectMeta` (328 bytes inline,
+/// whatever it holds) under a key of four `String`s; this keeps the name once. Cheap to clone
+/// (a shared handle). A relist replaces the contents at its end, as kube's store does, so
+/// readers never see a half-listed cache.
+#[derive(Clone, Debug, Default)]
+pub struct SecretCache {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: RwLock<CacheState>,
+    /// Woken when the first list completes.
+    listed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    live: HashMap<Box<str>, Arc<CachedSecret>>,
+    /// A relist in progress: what it listed so far.
+    relisting: Option<HashMap<Box<str>, Arc<CachedSecret>>>,
+    /// The first list completed.
+    listed: bool,
+}
+
+impl SecretCache {
+    /// The record of the Secret `name` in `ns`, if cached.
+    pub fn get(&self, ns: &str, name: &str) -> Option<Arc<CachedSecret>> {
+        let key = crate::compact::object_key(ns, name);
+        self.inner.state.read().ok()?.live.get(&key).cloned()
+    }
+
+    /// Every cached Secret in `ns`: (name, record), in no particular order.
+    pub fn in_namespace(&self, ns: &str) -> Vec<(String, Arc<CachedSecret>)> {
+        let Ok(state) = self.inner.state.read() else {
+            return Vec::new();
+        };
+        state
+            .live
+            .iter()
+            .filter_map(|(k, v)| {
+                let (n, name) = crate::compact::split_object_key(k);
+                (n == ns).then(|| (name.to_string(), v.clone()))
+            })
+            .collect()
+    }
+
+    /// How many Secrets are cached.
+    pub fn len(&self) -> usize {
+        self.inner.state.read().map(|s| s.live.len()).unwrap_or(0)
+    }
+
+    /// Whether no Secret is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the first list has completed (before it, a missing Secret proves nothing).
+    pub fn is_listed(&self) -> bool {
+        self.inner.state.read().map(|s| s.listed).unwrap_or(false)
+    }
+
+    /// Wait until the first list has completed.
+    pub async fn wait_until_listed(&self) {
+        loop {
+            // Created before the check: a completion in between still wakes it.
+            let listed = self.inner.listed.notified();
+            if self.is_listed() {
+                return;
+            }
+            listed.await;
+        }
+    }
+
+    /// Apply one event of the Secret watch.
+    pub fn apply_watcher_event(&self, ev: &kube::runtime::watcher::Event<WatchedSecret>) {
+        use kube::runtime::watcher::Event;
+        let Ok(mut state) = self.inner.state.write() else {
+            return;
+        };
+        match ev {
+            Event::Apply(s) => {
+                state.live.insert(
+                    crate::compact::object_key(s.namespace(), s.name()),
+                    s.record.clone(),
+                );
+            }
+            Event::Delete(s) => {
+                state
+                    .live
+                    .remove(&crate::compact::object_key(s.namespace(), s.name()));
+            }
+            Event::Init => state.relisting = Some(HashMap::new()),
+            Event::InitApply(s) => {
+                let key = crate::compact::object_key(s.namespace(), s.name());
+                match state.relisting.as_mut() {
+                    Some(buf) => buf.insert(key, s.record.clone()),
+                    None => state.live.insert(key, s.record.clone()),
+                };
+            }
+            Event::InitDone => {
+                if let Some(buf) = state.relisting.take() {
+                    state.live = buf;
+                }
+                state.listed = true;
+                self.inner.listed.notify_waiters();
+            }
+        }
     }
 }
 
@@ -576,12 +718,67 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_cache_follows_the_watch_and_replaces_its_contents_on_a_relist() {
+        use kube::runtime::watcher::Event;
+        let named = |ns: &str, name: &str| {
+            let mut s = secret();
+            s.metadata.namespace = Some(ns.into());
+            s.metadata.name = Some(name.into());
+            WatchedSecret::of(&s)
+        };
+        let cache = SecretCache::default();
+        let waiter = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.wait_until_listed().await }
+        });
+        cache.apply_watcher_event(&Event::Init);
+        cache.apply_watcher_event(&Event::InitApply(named("a", "one")));
+        assert!(
+            !cache.is_listed() && cache.get("a", "one").is_none(),
+            "not before the end"
+        );
+        cache.apply_watcher_event(&Event::InitDone);
+        assert!(cache.is_listed());
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .is_ok(),
+            "the first list wakes the waiter"
+        );
+        cache.apply_watcher_event(&Event::Apply(named("a", "two")));
+        cache.apply_watcher_event(&Event::Apply(named("b", "one")));
+        assert_eq!(cache.len(), 3);
+        let mut in_a: Vec<String> = cache
+            .in_namespace("a")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        in_a.sort();
+        assert_eq!(in_a, ["one", "two"]);
+        assert_eq!(
+            cache.get("b", "one").and_then(|r| r.uid()).as_deref(),
+            Some("u-1")
+        );
+        cache.apply_watcher_event(&Event::Delete(named("a", "two")));
+        assert!(cache.get("a", "two").is_none());
+        // A relist that no longer lists "a/one" (deleted while the watch was down): the old
+        // view holds until it completes, then only what it listed is left.
+        cache.apply_watcher_event(&Event::Init);
+        cache.apply_watcher_event(&Event::InitApply(named("b", "one")));
+        assert!(cache.get("a", "one").is_some());
+        cache.apply_watcher_event(&Event::InitDone);
+        assert!(cache.get("a", "one").is_none());
+        assert_eq!(cache.len(), 1);
+    }
+
     #[test]
     fn the_record_answers_what_the_secret_would() {
         let s = secret();
-        let r = CachedSecret::of(&s);
+        let w = WatchedSecret::of(&s);
+        let r = w.record();
         assert_eq!(
-            (r.name(), r.namespace(), r.uid()),
+            (w.name(), w.namespace(), r.uid().as_deref()),
             ("db", "team", Some("u-1"))
         );
         assert!(r.managed() && r.is_valid());

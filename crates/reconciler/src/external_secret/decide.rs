@@ -102,7 +102,7 @@ pub(crate) fn window_blocked(es: &ExternalSecret, now: Timestamp) -> bool {
 /// object can lag behind our own status write).
 fn synced_here(f: &Facts<'_>) -> bool {
     let es = f.es;
-    f.state.synced_version.as_deref() == Some(f.current_version)
+    f.state.synced_version == Some(super::version_key(f.current_version))
         && f.state.last_check.is_some_and(|t| {
             match es.spec.refresh_interval_duration().filter(|i| !i.is_zero()) {
                 Some(i)

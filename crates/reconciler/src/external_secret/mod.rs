@@ -37,6 +37,7 @@ pub(crate) mod map;
 pub(crate) mod publish;
 pub(crate) mod report;
 pub(crate) mod schedule;
+pub(crate) mod timer;
 pub(crate) mod watch;
 
 #[cfg(test)]
@@ -137,7 +138,8 @@ pub(crate) struct EsState {
     /// `syncedResourceVersion` of the last successful sync in this process. The cached object
     /// can lag behind our own status write (a reconcile triggered by the Secret we just created
     /// sees the old status); this keeps such a reconcile from reading the provider again.
-    pub synced_version: Option<String>,
+    /// Kept as [`version_key`] of it: 8 bytes instead of a 50-character string per object.
+    pub synced_version: Option<u64>,
     /// The last sync attempt in this process failed: the next reconcile (a wake-up by a store,
     /// a namespace or a retry) tries again instead of trusting the schedule.
     pub failed: bool,
@@ -145,6 +147,11 @@ pub(crate) struct EsState {
     /// this instant within the restart spread instead of at once. Reconciles woken before then
     /// (a store or Secret event) keep waiting; the one at or after it reads the provider.
     pub deferred_until: Option<Instant>,
+}
+
+/// The key [`EsState::synced_version`] keeps of a `syncedResourceVersion`.
+pub(crate) fn version_key(version: &str) -> u64 {
+    crate::compact::hash(&[version])
 }
 
 /// The watchdog key of an ExternalSecret.
@@ -196,11 +203,24 @@ fn timing(ctx: &Context) -> schedule::Timing {
 /// Turn a [`schedule`] answer into an action; the watchdog expects the object by then.
 fn requeue(ctx: &Context, ns: &str, name: &str, after: Option<std::time::Duration>) -> Action {
     match after {
-        Some(d) => {
-            ctx.watchdog.expect_by(es_dog_key(ns, name), d);
-            Action::requeue(d.max(schedule::MIN_REQUEUE))
-        }
+        Some(d) => come_back(ctx, ns, name, d.max(schedule::MIN_REQUEUE)),
         None => Action::await_change(),
+    }
+}
+
+/// Reconcile the object again `after` from now: through the refresh timer when the
+/// controller runs one ([`timer`]: the action is then `await_change`), else as kube's
+/// `Action::requeue`. The watchdog expects the object by then either way.
+fn come_back(ctx: &Context, ns: &str, name: &str, after: std::time::Duration) -> Action {
+    match &ctx.timer {
+        Some(timer) => {
+            timer.schedule(ns, name, after);
+            Action::await_change()
+        }
+        None => {
+            ctx.watchdog.expect_by(es_dog_key(ns, name), after);
+            Action::requeue(after)
+        }
     }
 }
 
@@ -278,8 +298,7 @@ async fn reconcile_inner(
             let d = schedule::until(until, facts.now_instant);
             report::ready_metric(ctx, ns, name, "True");
             debug!(%ns, %name, after = ?d, "overdue after a restart: refresh scheduled within the spread");
-            ctx.watchdog.expect_by(es_dog_key(ns, name), d);
-            return Ok(Action::requeue(d));
+            return Ok(come_back(ctx, ns, name, d));
         }
         Decision::UpToDate { ready } => {
             report::ready_metric(ctx, ns, name, ready);
@@ -306,7 +325,7 @@ async fn reconcile_inner(
                 s.last_check = Some(now_ts);
                 s.failures = 0;
                 s.failed = false;
-                s.synced_version = Some(current_version.to_string());
+                s.synced_version = Some(version_key(current_version));
             });
             let after = schedule::next_requeue(es, now_ts, Some(now_ts), false, timing(ctx), seed);
             Ok(requeue(ctx, ns, name, after))
@@ -430,6 +449,5 @@ pub(crate) fn error_policy(
         schedule::seed_of(&ns, &name),
     );
     warn!(%ns, %name, error = %error, retry_in = ?d, "sync failed");
-    ctx.watchdog.expect_by(es_dog_key(&ns, &name), d);
-    Action::requeue(d)
+    come_back(&ctx, &ns, &name, d)
 }

@@ -287,18 +287,18 @@ pub(crate) async fn delete_orphans(
     let uid = es.uid().unwrap_or_default();
     let orphans: Vec<(String, Option<String>)> = ctx
         .secrets
-        .state()
-        .iter()
-        .filter(|s| s.namespace() == ns && s.name() != target)
-        .filter(|s| s.created_by_is(&created_by))
-        .filter(|s| {
+        .in_namespace(ns)
+        .into_iter()
+        .filter(|(secret, _)| secret != target)
+        .filter(|(_, s)| s.created_by_is(&created_by))
+        .filter(|(_, s)| {
             s.controller().is_some_and(|c| {
                 c.kind() == "ExternalSecret"
                     && c.name() == name
                     && (uid.is_empty() || c.uid() == uid)
             })
         })
-        .map(|s| (s.name().to_string(), s.uid().map(str::to_string)))
+        .map(|(secret, s)| (secret, s.uid()))
         .collect();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     for (orphan, orphan_uid) in orphans {

@@ -79,7 +79,7 @@ fn facts<'a>(es: &'a ExternalSecret, state: &'a EsState, now_instant: Instant) -
 fn checked() -> EsState {
     EsState {
         last_check: Some(t("2026-12-02T11:59:00Z")),
-        synced_version: Some(V.to_string()),
+        synced_version: Some(super::version_key(V)),
         ..EsState::default()
     }
 }
@@ -823,7 +823,7 @@ mod in_process {
     async fn first_sync_applies_the_secret_and_the_status_then_a_no_op_makes_no_request() {
         let es = external_secret(json!({}));
         let es_json = serde_json::to_value(&es).unwrap();
-        let (ctx, mut w, seen) = context(None, &es, move |c| {
+        let (ctx, w, seen) = context(None, &es, move |c| {
             match (c.method.as_str(), c.path.as_str()) {
                 ("GET", SECRET) => not_found(),
                 ("PATCH", SECRET) | ("POST", EVENTS) => (200, stored(c.body.clone())),
@@ -876,7 +876,7 @@ mod in_process {
         // The Secret reaches the cache as the watch would put it there.
         let secret: Secret = serde_json::from_value(stored(apply.body.clone())).unwrap();
         w.secrets
-            .apply_watcher_event(&Event::Apply(crate::secrets::CachedSecret::of(&secret)));
+            .apply_watcher_event(&Event::Apply(crate::secrets::WatchedSecret::of(&secret)));
         seen.lock().unwrap().clear();
         let action = reconcile(&es, &ctx).await.unwrap();
         assert_eq!(
@@ -901,9 +901,9 @@ mod in_process {
             "binding": {"name": "db-secret"},
             "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced"}],
         }));
-        let (ctx, mut w, seen) = context(None, &es, |_| (500, json!({})));
+        let (ctx, w, seen) = context(None, &es, |_| (500, json!({})));
         w.secrets
-            .apply_watcher_event(&Event::Apply(crate::secrets::CachedSecret::of(
+            .apply_watcher_event(&Event::Apply(crate::secrets::WatchedSecret::of(
                 &valid_secret(),
             )));
         let action = reconcile(&es, &ctx).await.unwrap();
@@ -1018,7 +1018,7 @@ mod in_process {
             ));
         es.spec.target.deletion_policy = eso_api::DeletionPolicy::Delete;
         let es_json = serde_json::to_value(&es).unwrap();
-        let (ctx, mut w, seen) = context(None, &es, move |c| {
+        let (ctx, w, seen) = context(None, &es, move |c| {
             match (c.method.as_str(), c.path.as_str()) {
                 ("DELETE", SECRET) => (
                     200,
@@ -1029,7 +1029,7 @@ mod in_process {
             }
         });
         w.secrets
-            .apply_watcher_event(&Event::Apply(crate::secrets::CachedSecret::of(
+            .apply_watcher_event(&Event::Apply(crate::secrets::WatchedSecret::of(
                 &valid_secret(),
             )));
         let action = reconcile(&es, &ctx).await.unwrap();
