@@ -17,6 +17,8 @@
 //!   ExternalSecret count grows; `--write-plot` writes `docs/img/rss-vs-objects.svg`;
 //! - `cargo xtask bench fairness [--failing 5000] [--missing 500]`: a new ExternalSecret's time
 //!   to Ready while thousands of others fail and retry (on an already running testenv);
+//! - `cargo xtask bench plot --points 1000:30.5,10000:48.6`: the same plot from figures of
+//!   several `scale` runs (count:MiB pairs);
 //! - `cargo xtask bench soak [--es 10000] [--distinct 100] [--minutes 10] [--interval 60]`: RSS,
 //!   errors and AWS calls per minute over a long run (on an already running testenv).
 //!
@@ -285,6 +287,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("fairness") => return fairness(&args[1..]),
         Some("soak") => return soak(&args[1..]),
         Some("scale") => return scale(&args[1..]),
+        Some("plot") => return plot(&args[1..]),
         _ => {}
     }
     let n = arg(args, "--es", 1000);
@@ -517,6 +520,37 @@ fn scale(args: &[String]) -> Result<()> {
         println!("(plot written to {})", out.display());
     }
     s.write_report("scale", &report)
+}
+
+/// `cargo xtask bench plot --points <count>:<MiB>,...`: writes `docs/img/rss-vs-objects.svg`
+/// from figures measured by several `scale` runs (a 100,000 step alone takes most of an hour).
+fn plot(args: &[String]) -> Result<()> {
+    let raw = args
+        .iter()
+        .position(|a| a == "--points")
+        .and_then(|i| args.get(i + 1))
+        .context("usage: cargo xtask bench plot --points <count>:<MiB>,...")?;
+    let mut points = Vec::new();
+    for pair in raw.split(',') {
+        let (count, mib) = pair
+            .split_once(':')
+            .with_context(|| format!("{pair}: not <count>:<MiB>"))?;
+        points.push((
+            count
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("{pair}: count"))?,
+            mib.trim()
+                .parse::<f64>()
+                .with_context(|| format!("{pair}: MiB"))?,
+        ));
+    }
+    points.sort_by_key(|p| p.0);
+    let root = crate::project_root();
+    let out = root.join("docs/img/rss-vs-objects.svg");
+    std::fs::write(&out, rss_plot(&points))?;
+    println!("(plot written to {})", out.display());
+    Ok(())
 }
 
 /// An SVG line plot of operator RSS (MiB) against the ExternalSecret count, hand-written.
