@@ -81,8 +81,13 @@ fn print_help() {
 
 /// The workspace root (the parent of this crate's directory).
 pub fn project_root() -> PathBuf {
-    let dir = std::env::var("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("xtask"));
-    dir.parent().map(PathBuf::from).unwrap_or(dir)
+    match std::env::var_os("CARGO_MANIFEST_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            dir.parent().map(PathBuf::from).unwrap_or(dir)
+        }
+        // Run as `target/debug/xtask` from the project root: absolute paths all the same (the
+        // testenv's kubeconfig names its certificates by path).
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    }
 }
