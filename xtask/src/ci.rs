@@ -126,6 +126,20 @@ pub fn run(args: &[String]) -> Result<()> {
             &[],
         )
     })?;
+    // The operator's diagnosis features (allocator statistics, dhat heap profile) are off by
+    // default: checked here so they keep building.
+    step("cargo clippy, operator diagnosis features", || {
+        for features in [
+            &["--features", "allocator-stats"][..],
+            &["--no-default-features", "--features", "dhat-heap"][..],
+        ] {
+            let mut args = vec!["clippy", "-p", "eso-operator", "--all-targets"];
+            args.extend_from_slice(features);
+            args.extend_from_slice(&["--", "-D", "warnings"]);
+            cargo(&args, &[])?;
+        }
+        Ok(())
+    })?;
     step("crdgen --check", || crate::crdgen::run(true))?;
     step("apidocs --check", || crate::apidocs::run(true))?;
     // About a minute: go build of the oracle (sprig from the module proxy) and 318 renders.

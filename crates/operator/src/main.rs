@@ -205,6 +205,24 @@ fn init_logging(level: &str, format: &str) {
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static GLOBAL: dhat::Alloc = dhat::Alloc;
+
+/// Feature `dhat-heap`: profile the heap, and write the profile (`dhat-heap.json`, with the
+/// bytes live at that moment as "t-end") once the file named by `ESO_DHAT_DUMP` appears.
+#[cfg(feature = "dhat-heap")]
+fn start_heap_profile() {
+    let profiler = dhat::Profiler::new_heap();
+    let trigger = std::env::var("ESO_DHAT_DUMP").unwrap_or_else(|_| "dhat-dump".into());
+    std::thread::spawn(move || {
+        while !std::path::Path::new(&trigger).exists() {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        drop(profiler);
+    });
+}
+
 /// Turn on jemalloc's background purge thread (a no-op without the `jemalloc` feature).
 fn allocator_background_purge() {
     #[cfg(feature = "jemalloc")]
@@ -213,7 +231,42 @@ fn allocator_background_purge() {
     }
 }
 
+/// jemalloc's statistics in the Prometheus text format (feature `allocator-stats`; empty
+/// without it): bytes the program holds (`allocated`), in the pages jemalloc uses for them
+/// (`active`), mapped and resident (`resident`), kept mapped for reuse (`retained`), and
+/// jemalloc's own bookkeeping (`metadata`).
+fn allocator_metrics() -> String {
+    #[cfg(feature = "allocator-stats")]
+    {
+        use std::fmt::Write as _;
+        use tikv_jemalloc_ctl::{epoch, stats};
+        if epoch::advance().is_err() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "# HELP eso_allocator_bytes jemalloc statistics, by kind.\n# TYPE eso_allocator_bytes gauge\n",
+        );
+        let kinds = [
+            ("allocated", stats::allocated::read()),
+            ("active", stats::active::read()),
+            ("resident", stats::resident::read()),
+            ("retained", stats::retained::read()),
+            ("metadata", stats::metadata::read()),
+        ];
+        for (kind, value) in kinds {
+            if let Ok(v) = value {
+                let _ = writeln!(out, "eso_allocator_bytes{{kind=\"{kind}\"}} {v}");
+            }
+        }
+        out
+    }
+    #[cfg(not(feature = "allocator-stats"))]
+    String::new()
+}
+
 fn main() -> Result<()> {
+    #[cfg(feature = "dhat-heap")]
+    start_heap_profile();
     let cli = Cli::parse();
     if let Some(Command::Render { file, remotes }) = &cli.command {
         // A clear one-line error and a non-zero exit, never a backtrace.
@@ -301,7 +354,7 @@ async fn run(args: RunArgs) -> Result<()> {
         let addr = parse_addr(&args.metrics_addr)?;
         tokio::spawn(async move {
             let handler: http::Handler = Arc::new(move |path| match path {
-                "/metrics" => (200, metrics.render()),
+                "/metrics" => (200, metrics.render() + &allocator_metrics()),
                 _ => (404, "not found\n".into()),
             });
             if let Err(e) = http::serve(addr, handler).await {
@@ -526,6 +579,33 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    /// With `allocator-stats`, the five kinds are exported and the heap is not empty; without
+    /// it, nothing is added to `/metrics`.
+    #[test]
+    fn allocator_metrics_follow_the_feature() {
+        let _held = vec![0u8; 1 << 20];
+        let text = super::allocator_metrics();
+        if cfg!(feature = "allocator-stats") {
+            for kind in ["allocated", "active", "resident", "retained", "metadata"] {
+                assert!(
+                    text.contains(&format!("eso_allocator_bytes{{kind=\"{kind}\"}} ")),
+                    "{text}"
+                );
+            }
+            let allocated: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("eso_allocator_bytes{kind=\"allocated\"} "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            assert!(allocated >= 1 << 20, "{text}");
+        } else {
+            assert!(text.is_empty(), "{text}");
+        }
     }
 }
 
