@@ -205,7 +205,13 @@ fn init_logging(level: &str, format: &str) {
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[cfg(feature = "dhat-heap")]
+// One global allocator: dhat's replaces jemalloc's, so the default features must be off.
+#[cfg(all(feature = "dhat-heap", feature = "jemalloc"))]
+compile_error!(
+    "feature `dhat-heap` replaces jemalloc: build with `--no-default-features --features dhat-heap`"
+);
+
+#[cfg(all(feature = "dhat-heap", not(feature = "jemalloc")))]
 #[global_allocator]
 static GLOBAL: dhat::Alloc = dhat::Alloc;
 
